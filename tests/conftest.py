@@ -17,3 +17,23 @@ def ml100k_path() -> pathlib.Path:
         # Not a skip: CI always has ../shared, so a missing folder is a broken set-up.
         pytest.fail(f"MovieLens 100K not found at {path}; set TFREC_ML100K to its folder.")
     return path
+
+
+def demo_overrides(root, ml100k_path, *extra):
+    """The main job of `make demo` (hybrid, MiniLM), shortened to 2 epochs and 3 baselines, writing under `root`."""
+    return [f"--data.source={ml100k_path}", "--train.epochs=2", "--train.verbose=0",
+            "--eval.baselines=random,most_popular,ease", "--eval.n_bootstrap=200",
+            # The ranking stage (~1 min an epoch on 2 cores) has its own tests; keep this run to retrieval.
+            "--ranking.enabled=false",
+            f"--export.root={root / 'saved_models'}", f"--run_root={root / 'runs'}", *extra]
+
+
+@pytest.fixture(scope="session")
+def ml100k_demo(tmp_path_factory, ml100k_path):
+    """(RunResult, root): the main job on the real ML-100K with MiniLM, run once per test session and
+    shared by tests/test_run.py, test_artifacts.py, test_export_cli.py and test_demo_export_proofs.py."""
+    from tfrec.cli.run import run
+    from tfrec.config import load_config
+
+    root = tmp_path_factory.mktemp("demo")
+    return run(load_config(None, demo_overrides(root, ml100k_path))), root

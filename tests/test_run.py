@@ -9,19 +9,17 @@ import pytest
 
 from tfrec.cli.main import main
 from tfrec.cli.run import run
+from tests.conftest import demo_overrides
 from tfrec.config import load_config
 
 
 def _cfg(root, ml100k_path, *extra):
-    return load_config(None, [f"--data.source={ml100k_path}", "--train.epochs=2", "--train.verbose=0",
-                              "--eval.baselines=random,most_popular,ease", "--eval.n_bootstrap=200",
-                              f"--export.root={root / 'saved_models'}", f"--run_root={root / 'runs'}", *extra])
+    return load_config(None, demo_overrides(root, ml100k_path, *extra))
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory, ml100k_path):
-    root = tmp_path_factory.mktemp("demo")
-    return run(_cfg(root, ml100k_path)), root
+@pytest.fixture
+def demo(ml100k_demo):
+    return ml100k_demo  # one main job per session (tests/conftest.py)
 
 
 @pytest.mark.slow
@@ -29,7 +27,7 @@ def test_run_writes_a_complete_run_folder(demo):
     result, root = demo
     run_dir = root / "runs" / result.run_dir.rsplit("/", 1)[-1]
     for name in ("config.json", "metrics.json", "metrics.md", "run.log", "metric_bars.png", "recall_vs_k.png",
-                 "popularity.png", "coverage.png"):
+                 "popularity.png", "coverage.png", "model/model.json", "model/weights.index"):
         assert (run_dir / name).exists(), name
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved["config"]["train"]["epochs"] == 2 and saved["config"]["model"]["kind"] == "hybrid"
@@ -113,3 +111,36 @@ def test_cli_bad_input_exits_cleanly_and_leaves_no_run_folder(tmp_path, capsys):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
     rc = main(["run", "--train.epoch=3"])
     assert rc == 2 and "Did you mean `train.epochs`" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_stage_main_job_reports_both_stages_and_exports_rank(tmp_path, ml100k_path):
+    import tensorflow as tf
+
+    cfg = load_config(None, demo_overrides(tmp_path, ml100k_path, "--ranking.enabled=true", "--train.epochs=1",
+                                           "--ranking.epochs=1", "--eval.baselines=most_popular"))
+    result = run(cfg)
+    m = result.metrics
+    assert {"tfrec hybrid", "tfrec two-stage", "most_popular"} == set(m["models"])
+    comp = [c for c in m["comparisons"] if c["a"] == "tfrec two-stage" and c["b"] == "tfrec hybrid"]
+    assert {c["metric"] for c in comp} >= {"ndcg@10", "recall@20"}
+    for c in comp:
+        assert c["low"] <= c["mean_diff"] <= c["high"]
+    ratings = m["ranking"]["ratings"]
+    assert set(ratings) == {"global_mean", "user_item_bias", "tfrec ranker"}
+    assert ratings["user_item_bias"]["rmse"] < ratings["global_mean"]["rmse"]  # the bias baseline is not broken
+    loaded = tf.saved_model.load(result.export_path)
+    assert {"rank", "retrieve", "serving_default"} <= set(loaded.signatures)
+    meta = json.loads((__import__("pathlib").Path(result.export_path) / "assets.extra" / "tfrec_export.json").read_text())
+    assert meta["two_stage"] and meta["retrieve_k"] == 200
+    # The served two-stage list equals the in-memory ranker's order of the served retrieval candidates.
+    rec = result.recommender
+    feats = rec.query_features_of("42", timestamp=int(rec.known.timestamp.max()) + 1)
+    inputs = {k: tf.constant(v) for k, v in feats.items()}
+    served = loaded.signatures["serving_default"](**inputs)["item_ids"].numpy()[0].astype(str)
+    cands = loaded.signatures["retrieve"](**inputs)["item_ids"].numpy()[0].astype(str)
+    from tfrec.models.two_stage import rank_candidates
+
+    rel, _ = rank_candidates(rec.ranker, feats, cands[None, :].astype(object))
+    want = cands[np.argsort(-rel[0], kind="stable")[:10]]
+    assert served[:10].tolist() == want.tolist()

@@ -92,6 +92,10 @@ class TrainConfig:
     seed: int = 42
     shuffle_buffer: int = 100_000
     verbose: int = 2
+    # Model + optimizer + callback state after every epoch; None: <run_root>/checkpoints/<name>-<config hash>
+    # (the run folder itself is only renamed into place at the end, so a killed run leaves none).
+    checkpoint_dir: Optional[str] = None
+    resume: bool = True  # a restarted run with the same config continues after its last finished epoch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +108,37 @@ class EvalConfig:
     # A named protocol (tfrs_tutorial | recbole_general | recbole_sequential | temporal) sets the
     # split, the queries and the exclusions; None: `split.*` with one query per test user.
     protocol: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RankingConfig:
+    """The ranking stage (DCN-v2 cross layers + deep MLP over user, context, history
+    and item features incl. the BERT text embedding) on the retriever's candidates.
+
+    mode: "separate" (train retrieval, then the ranker on the retriever's hard
+    negatives, retrieval frozen) | "joint" (one multi-task model, loss =
+    retrieval_weight * retrieval + relevance_weight * ranking + rating_weight * rating).
+    loss: "listwise" (softmax over [positive, negatives]) | "bce" | "rating".
+    """
+
+    enabled: bool = True
+    mode: str = "separate"
+    loss: str = "listwise"
+    rating_weight: float = 1.0  # rating regression head (data with ratings); 0 = off
+    relevance_weight: float = 1.0
+    retrieval_weight: float = 1.0  # joint mode only
+    embedding_dim: int = 32
+    cross_layers: int = 2
+    projection_dim: Optional[int] = None  # low-rank cross layers; None = full rank
+    deep_units: Tuple[int, ...] = (256, 64)
+    num_hard_negatives: int = 8  # from the retriever's top `hard_negative_pool` (separate mode)
+    hard_negative_pool: int = 100
+    num_random_negatives: int = 8
+    candidates: int = 200  # items retrieved per request before ranking
+    epochs: int = 10
+    batch_size: int = 512
+    learning_rate: float = 0.001
+    early_stopping_patience: int = 2  # on validation two-stage NDCG@10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +160,7 @@ class RunConfig:
     text: TextConfig = TextConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    ranking: RankingConfig = RankingConfig()
     export: ExportConfig = ExportConfig()
     run_root: str = "runs"
     name: str = "ml100k"

@@ -2,6 +2,8 @@
 
 * "demo": a hybrid query tower (user id, occupation, age, timestamp, history of item
   ids), a ranker, and an item encoder with a tiny BERT over titles (40 items, dim 8).
+  With `with_explainer=True` it also serves `explain` (`tfrec.explain.serving.QueryExplainer`
+  over the same query tower and item embeddings; the serving proofs use that).
 * "ids": the id-only tower of `tfrec run`, exported through the backwards-compatible
   call `export_retrieval(query_tower, item_ids, item_embeddings, ...)`.
 
@@ -130,13 +132,24 @@ def demo_parts(with_text=True):
             "item_embeddings": item_embeddings()}
 
 
-def build_demo_export(root, name="demo", with_text=True, index="brute_force", index_params=None, parts=None):
+# `explain`'s "unknown" value of each query feature, as `tfrec.explain.attribution.occlusion` sets them.
+EXPLAIN_OCCLUSIONS = {"user_id": "\x00oov", "occupation": "", "age": -1.0, "timestamp": 0}
+
+
+def demo_explainer(parts):
+    from tfrec.explain.serving import QueryExplainer
+
+    return QueryExplainer(parts["query"], parts["item_ids"], parts["item_embeddings"], occlusions=EXPLAIN_OCCLUSIONS)
+
+
+def build_demo_export(root, name="demo", with_text=True, index="brute_force", index_params=None, parts=None,
+                      with_explainer=False):
     """Exports the hybrid demo; returns (path, parts)."""
     parts = parts or demo_parts(with_text)
     path = export_retrieval(parts["query"], QUERY_SPEC, parts["item_ids"], parts["item_embeddings"],
                             item_encoder=parts["item_encoder"], item_encoder_spec=ITEM_SPEC if with_text else None,
-                            ranker=parts["ranker"], index=index, index_params=index_params, k=K,
-                            retrieve_k=RETRIEVE_K, root=root, name=name)
+                            ranker=parts["ranker"], explainer=demo_explainer(parts) if with_explainer else None,
+                            index=index, index_params=index_params, k=K, retrieve_k=RETRIEVE_K, root=root, name=name)
     return path, parts
 
 

@@ -1,6 +1,6 @@
 """What stock TF Serving relies on, checked without its binary (not installable here).
 
-Exports: `demo` (hybrid query tower, ranker, tiny-BERT `encode_items`), `ids` (the
+Exports: `demo` (hybrid query tower, ranker, tiny-BERT `encode_items`, `explain`), `ids` (the
 id-only call of `tfrec run`) and `ids_kmeans` (the same through the k-means index).
 One fresh subprocess (`serving_child.py`, importing only tensorflow and
 tensorflow_text) loads each through `tf.saved_model.load` and through the TF1
@@ -51,7 +51,8 @@ def hand_cases(name):
                 ("rank", {**q, "candidate_item_ids": np.array([[b"i001", b"nope", b""], [b"i040", b"i002", b"i003"]],
                                                               dtype=object)}),
                 ("encode_items", {"title": np.array([b"Toy Story (1995)", "Café Society".encode()], dtype=object),
-                                  "year": np.array([1995, 2016], np.int64)})]
+                                  "year": np.array([1995, 2016], np.int64)}),
+                ("explain", {**q, "item_ids": np.array([b"i005", b"no-such-item"], dtype=object)})]
     users = {"user_id": np.array([b"1", b"12", b"never-seen", b""], dtype=object)}
     return [("serving_default", users), ("retrieve", users), ("encode_query", users),
             ("recommend", {**users, "exclude_item_ids": np.array([[b"i001", b"i029", b"zz"]] * 4, dtype=object)})]
@@ -73,7 +74,7 @@ def decode(spec):
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
     root = tmp_path_factory.mktemp("proofs") / "saved_models"
-    demo_path, demo_parts = demo.build_demo_export(root, with_text=True)
+    demo_path, demo_parts = demo.build_demo_export(root, with_text=True, with_explainer=True)
     ids_path, ids_parts = demo.build_ids_export(root)
     km_path, km_parts = demo.build_ids_export(root, name="ids_kmeans", index="kmeans", index_params=KMEANS)
     return {"demo": (demo_path, demo_parts), "ids": (ids_path, ids_parts), "ids_kmeans": (km_path, km_parts)}
@@ -116,6 +117,8 @@ def served(exports, tmp_path_factory):
 
 def reference(name, parts, sig, inputs):
     """The in-memory model's answer: towers called eagerly, top-k by numpy argsort."""
+    if sig == "explain":
+        return explain_reference(parts, inputs)
     feats = {n: tf.constant(v) for n, v in inputs.items() if n not in ("exclude_item_ids", "candidate_item_ids")}
     if sig == "encode_items":
         return {"embedding": parts["item_encoder"](feats).numpy()}
@@ -133,6 +136,33 @@ def reference(name, parts, sig, inputs):
     k = demo.RETRIEVE_K if (sig == "retrieve" and name == "demo") else (40 if sig == "retrieve" else demo.K)
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return {"item_ids": parts["item_ids"].astype(bytes)[top], "scores": np.take_along_axis(scores, top, 1)}
+
+
+def explain_reference(parts, inputs):
+    """`explain`'s answer from the in-memory Python explainer (`tfrec.explain.attribution`: leave-one-out and
+    occlusion, one query row at a time, checked against naive per-deletion loops in tests/explain)."""
+    from tfrec.explain.attribution import leave_one_out, occlusion
+
+    names = list(demo.EXPLAIN_OCCLUSIONS)
+
+    def query_fn(f):
+        return parts["query"](f)
+
+    rows = {n: [] for n in ("score", "history_contributions", "history_item_ids", "attribute_contributions")}
+    index = {i.encode(): r for r, i in enumerate(parts["item_ids"])}
+    for b, item in enumerate(inputs["item_ids"]):
+        feats = {n: inputs[n][b:b + 1] for n in demo.QUERY_SPEC}
+        feats["history"] = np.vectorize(lambda x: x.decode(), otypes=[object])(feats["history"])
+        feats["user_id"] = np.array([feats["user_id"][0].decode()], object)
+        feats["occupation"] = np.array([feats["occupation"][0].decode()], object)
+        vec = (parts["item_embeddings"][index[item]] if item in index
+               else np.zeros(demo.DIM, np.float32))[None]  # unknown item: scores 0
+        score, loo = leave_one_out(query_fn, feats, vec)
+        rows["score"].append(score[0])
+        rows["history_contributions"].append(loo[0])
+        rows["history_item_ids"].append(inputs["history"][b])
+        rows["attribute_contributions"].append(occlusion(query_fn, feats, vec, names, 0, score=score)[0])
+    return {n: np.stack(v) for n, v in rows.items()}
 
 
 def assert_same(got, want, what):

@@ -2,6 +2,8 @@
 
     tfrec run [--config FILE] [--data PATH] [--section.key=value ...]
     tfrec evaluate --protocol NAME|all [--config FILE] [--data PATH] [--eval.baselines=...]
+    tfrec export --run RUN_DIR [--version N] [--export.key=value ...]
+    tfrec explain --run RUN_DIR --user ID [--k 5] [--item ID] [--json]
     tfrec info [--data PATH]
 """
 import argparse
@@ -29,6 +31,20 @@ def _parser():
     e.add_argument("--json", help="also write metrics.json's content to this file (atomically)")
     e.add_argument("--full-grids", action="store_true",
                    help="search every baseline's full grid (slow: the TFRS-tutorial grid alone is ~10 min per protocol)")
+    x = sub.add_parser("export", help="export a finished run's trained model as a new TF Serving version",
+                       epilog="Export settings can be overridden with dotted flags, e.g. --export.root=saved_models "
+                              "--export.name=ml100k_ann --export.index=kmeans --export.probes=16")
+    x.add_argument("--run", required=True, help="run folder written by `tfrec run` (runs/<time>-<name>/)")
+    x.add_argument("--version", help="integer version folder to write (default: the next free one); "
+                                     "an existing version is refused")
+    xp = sub.add_parser("explain", help="why a finished run's model recommends items to a user (evidence + sentence)")
+    xp.add_argument("--run", required=True, help="run folder written by `tfrec run` (hybrid model)")
+    xp.add_argument("--user", required=True, help="user id")
+    xp.add_argument("--k", type=int, default=5, help="explain the user's top-k recommendations (default 5)")
+    xp.add_argument("--item", help="explain this item instead of the top-k")
+    xp.add_argument("--timestamp", type=int,
+                    help="request time, Unix seconds (default: 1 s after the run's last known interaction)")
+    xp.add_argument("--json", action="store_true", help="print the explanations' JSON form")
     i = sub.add_parser("info", help="summarise a data set (counts, time range, density)")
     i.add_argument("--data", help="as for `run`")
     return p
@@ -52,6 +68,14 @@ def main(argv=None):
 
             evaluate(load_config(args.config, overrides), [n.strip() for n in args.protocol.split(",") if n.strip()],
                      full_grids=args.full_grids, markdown_path=args.markdown, json_path=args.json)
+        elif args.command == "export":
+            from tfrec.cli.export import export_run
+
+            export_run(args.run, version=args.version, overrides=rest)
+        elif args.command == "explain":
+            from tfrec.cli.explain import explain_run
+
+            explain_run(args.run, args.user, k=args.k, item=args.item, as_json=args.json, timestamp=args.timestamp)
         elif args.command == "info":
             import json
 

@@ -1,9 +1,9 @@
 """The main job: load -> split -> fit features -> train -> evaluate -> export.
 
 `tfrec run` (and `tfrec.run(config)` from Python) writes everything into its own
-run folder `runs/<time>-<name>/` (config.json, metrics.json, metrics.md, run.log,
-TensorBoard logs), built in a temporary folder and renamed at the end, so a
-killed run leaves nothing half-written.
+run folder `runs/<time>-<name>/` (config.json, the trained weights in model/,
+metrics.json, metrics.md, run.log, TensorBoard logs), built in a temporary folder
+and renamed at the end, so a killed run leaves nothing half-written.
 """
 import dataclasses
 import datetime
@@ -106,6 +106,10 @@ def encode_item_texts(config: RunConfig, items, log=print):
     log(f"text: {len(texts):,} item texts through {t.preset} ({encoder.num_layers} layers, {encoder.output_dim}-d), "
         f"{'cache hit' if cache.hits else 'encoded and cached'} in {time.perf_counter() - start:.1f} s; "
         f"e.g. {texts[0]!r}")
+    if t.finetune != "frozen":
+        log(f"text: fine-tuning ({t.finetune}"
+            f"{f', top {t.trainable_layers} layer(s)' if t.finetune == 'top_n' else ', all layers'}): the item tower "
+            "runs BERT on the distinct items of each batch; the cached embeddings are not used in training")
     return emb, encoder
 
 
@@ -118,9 +122,23 @@ def _fit(model_fn, ds, config, log, log_dir, callbacks=()):
     log(f"train: {config.model.kind}, dim {config.model.embedding_dim}, up to {t.epochs} epochs, batch {t.batch_size}, "
         f"{strategy.__class__.__name__.replace('_DefaultDistributionStrategy', 'default strategy (no GPU)')} "
         f"over {strategy.num_replicas_in_sync} replica(s)")
+    ckpt_dir = t.checkpoint_dir
+    if ckpt_dir is None:  # stable across restarts (the run folder is renamed into place only at the end)
+        import hashlib
+
+        digest = hashlib.sha1(config.to_json().encode("utf-8")).hexdigest()[:12]
+        ckpt_dir = str(pathlib.Path(config.run_root) / "checkpoints" / f"{config.name}-{digest}")
     model, history, secs = train(model_fn, ds, strategy=strategy, epochs=t.epochs, optimizer=t.optimizer,
                                  learning_rate=t.learning_rate, seed=t.seed, verbose=t.verbose, log_dir=log_dir,
-                                 callbacks=callbacks)
+                                 callbacks=callbacks, checkpoint_dir=ckpt_dir, resume=t.resume, log=log)
+    if t.checkpoint_dir is None:  # finished: the default checkpoints were only there to resume
+        import shutil
+
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        try:
+            pathlib.Path(ckpt_dir).parent.rmdir()  # runs/checkpoints/, when no other run is resumable
+        except OSError:
+            pass
     curve = history.get("mean_batch_loss", history["loss"])
     log(f"train: {len(curve)} epochs in {secs:.1f} s, mean batch loss {curve[0]:.1f} -> {curve[-1]:.1f}")
     return model, history, secs
@@ -180,7 +198,7 @@ def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log
         callbacks = [validation, tf.keras.callbacks.EarlyStopping(
             monitor="val_recall@20", mode="max", patience=t.early_stopping_patience, restore_best_weights=True)]
     model, history, secs = _fit(lambda: build_hybrid(config.model, catalogue, data.items, text_embeddings, qf,
-                                                     seed=t.seed),
+                                                     seed=t.seed, text_cfg=config.text),
                                 ds, config, log, log_dir, callbacks)
     if validation is not None:
         best = max(validation.history, key=lambda h: h["val_recall@20"])
@@ -189,12 +207,22 @@ def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log
     return model, history, secs, qf
 
 
+def train_joint(config: RunConfig, data, split, catalogue, text_embeddings, log=print, log_dir=None):
+    """Retrieval and ranking trained together as one multi-task model
+    (`ranking.mode=joint`); returns what `train_hybrid` returns plus the ranker."""
+    from tfrec.cli.ranking_stage import train_ranker
+    from tfrec.features.query_features import QueryFeatures
+
+    qf = QueryFeatures.fit(split.train, data.users, config.data.history_length)
+    ranker, info = train_ranker(config, data, split, catalogue, text_embeddings, None, qf, log, log_dir)
+    return ranker.retrieval, {"validation": info["validation"]}, info["seconds"], qf, ranker, info
+
+
 def run(config: RunConfig = None, *, log=None) -> RunResult:
     """Runs the main job; returns a `RunResult` (metrics also in metrics.json)."""
     import tensorflow as tf
 
     from tfrec.evaluation.protocol import evaluate_models
-    from tfrec.export.retrieval import export_retrieval
     from tfrec.export.versioning import atomic_dir
 
     config = config or RunConfig()
@@ -222,8 +250,18 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
 
                 text_emb, text_encoder = encode_item_texts(config, data.items, log) if config.model.use_text else \
                     (np.zeros((catalogue.n_items, 1), np.float32), None)
-                model, history, train_secs, query_features = train_hybrid(config, data, split, catalogue, text_emb,
-                                                                          log, log_dir)
+                ranker = ranking_info = None
+                if config.ranking.enabled and config.ranking.mode == "joint":
+                    model, history, train_secs, query_features, ranker, ranking_info = train_joint(
+                        config, data, split, catalogue, text_emb, log, log_dir)
+                else:
+                    model, history, train_secs, query_features = train_hybrid(config, data, split, catalogue,
+                                                                              text_emb, log, log_dir)
+                    if config.ranking.enabled:
+                        from tfrec.cli.ranking_stage import train_ranker
+
+                        ranker, ranking_info = train_ranker(config, data, split, catalogue, text_emb, model,
+                                                            query_features, log, log_dir)
                 # Test queries see everything known before the test period (train + validation).
                 known = pd.concat([split.train, split.val], ignore_index=True)
                 scorer = HybridScorer(model, query_features, known, catalogue.item_ids)
@@ -231,9 +269,13 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
                 label = "tfrec hybrid"
                 evaluated = scorer if config.eval.protocol else (user_emb, item_emb)
                 recommender = Recommender(model, query_features, data.items, text_emb, known,
-                                          text_encoder=text_encoder, text_template=config.text.template)
+                                          text_encoder=text_encoder, text_template=config.text.template,
+                                          ranker=ranker, n_candidates=config.ranking.candidates)
             else:
                 raise ConfigError(f"Unknown `model.kind` {config.model.kind!r}; choose hybrid or two_tower.")
+            from tfrec.cli.artifacts import save_model
+
+            save_model(run_dir, model, catalogue)  # run_dir/model/: `tfrec.cli.artifacts.load_run` rebuilds it
             protocol = None
             if config.eval.protocol:
                 from tfrec.evaluation.protocols import get_protocol
@@ -241,9 +283,29 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
                 protocol = get_protocol(config.eval.protocol)
             from tfrec.cli.evaluate import EVALUATE_GRIDS  # bounded grids, as `tfrec evaluate` uses
 
-            report = evaluate_models({label: evaluated}, data, split, catalogue, config.eval, protocol=protocol,
-                                     out_dir=run_dir, log=log, item_embeddings={label: item_emb},
-                                     history_length=config.data.history_length, grids=EVALUATE_GRIDS)
+            models, compare = {label: evaluated}, ()
+            if config.model.kind == "hybrid" and ranker is not None:
+                from tfrec.evaluation.protocols import protocol_from_config
+                from tfrec.evaluation.queries import _parts
+                from tfrec.models.two_stage import TwoStageScorer
+
+                excluded = (protocol or protocol_from_config(split, config.eval)).exclude
+                models["tfrec two-stage"] = TwoStageScorer(
+                    model, ranker, query_features, known, catalogue,
+                    exclude=_parts(split, excluded) if excluded else None, n_candidates=config.ranking.candidates)
+                compare = [("tfrec two-stage", label)]
+            report = evaluate_models(models, data, split, catalogue, config.eval, protocol=protocol,
+                                     out_dir=run_dir, log=log, item_embeddings={label: item_emb,
+                                                                               "tfrec two-stage": item_emb},
+                                     history_length=config.data.history_length, grids=EVALUATE_GRIDS,
+                                     compare=compare)
+            if config.model.kind == "hybrid" and ranker is not None:
+                from tfrec.cli.ranking_stage import evaluate_rating_stage
+
+                report["ranking"] = {"train": ranking_info,
+                                     "ratings": evaluate_rating_stage(ranker, query_features, split, known,
+                                                                      n_boot=config.eval.n_bootstrap,
+                                                                      seed=config.eval.seed, log=log)}
             if len(split.cold_items):
                 from tfrec.evaluation.cold_start import evaluate_cold_items
 
@@ -258,33 +320,16 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
                        "train": {"seconds": train_secs, "mean_batch_loss": history.get("mean_batch_loss"),
                                  "validation": history.get("validation")}, **report}
             if config.export.enabled:
-                e = config.export
-                index_params = {"probes": e.probes, **({"partitions": e.partitions} if e.partitions else {})}
-                if config.model.kind == "two_tower":
-                    path = export_retrieval(model.query_tower, catalogue.item_ids, item_emb, root=e.root, name=e.name,
-                                            k=e.k)
-                else:
-                    from tfrec.models.serving import hybrid_serving_parts
+                from tfrec.cli.export import export_model
 
-                    query_model, qspec, item_encoder, ispec = hybrid_serving_parts(
-                        model, query_features, data.items, text_encoder, config.text.template)
-                    # Warm-up requests from a real test query, so TF Serving warms realistic shapes.
-                    example = query_features.build(split.test.head(1), context=known)
-                    for name, spec in (ispec or {}).items():  # and a real catalogue item for encode_items
-                        value = data.items[name].iloc[:1]
-                        example[name] = (value.astype(str).to_numpy(dtype=object) if spec.dtype == tf.string
-                                         else value.astype(np.float32).to_numpy())
-                    path = export_retrieval(query_model, qspec, catalogue.item_ids, item_emb,
-                                            item_encoder=item_encoder, item_encoder_spec=ispec, k=e.k,
-                                            example_inputs=example,
-                                            index=e.index, index_params=index_params if e.index == "kmeans" else None,
-                                            root=e.root, name=e.name)
-                metrics["export_path"] = path
-                log(f"export: {path}  (signatures: serving_default, recommend, retrieve, encode_query"
-                    f"{', encode_items' if config.model.kind == 'hybrid' and text_encoder is not None else ''})")
+                metrics["export_path"] = export_model(
+                    config, model, data=data, split=split, catalogue=catalogue, query_features=query_features,
+                    text_encoder=text_encoder if config.model.kind == "hybrid" else None, item_embeddings=item_emb,
+                    known=known if config.model.kind == "hybrid" else None,
+                    ranker=ranker if config.model.kind == "hybrid" else None, log=log)
             metrics["wall_seconds"] = time.perf_counter() - started
             (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
-            log(f"\nrun folder: {final_dir}  (config.json, metrics.json, metrics.md, plots, run.log)")
+            log(f"\nrun folder: {final_dir}  (config.json, model/, metrics.json, metrics.md, plots, run.log)")
             log(f"wall time: {metrics['wall_seconds']:.1f} s")
         finally:
             tee.close()

@@ -219,7 +219,8 @@ def _ci(values, users, per_interaction, cfg):
 
 
 def evaluate_models(models: dict, data, split, catalogue, cfg, *, protocol=None, out_dir=None, log=print,
-                    item_text=None, item_embeddings: dict = None, grids: dict = None, history_length: int = 20) -> dict:
+                    item_text=None, item_embeddings: dict = None, grids: dict = None, history_length: int = 20,
+                    compare=()) -> dict:
     """Evaluates `models` and the baselines `cfg.baselines` under one protocol.
 
     Args:
@@ -233,6 +234,8 @@ def evaluate_models(models: dict, data, split, catalogue, cfg, *, protocol=None,
         out_dir: folder for metrics.md and the plots, or None.
         grids: baseline name -> grid overriding the class grid (to bound the cost).
         history_length: length of the `history` column given to `score_queries` models.
+        compare: pairs (a, b) of model names; each gets a paired test of a - b on the
+            protocol's selection metric (and NDCG@10, Recall@20) in `report["comparisons"]`.
 
     Returns:
         The report dict (protocol, models with means, CIs, tuning, beyond-accuracy).
@@ -336,6 +339,19 @@ def evaluate_models(models: dict, data, split, catalogue, cfg, *, protocol=None,
                                  n_bins=10, cold_mask=activity == 0)
         entry["by_activity"] = table.reset_index().rename(columns={"index": "group"}).to_dict(orient="records")
         report["models"][name] = entry
+    report["comparisons"] = []
+    for a, b in compare:
+        for metric in dict.fromkeys([select, "ndcg@10", "recall@20"]):
+            if metric not in results[a].per_user:
+                continue
+            va, vb = results[a].per_user[metric], results[b].per_user[metric]
+            if per_interaction:
+                pt = cluster_paired_test(va, vb, results[a].users, n_boot=cfg.n_bootstrap, seed=cfg.seed)
+            else:
+                pt = paired_test(va, vb, n_boot=cfg.n_bootstrap, seed=cfg.seed).to_dict()
+            report["comparisons"].append({"a": a, "b": b, "metric": metric, **pt})
+            log(f"  paired {a} - {b} on {metric}: {pt['mean_diff']:+.4f} [{pt['low']:+.4f}, {pt['high']:+.4f}] "
+                f"p={pt['p_value']:.4f}")
     report["table"] = markdown_table(report)
     log("\n" + report["table"])
     if out_dir is not None:

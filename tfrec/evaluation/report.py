@@ -193,3 +193,97 @@ def write_report(report: dict, results: dict, catalogue, out_dir) -> None:
     fig.tight_layout()
     fig.savefig(out / "coverage.png", dpi=110)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------
+# Figures for notebooks: each returns a matplotlib Figure (shown inline by Jupyter).
+
+def _pyplot():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_metric_bars(entries: dict, metrics=("ndcg@10", "recall@20"), title: str = None):
+    """Horizontal bars with 95% CI whiskers: a row per entry, a panel per metric.
+
+    Args:
+        entries: name -> {"mean": {metric: float}, "ci95": {metric: [low, high]}}, e.g.
+            `report["models"]`, or the tfrec rows of several runs (an ablation). Rows keep
+            the order of `entries`; a metric without a CI is drawn without whiskers.
+        metrics: one panel each.
+        title: the figure's title.
+    """
+    plt = _pyplot()
+    names = list(entries)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 0.45 * len(names) + 1.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        means = np.array([entries[n]["mean"][metric] for n in names], np.float64)
+        cis = [entries[n].get("ci95", {}).get(metric) for n in names]
+        lo = np.array([m - c[0] if c else 0.0 for m, c in zip(means, cis)])
+        hi = np.array([c[1] - m if c else 0.0 for m, c in zip(means, cis)])
+        ax.barh(names, means, xerr=[lo, hi], color="tab:blue", alpha=0.7, capsize=3)
+        ax.invert_yaxis()  # first entry on top
+        ax.set_xlabel(f"{metric} (95% CI)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_beyond_accuracy(report: dict, metrics=("coverage@10", "popularity_lift@10", "novelty@10")):
+    """Bars of beyond-accuracy metrics (`report["models"][name]["beyond"]`), a panel per metric.
+
+    coverage: share of the catalogue recommended to anyone (higher = broader);
+    popularity_lift: mean train popularity of the recommended items over the
+    catalogue's mean popularity (1 = no bias towards popular items); novelty: mean
+    self-information -log2(popularity / users) of recommended items (higher = less
+    obvious).
+    """
+    plt = _pyplot()
+    models = report["models"]
+    names = list(models)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 0.45 * len(names) + 1.6),
+                             squeeze=False, sharey=True)
+    for ax, metric in zip(axes[0], metrics):
+        ax.barh(names, [models[n]["beyond"][metric] for n in names], color="tab:green", alpha=0.7)
+        ax.set_xlabel(metric)
+    axes[0][0].invert_yaxis()  # shared y axis: once
+    fig.tight_layout()
+    return fig
+
+
+def breakdown_table(report: dict, metric: str = "ndcg@10"):
+    """DataFrame of `metric` by user-activity group (rows: "bin 1" .. "cold users",
+    with n_users and the activity range of the first model) and model (columns)."""
+    import pandas as pd
+
+    models = report["models"]
+    if not models:
+        return pd.DataFrame()
+    first = next(iter(models.values()))["by_activity"]
+    out = pd.DataFrame({"group": [r["group"] for r in first], "n_users": [r["n_users"] for r in first],
+                        "activity": [f"{r['activity_min']:.0f}-{r['activity_max']:.0f}" for r in first]})
+    for name, e in models.items():
+        values = {r["group"]: r.get(metric, float("nan")) for r in e["by_activity"]}
+        out[name] = [values.get(g, float("nan")) for g in out["group"]]
+    return out.set_index("group")
+
+
+def plot_breakdown(report: dict, metric: str = "ndcg@10"):
+    """`metric` by user-activity decile (bin 1 = least active in train) and for cold
+    users (no train interaction), a line per model."""
+    plt = _pyplot()
+    table = breakdown_table(report, metric)
+    models = [c for c in table.columns if c not in ("n_users", "activity")]
+    x = np.arange(len(table))
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.7 * len(table) + 2), 4.5))
+    for name in models:
+        ax.plot(x, table[name].to_numpy(), marker="o", label=name)
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"{g}\n(n={n})" for g, n in zip(table.index, table["n_users"])], fontsize=8)
+    ax.set_ylabel(metric)
+    ax.set_xlabel("users by train activity (bin 1 = least active)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -16,6 +16,13 @@ Signatures (`Q` = the query features of `query_spec`, each batched along dim 0):
     encode_items(item features)           -> embedding float32 [batch, item_dim]   (with `item_encoder`)
     rank(Q, candidate_item_ids)           -> scores float32 [batch, n]              (with `ranker`)
 
+With `two_stage=True` (and a ranker), `serving_default` and `recommend` retrieve
+`retrieve_k` candidates (exclusions applied), rank them and return the ranker's top
+k with the ranker's scores; `retrieve` stays retrieval only.
+    explain(Q, item_ids)                  -> score [batch], history_contributions [batch, N],
+                                             history_item_ids [batch, N], attribute_contributions
+                                             [batch, A] (with `explainer`; see tfrec.explain.serving)
+
 Unknown user ids are the query model's business (its lookups map them to an OOV
 row); unknown item ids are ignored in `exclude_item_ids` and handed to the ranker
 as they are in `candidate_item_ids`. A result slot that cannot be filled (fewer
@@ -39,6 +46,7 @@ USER_ID_SPEC = tf.TensorSpec([None], tf.string, name="user_id")
 ITEM_TEXT_SPEC = tf.TensorSpec([None], tf.string, name="item_text")
 EXCLUDE = "exclude_item_ids"
 CANDIDATES = "candidate_item_ids"
+EXPLAIN_ITEMS = "item_ids"  # input of `explain`: the item to explain, one per query row
 METADATA_FILE = "tfrec_export.json"  # in assets.extra/, beside the warm-up requests
 _DTYPES = (tf.string, tf.int32, tf.int64, tf.float32, tf.float64, tf.bool)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -110,7 +118,14 @@ def collect_resources(*objects):
     root = tf.Module()
     root.objects = [o for o in objects if o is not None]
     out, seen = [], set()
-    for obj in tf.train.TrackableView(root).descendants():
+    descendants = tf.train.TrackableView(root).descendants()
+    # Optimizer state (Adam slots, iterations) is reachable through a trained model's
+    # `optimizer` but no signature reads it: leave it out of the export.
+    optimizers = [o for o in descendants if isinstance(o, (tf.keras.optimizers.Optimizer,
+                                                            tf.keras.optimizers.legacy.Optimizer))]
+    for opt in optimizers:
+        seen.update(id(v) for v in tf.train.TrackableView(opt).descendants() if isinstance(v, tf.Variable))
+    for obj in descendants:
         inner = getattr(obj, "value", None) if type(obj).__module__.startswith("keras") else None
         if isinstance(inner, tf.Variable):
             obj = inner
@@ -134,11 +149,14 @@ class RetrievalModule(tf.Module):
     """
 
     def __init__(self, query_model, query_spec, item_ids, item_embeddings, *, item_encoder=None,
-                 item_encoder_spec=None, ranker=None, index="brute_force", index_params=None, k=100,
-                 retrieve_k=200):
+                 item_encoder_spec=None, ranker=None, explainer=None, index="brute_force", index_params=None,
+                 k=100, retrieve_k=200, two_stage=False):
         super().__init__(name="tfrec_retrieval")
+        if two_stage and ranker is None:
+            raise ConfigError("`two_stage=True` needs a `ranker`.")
+        self.two_stage = bool(two_stage)
         self.query_spec, self._query_single = normalize_spec(query_spec, USER_ID_SPEC.name, "query_spec")
-        for reserved in (EXCLUDE, CANDIDATES):
+        for reserved in (EXCLUDE, CANDIDATES) + ((EXPLAIN_ITEMS,) if explainer is not None else ()):
             if reserved in self.query_spec:
                 raise ConfigError(f"`query_spec` may not name a feature {reserved!r}: the export adds that input. "
                                   "Fix: rename the feature.")
@@ -159,16 +177,17 @@ class RetrievalModule(tf.Module):
         self.retrieve_k = min(int(retrieve_k), item_ids.size)
         self.index = make_index(index, item_embeddings, index_params)
         self.items = IdLookup(item_ids[self.index.order])
-        self._models = _Untracked(query=query_model, item_encoder=item_encoder, ranker=ranker)
+        self._models = _Untracked(query=query_model, item_encoder=item_encoder, ranker=ranker, explainer=explainer)
         self._check_models()
-        self.model_resources = collect_resources(query_model, item_encoder, ranker)
+        self.model_resources = collect_resources(query_model, item_encoder, ranker, explainer)
         # Untracked too: the SavedModel keeps only the signatures' functions (tracked
         # tf.functions would be written a second time as attributes of the object).
         self._functions = _Untracked(
             serve=tf.function(self._serve), recommend=tf.function(self._recommend),
             retrieve=tf.function(self._retrieve), encode_query=tf.function(self._encode_query),
             encode_items=tf.function(self._encode_items) if item_encoder is not None else None,
-            rank=tf.function(self._rank) if ranker is not None else None)
+            rank=tf.function(self._rank) if ranker is not None else None,
+            explain=tf.function(self._explain) if explainer is not None else None)
 
     # -- building -------------------------------------------------------------------
 
@@ -189,6 +208,12 @@ class RetrievalModule(tf.Module):
             if r.shape.as_list() != [2, 2]:
                 raise ConfigError(f"`ranker(features, candidate_item_ids)` must map [2, 2] candidate ids to "
                                   f"[2, 2] scores, got shape {r.shape}.")
+        if self._models.explainer is not None:
+            feats = {n: tf.constant(example_value(s, 2)) for n, s in self.query_spec.items()}
+            r = self._explain(**feats, item_ids=tf.constant([b"", b""]))["score"]
+            if r.shape.as_list() != [2]:
+                raise ConfigError(f"`explainer(features, item_ids)` must map 2 item ids to a `score` of shape [2], "
+                                  f"got shape {r.shape}.")
 
     def signatures(self):
         """{signature name: concrete function}, traced with named raw-feature inputs."""
@@ -205,6 +230,9 @@ class RetrievalModule(tf.Module):
         if f.rank is not None:
             cands = tf.TensorSpec([None, None], tf.string, name=CANDIDATES)
             sigs["rank"] = f.rank.get_concrete_function(**q, candidate_item_ids=cands)
+        if f.explain is not None:
+            sigs["explain"] = f.explain.get_concrete_function(
+                **q, item_ids=tf.TensorSpec([None], tf.string, name=EXPLAIN_ITEMS))
         return sigs
 
     def example_requests(self, example_inputs=None, batch=1):
@@ -215,7 +243,7 @@ class RetrievalModule(tf.Module):
         "" / 0 (unknown ids exercise the OOV path) and catalogue item ids.
         """
         ex = {n: np.asarray(v) for n, v in (example_inputs or {}).items()}
-        known = set(self.query_spec) | set(self.item_encoder_spec or {}) | {EXCLUDE, CANDIDATES}
+        known = set(self.query_spec) | set(self.item_encoder_spec or {}) | {EXCLUDE, CANDIDATES, EXPLAIN_ITEMS}
         unknown = sorted(set(ex) - known)
         if unknown:
             raise ConfigError(f"`example_inputs` has unknown input(s) {unknown}; signature inputs are {sorted(known)}.")
@@ -243,6 +271,10 @@ class RetrievalModule(tf.Module):
         if self._models.ranker is not None:
             cands = value(CANDIDATES, ids, b) if CANDIDATES in ex else np.array([first] * b, dtype=object)
             reqs.append(("rank", {**q, CANDIDATES: cands}))
+        if self._models.explainer is not None:
+            items = (value(EXPLAIN_ITEMS, tf.TensorSpec([None], tf.string), b) if EXPLAIN_ITEMS in ex
+                     else np.array([first[0]] * b, dtype=object))
+            reqs.append(("explain", {**q, EXPLAIN_ITEMS: items}))
         return reqs
 
     def metadata(self):
@@ -252,23 +284,35 @@ class RetrievalModule(tf.Module):
         return {"k": self.k, "retrieve_k": self.retrieve_k, "items": self.items.size, "dim": self.dim,
                 "index": self.index.config(), "query_spec": io(self.query_spec),
                 "item_encoder_spec": io(self.item_encoder_spec) if self.item_encoder_spec else None,
-                "ranker": self._models.ranker is not None, "signatures": sorted(self.signatures())}
+                "ranker": self._models.ranker is not None, "two_stage": self.two_stage,
+                "signatures": sorted(self.signatures()),
+                "explain_attribute_names": (list(getattr(self._models.explainer, "attribute_names", []))
+                                            if self._models.explainer is not None else None)}
 
     # -- graph ----------------------------------------------------------------------
 
     def _query(self, features):
         return tf.cast(_call(self._models.query, features, self._query_single), tf.float32)  # (batch, dim)
 
-    def _top_k(self, features, k, exclude=None):
+    def _top_k(self, features, k, exclude=None, two_stage=False):
         exclude_rows = None if exclude is None else self.items.lookup(exclude)  # (batch, n), -1 = pad/unknown
+        if two_stage and self.two_stage:
+            # Retrieve `retrieve_k`, rank them, keep the ranker's top k.
+            _, rows = self.index.search(self._query(features), self.retrieve_k, exclude_rows)  # (batch, R)
+            ids = self.items.ids_of(rows)
+            feats = next(iter(features.values())) if self._query_single else dict(features)
+            rel = tf.cast(self._models.ranker(feats, ids), tf.float32)
+            rel = tf.where(ids == "", MASKED_SCORE, rel)
+            top = tf.math.top_k(rel, k=min(k, self.retrieve_k))
+            return {"item_ids": tf.gather(ids, top.indices, batch_dims=1), "scores": top.values}
         scores, rows = self.index.search(self._query(features), k, exclude_rows)  # (batch, k) each
         return {"item_ids": self.items.ids_of(rows), "scores": scores}
 
     def _serve(self, **features):
-        return self._top_k(features, self.k)
+        return self._top_k(features, self.k, two_stage=True)
 
     def _recommend(self, exclude_item_ids, **features):
-        return self._top_k(features, self.k, exclude_item_ids)
+        return self._top_k(features, self.k, exclude_item_ids, two_stage=True)
 
     def _retrieve(self, **features):
         return self._top_k(features, self.retrieve_k)
@@ -284,6 +328,11 @@ class RetrievalModule(tf.Module):
         feats = next(iter(features.values())) if self._query_single else dict(features)
         scores = tf.cast(self._models.ranker(feats, candidate_item_ids), tf.float32)  # (batch, n)
         return {"scores": tf.where(candidate_item_ids == "", MASKED_SCORE, scores)}
+
+    def _explain(self, item_ids, **features):
+        feats = next(iter(features.values())) if self._query_single else dict(features)
+        out = self._models.explainer(feats, item_ids)
+        return {k: tf.cast(v, tf.float32) if v.dtype != tf.string else v for k, v in out.items()}
 
 
 def _run_requests(signatures, requests):
@@ -324,9 +373,9 @@ def save_module(module, export_dir, *, model_name, warmup=True, example_inputs=N
 
 
 def export_retrieval(query_model, query_spec=None, item_ids=None, item_embeddings=None, *, item_encoder=None,
-                     item_encoder_spec=None, ranker=None, index="brute_force", index_params=None, k=100,
-                     retrieve_k=200, root="saved_models", name="retrieval", version=None, warmup=True,
-                     example_inputs=None) -> str:
+                     item_encoder_spec=None, ranker=None, explainer=None, index="brute_force", index_params=None,
+                     k=100, retrieve_k=200, root="saved_models", name="retrieval", version=None, warmup=True,
+                     example_inputs=None, two_stage=False) -> str:
     """Exports a retrieval SavedModel to `<root>/<name>/<version>/` atomically; returns its path.
 
     Args:
@@ -342,6 +391,11 @@ def export_retrieval(query_model, query_spec=None, item_ids=None, item_embedding
         item_encoder_spec: its inputs, like `query_spec`; default one string `item_text`.
         ranker: optional `ranker(features, candidate_item_ids) -> [batch, n]` served as
             `rank`; `features` as for `query_model`, ids string [batch, n].
+        two_stage: `serving_default` and `recommend` retrieve `retrieve_k` candidates and
+            return the ranker's top k (needs `ranker`).
+        explainer: optional `explainer(features, item_ids) -> dict of tensors` served as
+            `explain` (e.g. `tfrec.explain.serving.hybrid_explainer(...)`); item_ids
+            string [batch], one item to explain per query row.
         index: "brute_force" (exact) or "kmeans" (approximate, `tfrec.export.ann`).
         index_params: for "kmeans": partitions, probes, iterations, seed, sample_size.
         k: results of `serving_default` and `recommend`.
@@ -370,8 +424,8 @@ def export_retrieval(query_model, query_spec=None, item_ids=None, item_embedding
                               "export_retrieval(query_tower, item_ids, item_embeddings, ...).")
         query_spec, item_ids, item_embeddings = USER_ID_SPEC, query_spec, item_ids  # the id-only form
     module = RetrievalModule(query_model, query_spec, item_ids, item_embeddings, item_encoder=item_encoder,
-                             item_encoder_spec=item_encoder_spec, ranker=ranker, index=index,
-                             index_params=index_params, k=k, retrieve_k=retrieve_k)
+                             item_encoder_spec=item_encoder_spec, ranker=ranker, explainer=explainer, index=index,
+                             index_params=index_params, k=k, retrieve_k=retrieve_k, two_stage=two_stage)
     with atomic_version_dir(root, name, version) as (tmp, version):
         save_module(module, tmp, model_name=name, warmup=warmup, example_inputs=example_inputs)
     return str(pathlib.Path(root) / name / str(version))

@@ -6,8 +6,10 @@ from tfrec.errors import ConfigError
 from tfrec.features.vocabulary import Vocabulary
 
 
-def item_columns(items: pd.DataFrame, text_embeddings: np.ndarray, stats: dict = None):
-    """Catalogue columns the item tower reads: text embedding, multi-valued
+def item_columns(items: pd.DataFrame, text_embeddings, stats: dict = None, texts=None):
+    """Catalogue columns the item tower reads: text embedding (or, when `texts` is
+    given and `text_embeddings` is None, the raw template text for a fine-tuned
+    encoder), multi-valued
     categoricals ("|"-joined strings) and normalised numerics (item metadata, so
     fitted on the whole catalogue: no interaction data involved).
 
@@ -15,7 +17,11 @@ def item_columns(items: pd.DataFrame, text_embeddings: np.ndarray, stats: dict =
     new items are indexed later, so existing items' features never shift.
     """
     stats = {} if stats is None else stats
-    cols = {"text_embedding": np.asarray(text_embeddings, np.float32)}
+    cols = {}
+    if text_embeddings is not None:
+        cols["text_embedding"] = np.asarray(text_embeddings, np.float32)
+    if texts is not None:
+        cols["text"] = np.asarray([str(t) for t in texts], dtype=object)
     categorical, numeric = {}, []
     for c in items.columns:
         if c in ("item_id", "title", "tags", "release_date", "video_release_date", "imdb_url"):
@@ -35,8 +41,35 @@ def item_columns(items: pd.DataFrame, text_embeddings: np.ndarray, stats: dict =
     return cols, categorical, numeric
 
 
-def build_hybrid(model_cfg, catalogue, items, text_embeddings, query_features, train_counts=None, seed=0):
-    """Returns an uncompiled `HybridRetrieval` (call inside a strategy scope)."""
+FINETUNE_MODES = ("frozen", "top_n", "full")
+
+
+def text_encoder_for(text_cfg, seed=0):
+    """The trainable `BertTextEncoder` of `text.finetune` (top_n: the top
+    `text.trainable_layers` transformer layers; full: everything), or None for frozen."""
+    if text_cfg is None or text_cfg.finetune == "frozen":
+        return None
+    if text_cfg.finetune not in FINETUNE_MODES:
+        raise ConfigError(f"`text.finetune` must be one of {', '.join(FINETUNE_MODES)}, got {text_cfg.finetune!r}.")
+    if text_cfg.finetune == "top_n" and text_cfg.trainable_layers < 1:
+        raise ConfigError(f"`text.finetune=top_n` needs `text.trainable_layers` >= 1, got {text_cfg.trainable_layers}; "
+                          "use `text.finetune=frozen` to train no BERT layer.")
+    from tfrec.text.encoder import BertTextEncoder
+
+    n = text_cfg.trainable_layers if text_cfg.finetune == "top_n" else -1
+    return BertTextEncoder(text_cfg.preset, sequence_length=text_cfg.sequence_length, pooling=text_cfg.pooling,
+                           trainable_layers=n, seed=seed, name="text_encoder")
+
+
+def build_hybrid(model_cfg, catalogue, items, text_embeddings, query_features, train_counts=None, seed=0,
+                 text_cfg=None):
+    """Returns an uncompiled `HybridRetrieval` (call inside a strategy scope).
+
+    `text_cfg` (a `TextConfig`) selects the fine-tuning mode: with `finetune` top_n or
+    full the item tower holds a trainable BERT that encodes each item's template text
+    (stored in the catalogue lookup) for the distinct items of every batch, and
+    `text_embeddings` are not used; frozen (or None) reads the cached embeddings.
+    """
     from tfrec.models.catalogue_lookup import CatalogueLookup
     from tfrec.models.hybrid import HybridRetrieval
     from tfrec.models.item_tower import ItemTower
@@ -49,14 +82,23 @@ def build_hybrid(model_cfg, catalogue, items, text_embeddings, query_features, t
     if not (model_cfg.use_id or model_cfg.use_attributes or model_cfg.use_context or model_cfg.use_history):
         raise ConfigError("The query tower has no input: enable at least one of `model.use_id`, "
                           "`model.use_attributes`, `model.use_context`, `model.use_history`.")
+    if text_cfg is not None and text_cfg.finetune not in FINETUNE_MODES:
+        raise ConfigError(f"`text.finetune` must be one of {', '.join(FINETUNE_MODES)}, got {text_cfg.finetune!r}.")
+    text_encoder = text_encoder_for(text_cfg, seed) if model_cfg.use_text else None
     stats = {}
-    cols, categorical, numeric = item_columns(items, text_embeddings, stats)
+    if text_encoder is not None:
+        from tfrec.text.template import item_texts
+
+        cols, categorical, numeric = item_columns(items, None, stats, texts=item_texts(items, text_cfg.template))
+    else:
+        cols, categorical, numeric = item_columns(items, text_embeddings, stats)
     lookup = CatalogueLookup(catalogue.item_ids, cols, name="catalogue")
     lookup.item_stats = stats  # reused by `Recommender.index_items`
     d = model_cfg.embedding_dim
     item_tower = ItemTower(catalogue.item_vocab.values, output_dim=d, id_dim=d, categorical=categorical,
                            numeric=numeric, use_id=model_cfg.use_id, use_text=model_cfg.use_text,
-                           id_dropout=model_cfg.id_dropout, seed=seed, name="item_tower")
+                           id_dropout=model_cfg.id_dropout, seed=seed, text_encoder=text_encoder,
+                           name="item_tower")
     query_tower = QueryTower(catalogue.user_vocab.values, output_dim=d, id_dim=d,
                              categorical=query_features.categorical, numeric=query_features.numeric,
                              use_id=model_cfg.use_id, use_attributes=model_cfg.use_attributes,

@@ -7,10 +7,17 @@ per *distinct* item of a batch (candidates and history items together) and the
 results are gathered back: on ML-100K a batch of 1,024 examples with histories
 of 20 touches at most the 1,682 catalogue items instead of 21,504 rows.
 
-Training: TFRS `Retrieval` with in-batch softmax over L2-normalised embeddings
+Text: frozen (default) reads each item's cached BERT embedding from the
+catalogue lookup; with a fine-tuned encoder in the item tower (`text.finetune`
+top_n or full, see `tfrec.models.factory.build_hybrid`) the lookup holds each
+item's template text and BERT runs inside the tower, so also only once per
+distinct item of a batch.
+
+Training: the in-batch softmax of TFRS `Retrieval` over L2-normalised embeddings
 and a temperature, logQ correction of the in-batch sampling bias, removal of
 accidental hits, and optionally extra uniformly sampled negatives (mixed
-negative sampling).
+negative sampling). The loss is computed per distinct candidate item (see
+`_distinct_candidate_loss`); it equals TFRS's on the same batch (tested).
 """
 import numpy as np
 import tensorflow as tf
@@ -53,10 +60,8 @@ class HybridRetrieval(tfrs.Model):
         # Random negatives come from train items only: held-out (cold) items must
         # not enter training in any role.
         self._negative_pool = tf.constant(list(item_tower.item_vocabulary) or lookup.item_ids)
-        self.task = tfrs.tasks.Retrieval(temperature=self.temperature,
-                                         remove_accidental_hits=self.remove_accidental_hits,
-                                         # TFRS reports the LAST batch's loss as `loss`; this is the epoch mean.
-                                         loss_metrics=[tf.keras.metrics.Mean(name="mean_batch_loss")])
+        # Keras reports the LAST batch's loss as `loss`; this is the epoch mean.
+        self.loss_tracker = tf.keras.metrics.Mean(name="mean_batch_loss")
 
     # -- item side ---------------------------------------------------------------
     def item_embeddings(self, item_ids, training=False):
@@ -69,6 +74,8 @@ class HybridRetrieval(tfrs.Model):
         return tf.reshape(out, tf.concat([tf.shape(item_ids), [d]], axis=0))
 
     def _tower_on_ids(self, ids, training=False):
+        """ids: distinct item ids [n] -> [n, d]. With a fine-tuned text encoder the
+        tower runs BERT on these n texts, so callers pass distinct ids only."""
         feats = self.lookup(ids)
         feats["item_id"] = ids
         return self.item_tower(feats, training=training)
@@ -76,7 +83,7 @@ class HybridRetrieval(tfrs.Model):
     # -- query side --------------------------------------------------------------
     def query_embedding(self, features, training=False, history_vectors=None):
         history = features["history"]  # (batch, N) item ids, "" = padding
-        if history_vectors is None:
+        if history_vectors is None and self.query_tower.use_history:
             history_vectors = self.item_embeddings(history, training=training)  # (batch, N, d)
         return self.query_tower(features, history_vectors, tf.not_equal(history, ""), training=training)
 
@@ -89,37 +96,92 @@ class HybridRetrieval(tfrs.Model):
         history = features["history"]  # (batch, N)
         batch = tf.shape(cand_ids)[0]
         n_hist = tf.size(history)
-        all_ids = [cand_ids, tf.reshape(history, [-1])]
+        # History items only enter the loss through the history encoder or the
+        # history-negative loss; without both, the tower never sees them.
+        need_history = self.query_tower.use_history or self.history_negatives > 0
+        all_ids = [cand_ids]
+        if need_history:
+            all_ids.append(tf.reshape(history, [-1]))
         if self.num_random_negatives:
             neg = tf.random.uniform([self.num_random_negatives], 0, tf.shape(self._negative_pool)[0],
                                     dtype=tf.int32, seed=self.seed)
-            neg_ids = tf.gather(self._negative_pool, neg)
-            all_ids.append(neg_ids)
-        flat = tf.concat(all_ids, axis=0)
-        uniq, idx = tf.unique(flat)
-        emb = tf.gather(self._tower_on_ids(uniq, training), idx)  # (batch + batch*N [+ M], d)
-        cand = emb[:batch]
+            all_ids.append(tf.gather(self._negative_pool, neg))
+        uniq, idx = tf.unique(tf.concat(all_ids, axis=0))  # idx: (batch [+ batch*N] [+ M],) into uniq
+        unique_emb = self._tower_on_ids(uniq, training)  # (n_unique, d): one tower pass per distinct item
         d = self.item_tower.output_dim
-        hist = tf.reshape(emb[batch:batch + n_hist], tf.concat([tf.shape(history), [d]], axis=0))  # (batch, N, d)
-        query = self.query_embedding(features, training=training, history_vectors=hist)
-        candidate_ids = cand_ids
+        # One gather per role, not slices of one gathered tensor: a gather's gradient is
+        # IndexedSlices summed into n_unique rows; a slice's is a zero-padded
+        # [batch * (N + 1), d] tensor (StridedSliceGrad, ~8 ms a step at 1,024 x 20).
+        cand_idx = idx[:batch]  # (batch,) same item <=> same index
+        hist = None
+        if need_history and self._pooled_history:
+            query = self._query_from_pooled_history(features, unique_emb, idx[batch:batch + n_hist], training)
+        else:
+            if need_history:
+                hist = tf.reshape(tf.gather(unique_emb, idx[batch:batch + n_hist]),
+                                  tf.concat([tf.shape(history), [d]], axis=0))  # (batch, N, d)
+            query = self.query_embedding(features, training=training, history_vectors=hist)  # (batch, d)
+        log_prob_unique = tf.clip_by_value(self._logq_table.lookup(uniq), _LOG_MIN_PROB, 0.0) if self.logq else None
+
         if self.num_random_negatives:
-            cand = tf.concat([cand, emb[batch + n_hist:]], axis=0)
-            candidate_ids = tf.concat([cand_ids, neg_ids], axis=0)
-        kwargs = {}
-        if self.logq:
-            prob = tf.exp(self._logq_table.lookup(cand_ids))
-            if self.num_random_negatives:
-                uniform = tf.fill([self.num_random_negatives], 1.0 / tf.cast(tf.shape(self._negative_pool)[0], tf.float32))
-                prob = tf.concat([prob, uniform], axis=0)
-            kwargs["candidate_sampling_probability"] = prob
-        if self.remove_accidental_hits:
-            # TFRS compares candidate ids pairwise ([batch, batch]): as int64 hashes, not
-            # strings (1,024 batch: 23 ms vs 4.5-7.5 ms under load; ~1.4 ms quiet).
-            kwargs["candidate_ids"] = tf.strings.to_hash_bucket_fast(candidate_ids, 2**63 - 1)
-        loss = self.task(query, cand, compute_metrics=False, compute_batch_metrics=False, **kwargs)
+            neg_idx = idx[-self.num_random_negatives:]
+            cand = tf.gather(unique_emb, tf.concat([cand_idx, neg_idx], axis=0))  # (batch + M, d)
+            log_prob = None
+            if self.logq:
+                uniform = -tf.math.log(tf.cast(tf.shape(self._negative_pool)[0], tf.float32))
+                log_prob = tf.concat([tf.gather(log_prob_unique, cand_idx),
+                                      tf.fill([self.num_random_negatives], uniform)], axis=0)
+            loss = in_batch_softmax_loss(query, cand, self.temperature, log_prob,
+                                         tf.concat([cand_idx, neg_idx], axis=0) if self.remove_accidental_hits
+                                         else None)
+        else:
+            loss = self._distinct_candidate_loss(query, unique_emb, cand_idx, log_prob_unique)
         if self.history_negatives > 0:
-            loss += self.history_negatives * self._history_negative_loss(query, cand[:batch], hist, history, cand_ids)
+            loss += self.history_negatives * self._history_negative_loss(
+                query, tf.gather(unique_emb, cand_idx), hist, history, cand_ids)
+        self.loss_tracker.update_state(loss)
+        return loss
+
+    @property
+    def _pooled_history(self):
+        """The "mean" history encoder only needs each query's mean history vector."""
+        qt = self.query_tower
+        return qt.use_history and qt.sequence == "mean" and self.history_negatives == 0
+
+    def _query_from_pooled_history(self, features, unique_emb, hist_idx, training):
+        """Query embeddings with the masked mean of the history computed by one fused
+        sparse op over the distinct items' embeddings (no [batch, N, d] tensor and no
+        gradient of that size); handed to the mean encoder as a length-1 history,
+        whose mean is itself: the same result as encoding the full history."""
+        history = features["history"]  # (batch, N)
+        batch, n = tf.shape(history)[0], tf.shape(history)[1]
+        valid = tf.reshape(tf.not_equal(history, ""), [-1])  # (batch * N,)
+        rows = tf.range(batch * n) // n  # sorted segment ids
+        pooled = tf.sparse.segment_mean(unique_emb, tf.boolean_mask(hist_idx, valid),
+                                             tf.boolean_mask(rows, valid), num_segments=batch)  # (batch, d)
+        has_any = tf.reduce_any(tf.not_equal(history, ""), axis=1, keepdims=True)  # (batch, 1)
+        return self.query_tower(features, pooled[:, None, :], has_any, training=training)
+
+    def _distinct_candidate_loss(self, query, unique_emb, cand_idx, log_prob_unique):
+        """The in-batch softmax over the batch's candidates, scored once per distinct
+        candidate item. Copies of an item have the same embedding and score, so
+        sum_j exp(s_ij) over the batch = sum_u n_u exp(s_iu) over distinct items u with
+        multiplicities n_u: logits s_iu + log n_u. Removing accidental hits keeps one
+        copy of the positive (its column's multiplicity becomes 1). Equal to
+        `in_batch_softmax_loss` over the full batch (float rounding aside)."""
+        cand_u, pos = tf.unique(cand_idx)  # cand_u: (n_c,) into unique_emb; pos: (batch,) into cand_u
+        n_c = tf.shape(cand_u)[0]
+        log_n = tf.math.log(tf.math.unsorted_segment_sum(tf.ones_like(pos, tf.float32), pos, n_c))  # (n_c,)
+        scores = tf.matmul(query, tf.gather(unique_emb, cand_u), transpose_b=True) / self.temperature  # (batch, n_c)
+        if log_prob_unique is not None:
+            scores -= tf.gather(log_prob_unique, cand_u)[None, :]
+        logits = scores + log_n[None, :]
+        if self.remove_accidental_hits:
+            rows = tf.stack([tf.range(tf.shape(pos)[0]), pos], axis=1)  # (batch, 2): each positive's cell
+            logits = tf.tensor_scatter_nd_sub(logits, rows, tf.gather(log_n, pos))
+        loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=pos, logits=logits))
+        if not self.remove_accidental_hits:  # the label's logit counts every copy; the loss wants one
+            loss += tf.reduce_sum(tf.gather(log_n, pos))
         return loss
 
     def _history_negative_loss(self, query, positive, hist, history_ids, positive_ids):
@@ -131,3 +193,32 @@ class HybridRetrieval(tfrs.Model):
         neg = tf.where(valid, neg, tf.fill(tf.shape(neg), -1e9))
         logits = tf.concat([pos, neg], axis=1)  # (batch, 1 + N)
         return tf.reduce_sum(tf.reduce_logsumexp(logits, axis=1) - pos[:, 0])
+
+
+def in_batch_softmax_loss(query, candidates, temperature, log_prob=None, candidate_ids=None):
+    """Sum over queries of the in-batch softmax loss, as `tfrs.tasks.Retrieval`
+    computes it (query i's positive is candidate i; every other candidate is a
+    negative), with a sparse softmax instead of a dense [batch, batch] one-hot.
+
+    Args:
+        query: (batch, d); candidates: (batch + M, d), the first `batch` are the positives.
+        temperature: divides the scores.
+        log_prob: (batch + M,) log sampling probability of each candidate (logQ
+            correction: subtracted from its score, clipped to [log 1e-6, 0] as TFRS does).
+        candidate_ids: (batch + M,) integer ids; candidates equal to a query's positive
+            (other than the positive itself) are removed from its softmax.
+    """
+    scores = tf.matmul(query, candidates, transpose_b=True) / temperature  # (batch, batch + M)
+    if log_prob is not None:
+        scores -= tf.clip_by_value(log_prob, _LOG_MIN_PROB, 0.0)[None, :]
+    n = tf.shape(query)[0]
+    labels = tf.range(n)
+    if candidate_ids is not None:
+        same = tf.equal(candidate_ids[:n, None], candidate_ids[None, :])  # (batch, batch + M)
+        diagonal = tf.equal(labels[:, None], tf.range(tf.shape(candidates)[0])[None, :])
+        scores = tf.where(same & ~diagonal, tf.cast(_MIN_SCORE, scores.dtype), scores)
+    return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=scores))
+
+
+_MIN_SCORE = np.finfo(np.float32).min / 100.0  # as TFRS: exp() is 0, no inf - inf NaN
+_LOG_MIN_PROB = float(np.log(1e-6))  # TFRS clips sampling probabilities to [1e-6, 1]

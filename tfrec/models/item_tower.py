@@ -29,13 +29,18 @@ class ItemTower(tf.keras.layers.Layer):
         id_dropout: share of training examples whose id is replaced by OOV.
         hidden_units: fusion MLP sizes.
         normalize: L2-normalise the output (cosine retrieval with a temperature).
+        text_encoder: a trainable `BertTextEncoder` (fine-tuning modes): the tower then
+            reads the item's raw `text` and encodes it itself, instead of a cached
+            `text_embedding`. None: frozen text (cached embeddings).
 
-    Inputs: dict with `item_id` string [...], `text_embedding` float [..., t],
-    each categorical (string [...]) and numeric (float [...]) feature.
+    Inputs: dict with `item_id` string [...], `text_embedding` float [..., t] (or,
+    with a `text_encoder`, `text` string [n]: one-dimensional, one row per distinct
+    item, since BERT runs on every row), each categorical (string [...]) and numeric
+    (float [...]) feature.
     """
 
     def __init__(self, item_vocabulary, output_dim=64, id_dim=64, categorical=None, numeric=(), use_id=True,
-                 use_text=True, id_dropout=0.2, hidden_units=(128,), normalize=True, seed=0, **kwargs):
+                 use_text=True, id_dropout=0.2, hidden_units=(128,), normalize=True, seed=0, text_encoder=None, **kwargs):
         super().__init__(**kwargs)
         self.item_vocabulary = [str(v) for v in item_vocabulary]
         self.output_dim = int(output_dim)
@@ -48,6 +53,12 @@ class ItemTower(tf.keras.layers.Layer):
         self.hidden_units = [int(u) for u in hidden_units]
         self.normalize = bool(normalize)
         self.seed = int(seed)
+        if isinstance(text_encoder, dict):  # from get_config
+            from tfrec.text.encoder import BertTextEncoder
+
+            text_encoder = tf.keras.layers.deserialize(text_encoder, custom_objects={
+                "BertTextEncoder": BertTextEncoder})
+        self.text_encoder = text_encoder if self.use_text else None
         if self.use_id:
             self.ids = IdTower(self.item_vocabulary, self.id_dim, name="item_id")
         if self.use_text:
@@ -65,7 +76,11 @@ class ItemTower(tf.keras.layers.Layer):
                 ids = tf.where(drop, tf.fill(tf.shape(ids), "\x00oov"), ids)  # OOV for the dropped share
             parts.append(self.ids(ids))
         if self.use_text:
-            parts.append(self.text_projection(features["text_embedding"]))
+            if self.text_encoder is not None:
+                text = self.text_encoder(features["text"], training=training)  # (n, hidden)
+            else:
+                text = features["text_embedding"]
+            parts.append(self.text_projection(text))
         for name, layer in self.multi_hot.items():
             parts.append(layer(tf.strings.split(features[name], sep="|")))
         for name in self.numeric:
@@ -77,4 +92,6 @@ class ItemTower(tf.keras.layers.Layer):
         return {**super().get_config(), "item_vocabulary": self.item_vocabulary, "output_dim": self.output_dim,
                 "id_dim": self.id_dim, "categorical": self.categorical, "numeric": self.numeric,
                 "use_id": self.use_id, "use_text": self.use_text, "id_dropout": self.id_dropout,
-                "hidden_units": self.hidden_units, "normalize": self.normalize, "seed": self.seed}
+                "hidden_units": self.hidden_units, "normalize": self.normalize, "seed": self.seed,
+                "text_encoder": (tf.keras.layers.serialize(self.text_encoder)
+                                 if self.text_encoder is not None else None)}

@@ -9,6 +9,13 @@ Example:
     rec.recommend("42", k=10)                    # DataFrame: item_id, title, score
     rec.index_items(new_items_df)                # cold items: text + attributes, no retraining
     rec.recommend("42", k=10, include=new_ids)   # they are retrievable at once
+
+With a ranker (the ranking stage), `recommend` is two-stage: the top
+`n_candidates` (default 200) of the full catalogue are retrieved, re-ranked by the
+ranker, and business rules are applied before the top-k is cut:
+
+    rec.recommend("42", k=10, exclude=["50"], where={"genres": "Comedy"},
+                  max_per_category=("genres", 3))
 """
 import time
 from typing import Optional, Sequence
@@ -23,8 +30,10 @@ from tfrec.errors import DataError
 
 class Recommender:
     def __init__(self, model, query_features, items: pd.DataFrame, text_embeddings: np.ndarray,
-                 known: pd.DataFrame, text_encoder=None, text_template=None):
+                 known: pd.DataFrame, text_encoder=None, text_template=None, ranker=None, n_candidates=200):
         self.model = model
+        self.ranker = ranker
+        self.n_candidates = int(n_candidates)
         self.query_features = query_features
         self.items = items.reset_index(drop=True)
         self.text_embeddings = np.asarray(text_embeddings, np.float32)
@@ -44,8 +53,9 @@ class Recommender:
     def item_embeddings(self) -> np.ndarray:
         return self.scorer.item_embeddings
 
-    def query_embedding(self, user_id, timestamp=None, history: Optional[Sequence[str]] = None, attributes=None):
-        """One query vector. Defaults: now, the user's known history, their known attributes."""
+    def query_features_of(self, user_id, timestamp=None, history: Optional[Sequence[str]] = None, attributes=None):
+        """Raw query features (batch of one) as a serving request would send them.
+        Defaults: now, the user's known history, their known attributes."""
         ts = int(time.time()) if timestamp is None else int(timestamp)
         feats = {"user_id": np.array([str(user_id)], object), "timestamp": np.array([ts], np.int64)}
         n = self.query_features.history_length
@@ -60,20 +70,15 @@ class Recommender:
                 raise DataError(f"Unknown user attribute `{k}`; the model knows {sorted(attrs) or 'none'}.")
             attrs[k] = np.array([v], dtype=attrs[k].dtype)
         feats.update(attrs)
+        return feats
+
+    def query_embedding(self, user_id, timestamp=None, history: Optional[Sequence[str]] = None, attributes=None):
+        """One query vector. Defaults: now, the user's known history, their known attributes."""
+        feats = self.query_features_of(user_id, timestamp, history, attributes)
         return self.scorer._query_fn({k: tf.constant(v) for k, v in feats.items()}).numpy()[0]
 
-    def recommend(self, user_id, k=10, timestamp=None, history=None, attributes=None, exclude_seen=True,
-                  exclude: Sequence[str] = (), include: Optional[Sequence[str]] = None) -> pd.DataFrame:
-        """Top-k items for a user (known or not: attributes and history suffice).
-
-        Args:
-            exclude_seen: drop items the user interacted with before.
-            exclude: item ids never to return.
-            include: restrict to these item ids (e.g. newly indexed ones).
-        """
-        q = self.query_embedding(user_id, timestamp, history, attributes)
-        scores = self.item_embeddings @ q  # (I,)
-        mask = np.zeros(len(scores), bool)
+    def _mask(self, user_id, exclude_seen, exclude, include, where):
+        mask = np.zeros(len(self.item_ids), bool)
         if exclude_seen:
             seen = self.known.loc[self.known["user_id"].astype(str) == str(user_id), "item_id"].astype(str)
             mask |= self._index.isin(seen)
@@ -81,12 +86,63 @@ class Recommender:
             mask |= self._index.isin([str(e) for e in exclude])
         if include is not None:
             mask |= ~self._index.isin([str(i) for i in include])
-        scores = np.where(mask, -np.inf, scores)
-        k = int(min(k, int((~mask).sum())))
-        top = np.argsort(-scores, kind="stable")[:k]
-        out = pd.DataFrame({"item_id": self.item_ids[top], "score": scores[top]})
+        for column, wanted in (where or {}).items():
+            if column not in self.items.columns:
+                raise DataError(f"`where` filters on `{column}`, which the items table does not have; "
+                                f"columns: {list(self.items.columns)}.")
+            values = self.items[column]
+            wanted = [wanted] if isinstance(wanted, (str, int, float)) else list(wanted)
+            if values.dtype == object and values.astype(str).str.contains("|", regex=False).any():
+                sets = values.fillna("").astype(str).str.split("|")  # multi-valued: any value matches
+                ok = sets.map(lambda vs: any(str(w) in vs for w in wanted)).to_numpy(bool)
+            else:
+                ok = values.astype(str).isin([str(w) for w in wanted]).to_numpy()
+            mask |= ~ok
+        return mask
+
+    def recommend(self, user_id, k=10, timestamp=None, history=None, attributes=None, exclude_seen=True,
+                  exclude: Sequence[str] = (), include: Optional[Sequence[str]] = None, where: dict = None,
+                  max_per_category=None, rank: Optional[bool] = None) -> pd.DataFrame:
+        """Top-k items for a user (known or not: attributes and history suffice).
+
+        Args:
+            exclude_seen: drop items the user interacted with before.
+            exclude: item ids never to return.
+            include: restrict to these item ids (e.g. newly indexed ones).
+            where: item attribute filters, column -> value or list of values (for
+                "|"-joined columns such as genres an item matches if any value does).
+            max_per_category: (column, cap): at most `cap` items per value of `column`
+                (diversity); an item with several values counts for each and is skipped
+                once any of them is full; the list is back-filled from the candidates.
+            rank: re-rank the retrieved candidates with the ranker (default: when the
+                recommender has one). Columns: item_id, title, score (the final
+                order's score), retrieval_score, and rank_score when ranked.
+        """
+        rank = self.ranker is not None if rank is None else bool(rank)
+        if rank and self.ranker is None:
+            raise DataError("`rank=True` needs a ranker; train with `ranking.enabled=true`.")
+        feats = self.query_features_of(user_id, timestamp, history, attributes)
+        q = self.scorer._query_fn({k_: tf.constant(v) for k_, v in feats.items()}).numpy()[0]
+        scores = self.item_embeddings @ q  # (I,)
+        mask = self._mask(user_id, exclude_seen, exclude, include, where)
+        masked = np.where(mask, -np.inf, scores)
+        available = int((~mask).sum())
+        n = min(available, max(self.n_candidates if rank else 0, int(k) * (4 if max_per_category else 1)))
+        cand = np.argsort(-masked, kind="stable")[:n]
+        out = pd.DataFrame({"item_id": self.item_ids[cand], "score": scores[cand], "retrieval_score": scores[cand]})
+        if rank and len(cand):
+            from tfrec.models.two_stage import rank_candidates
+
+            rel, _ = rank_candidates(self.ranker, feats, self.item_ids[cand][None, :])
+            out["rank_score"] = rel[0]
+            out["score"] = rel[0]
+            out = out.sort_values("score", ascending=False, kind="stable")
+        if max_per_category:
+            out = _cap_per_category(out, self.items.set_index(self.items["item_id"].astype(str)), *max_per_category)
+        out = out.head(int(k)).reset_index(drop=True)
         if "title" in self.items.columns:
-            out.insert(1, "title", self.items["title"].to_numpy()[top])
+            titles = self.items.set_index(self.items["item_id"].astype(str))["title"]
+            out.insert(1, "title", titles.loc[out["item_id"]].to_numpy())
         return out
 
     def index_items(self, new_items: pd.DataFrame, batch_size=64) -> int:
@@ -114,18 +170,54 @@ class Recommender:
         new = new[list(self.items.columns)]
         if self.text_encoder is None:
             raise DataError("`index_items` needs the text encoder; build the Recommender with `text_encoder=`.")
-        emb = encode_texts(self.text_encoder, item_texts(new, self.text_template), batch_size=batch_size,
-                           progress=len(new) > batch_size)
         old = self.model.lookup
-        new_cols, _, _ = item_columns(new, emb, getattr(old, "item_stats", None))
+        texts = item_texts(new, self.text_template)
+        if "text_embedding" in old.column_names:
+            emb = encode_texts(self.text_encoder, texts, batch_size=batch_size, progress=len(new) > batch_size)
+        else:  # fine-tuned text: the item tower encodes the `text` column itself
+            emb = np.zeros((len(new), self.text_embeddings.shape[1]), np.float32)
+        new_cols, _, _ = item_columns(new, emb, getattr(old, "item_stats", None), texts=texts)
         # Existing rows are copied as they are (minus the trailing "unknown" row).
         cols = {k: np.concatenate([_values(old.columns[k])[:-1], np.asarray(new_cols[k])]) for k in old.column_names}
         self.items = pd.concat([self.items, new], ignore_index=True)
         self.text_embeddings = np.concatenate([self.text_embeddings, emb])
         self.model.lookup = CatalogueLookup(self.items["item_id"].astype(str), cols, name=old.name)
         self.model.lookup.item_stats = getattr(old, "item_stats", None)
+        if self.ranker is not None:  # the ranker has its own lookup (frozen, cached text embeddings)
+            rold = self.ranker.lookup
+            remb = emb if "text_embedding" in old.column_names else encode_texts(
+                self.text_encoder, texts, batch_size=batch_size, progress=len(new) > batch_size)
+            rnew, _, _ = item_columns(new, remb, getattr(rold, "item_stats", None))
+            rcols = {k: np.concatenate([_values(rold.columns[k])[:-1], np.asarray(rnew[k])])
+                     for k in rold.column_names}
+            self.ranker.lookup = CatalogueLookup(self.items["item_id"].astype(str), rcols, name=rold.name)
+            self.ranker.lookup.item_stats = getattr(rold, "item_stats", None)
+            from tfrec.models.two_stage import _FUNCTIONS
+
+            _FUNCTIONS.pop(self.ranker, None)  # re-trace: the traced function captured the old lookup
+        from tfrec.models import scoring
+
+        scoring._FUNCTIONS.pop(self.model, None)  # likewise for the retrieval model's traced functions
         self._refresh()
         return len(new)
+
+
+def _cap_per_category(ranked: pd.DataFrame, items: pd.DataFrame, column: str, cap: int) -> pd.DataFrame:
+    """Greedy: keeps items in order while every value of their `column` is under `cap`."""
+    if column not in items.columns:
+        raise DataError(f"`max_per_category` uses `{column}`, which the items table does not have.")
+    if int(cap) < 1:
+        raise DataError(f"`max_per_category` cap must be >= 1, got {cap}.")
+    counts, keep = {}, []
+    for item in ranked["item_id"]:
+        values = [v for v in str(items.at[item, column] if item in items.index else "").split("|") if v] or [""]
+        if all(counts.get(v, 0) < int(cap) for v in values):
+            keep.append(True)
+            for v in values:
+                counts[v] = counts.get(v, 0) + 1
+        else:
+            keep.append(False)
+    return ranked[np.asarray(keep, bool)]
 
 
 def _values(var) -> np.ndarray:

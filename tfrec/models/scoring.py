@@ -42,10 +42,11 @@ class HybridScorer:
             self._item_fn(tf.constant(self.item_ids[i:i + self.batch_size])).numpy()
             for i in range(0, len(self.item_ids), self.batch_size)])  # (I, d)
 
-    def query_embeddings(self, events: pd.DataFrame) -> np.ndarray:
-        """Query vectors for events (user_id, timestamp); a `history` column (one
-        sequence per row, e.g. from `tfrec.evaluation.protocols`) is used as given,
-        else it is built from `context` (items strictly before each timestamp)."""
+    def features(self, events: pd.DataFrame) -> dict:
+        """Raw query features (name -> numpy) for events (user_id, timestamp); a
+        `history` column (one sequence per row, e.g. from `tfrec.evaluation.protocols`)
+        is used as given, else histories come from `context` (items strictly before
+        each timestamp)."""
         events = events.reset_index(drop=True)
         if "history" in events.columns:
             n = self.query_features.history_length
@@ -54,8 +55,12 @@ class HybridScorer:
             feats = {"user_id": events["user_id"].astype(str).to_numpy(dtype=object),
                      "timestamp": events["timestamp"].to_numpy(dtype=np.int64), "history": hist}
             feats.update(self.query_features.attributes(feats["user_id"]))
-        else:
-            feats = self.query_features.build(events, context=self.context)
+            return feats
+        return self.query_features.build(events, context=self.context)
+
+    def query_embeddings(self, events: pd.DataFrame) -> np.ndarray:
+        """Query vectors for events (user_id, timestamp); see `features`."""
+        feats = self.features(events)
         out = []
         n = len(events)
         for i in range(0, n, self.batch_size):

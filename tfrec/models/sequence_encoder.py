@@ -51,12 +51,15 @@ class SequenceEncoder(tf.keras.layers.Layer):
 
     def call(self, items, mask, training=False):
         # items: (batch, N, d); mask: (batch, N) bool
-        x = self.project(items)  # (batch, N, out)
-        m = tf.cast(mask, x.dtype)[:, :, None]  # (batch, N, 1)
         has_any = tf.reduce_any(mask, axis=1, keepdims=True)  # (batch, 1)
+        m = tf.cast(mask, items.dtype)[:, :, None]  # (batch, N, 1)
         if self.kind == "mean":
-            out = tf.reduce_sum(x * m, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1.0)
-        elif self.kind == "gru":
+            # Masked mean, then the (affine) projection: equal to projecting every item
+            # and averaging, with N times fewer matmul FLOPs.
+            mean = tf.reduce_sum(items * m, axis=1) / tf.maximum(tf.reduce_sum(m, axis=1), 1.0)  # (batch, d)
+            return tf.where(has_any, self.project(mean), 0.0)
+        x = self.project(items)  # (batch, N, out)
+        if self.kind == "gru":
             out = self.gru(x, mask=mask, training=training)
         else:
             n = tf.shape(x)[1]

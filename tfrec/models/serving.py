@@ -53,7 +53,10 @@ class HybridItemEncoder(tf.Module):
     def __call__(self, features):
         tower = self.item_tower
         text = item_texts_graph(features, self.template, self.columns)
-        feats = {"item_id": features["item_id"], "text_embedding": self.text_encoder(text, training=False)}
+        if getattr(tower, "text_encoder", None) is not None:  # fine-tuned: the tower encodes the text itself
+            feats = {"item_id": features["item_id"], "text": text}
+        else:
+            feats = {"item_id": features["item_id"], "text_embedding": self.text_encoder(text, training=False)}
         for c in tower.categorical:
             feats[c] = features[c]
         for c in tower.numeric:
@@ -69,7 +72,7 @@ def hybrid_serving_parts(model, query_features, items=None, text_encoder=None, t
     """Returns (query_model, query_spec, item_encoder or None, item_encoder_spec or None)."""
     query_model = HybridQueryModel(model, query_features.history_length)
     item_encoder = item_spec = None
-    if text_encoder is not None and items is not None:
+    if (text_encoder is not None or getattr(model.item_tower, "text_encoder", None) is not None) and items is not None:
         tower = model.item_tower
         fields = template_fields(text_template, items.columns)
         item_spec = {"item_id": tf.TensorSpec([None], tf.string, name="item_id")}
@@ -79,3 +82,21 @@ def hybrid_serving_parts(model, query_features, items=None, text_encoder=None, t
         item_encoder = HybridItemEncoder(tower, text_encoder, getattr(model.lookup, "item_stats", None),
                                          text_template, items.columns)
     return query_model, query_spec(query_features), item_encoder, item_spec
+
+
+class HybridRankerModel(tf.Module):
+    """Raw query features + candidate item ids [batch, n] -> ranker relevance [batch, n]
+    (the `rank` signature; with `two_stage` exports, also the order of `serving_default`)."""
+
+    def __init__(self, ranker, history_length):
+        super().__init__(name="hybrid_ranker_model")
+        self.ranker = ranker
+        self.history_length = int(history_length)
+
+    def __call__(self, features, candidate_item_ids):
+        n = self.history_length
+        history = features["history"]
+        batch = tf.shape(history)[0]
+        history = tf.concat([tf.fill([batch, n], ""), history], axis=1)[:, -n:]
+        out = self.ranker.score(dict(features, history=history), candidate_item_ids, training=False)
+        return out["relevance"]

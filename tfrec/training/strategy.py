@@ -4,6 +4,9 @@ import tensorflow as tf
 from tfrec.errors import ConfigError
 
 STRATEGIES = ("mirrored", "one_device", "multi_worker")
+# One MirroredStrategy per device set and process: the ranking stage uses the
+# (frozen) retrieval model's variables, which must belong to the same strategy.
+_MIRRORED = {}
 
 
 def make_strategy(name: str = "mirrored", devices=None) -> tf.distribute.Strategy:
@@ -16,7 +19,10 @@ def make_strategy(name: str = "mirrored", devices=None) -> tf.distribute.Strateg
             devices = [d.name for d in tf.config.list_logical_devices("GPU")]
             if not devices:
                 return tf.distribute.get_strategy()
-        return tf.distribute.MirroredStrategy(devices=devices)
+        key = tuple(devices)
+        if key not in _MIRRORED:
+            _MIRRORED[key] = tf.distribute.MirroredStrategy(devices=devices)
+        return _MIRRORED[key]
     if name == "one_device":
         gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")

@@ -1,12 +1,26 @@
 """A generic Keras training loop: the model defines `compute_loss`, this knows
-nothing about it beyond `compile` and `fit`."""
+nothing about it beyond `compile` and `fit`.
+
+Checkpoints with resume: with `checkpoint_dir`, `EpochCheckpoint` saves the model,
+the optimizer (slots and step count) and the state of the other callbacks
+(`EarlyStopping`'s counters and best weights, any callback's `history` list such
+as `FullCatalogueValidation`'s) after every finished epoch; `train` started again
+on the same folder restores them and continues with the next epoch.
+"""
+import json
 import os
+import pathlib
+import tempfile
 import time
 from typing import Callable, Optional
 
+import numpy as np
 import tensorflow as tf
 
 from tfrec.errors import ConfigError
+
+STATE_FILE = "train_state.json"
+BEST_WEIGHTS_FILE = "early_stopping_best_weights.npz"
 
 
 def make_optimizer(name: str, learning_rate: float):
@@ -21,21 +35,175 @@ def make_optimizer(name: str, learning_rate: float):
     return table[name](learning_rate=learning_rate)
 
 
+def _atomic_write(path: pathlib.Path, write):
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _savez(path, arrays):
+    with open(path, "wb") as fh:  # a file object: np.savez would append ".npz" to a name
+        np.savez(fh, **arrays)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.generic, np.ndarray)) or hasattr(value, "numpy"):
+        value = np.asarray(value).tolist()
+    return value
+
+
+class EpochCheckpoint(tf.keras.callbacks.Callback):
+    """Saves everything a resumed run needs after every finished epoch.
+
+    Put it after the callbacks whose state it keeps (`train` does), so their
+    `on_epoch_end` (validation, early stopping) has run when it saves.
+
+    Args:
+        directory: checkpoint folder (created).
+        callbacks: the other callbacks of the fit; `EarlyStopping` state and any
+            `history` list attribute are saved and restored.
+        max_to_keep: model/optimizer checkpoints kept.
+    """
+
+    def __init__(self, directory, callbacks=(), max_to_keep=2):
+        super().__init__()
+        self.directory = pathlib.Path(directory)
+        self.callbacks = [c for c in callbacks if c is not self]
+        self.max_to_keep = int(max_to_keep)
+        self.epoch_logs = []  # one dict per finished epoch, resumed epochs included
+        self._restored_state = None
+        self._manager = None
+        self._saved_best = None
+
+    # -- state on disk -------------------------------------------------------
+    def read_state(self) -> Optional[dict]:
+        path = self.directory / STATE_FILE
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def _write_state(self, state):
+        _atomic_write(self.directory / STATE_FILE, lambda tmp: pathlib.Path(tmp).write_text(json.dumps(state)))
+
+    def manager(self, model):
+        if self._manager is None:
+            ckpt = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+            self._manager = tf.train.CheckpointManager(ckpt, str(self.directory), max_to_keep=self.max_to_keep,
+                                                       checkpoint_name="epoch")
+        return self._manager
+
+    def restore(self, model) -> int:
+        """Restores the last finished epoch of an unfinished run; returns the number
+        of finished epochs (0: nothing to resume, training starts afresh)."""
+        state = self.read_state()
+        manager = self.manager(model)
+        if not state or state.get("completed") or not manager.latest_checkpoint:
+            return 0
+        # Deferred restoration: variables not created yet (lazily built layers,
+        # optimizer slots) receive their values when they are created.
+        manager.checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        self._restored_state = state
+        self.epoch_logs = list(state.get("epoch_logs", []))
+        return int(state["epoch"])
+
+    # -- Keras hooks -----------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.manager(self.model)
+        state = self._restored_state
+        if state is None:
+            return
+        # Runs after the other callbacks' on_train_begin, which reset their state.
+        for i, cb in enumerate(self.callbacks):
+            saved = state["callbacks"].get(str(i))
+            if not saved or saved.get("class") != type(cb).__name__:
+                continue
+            if isinstance(cb, tf.keras.callbacks.EarlyStopping):
+                cb.wait, cb.best, cb.stopped_epoch = saved["wait"], saved["best"], saved["stopped_epoch"]
+                cb.best_epoch = saved.get("best_epoch", 0)
+                best = self.directory / BEST_WEIGHTS_FILE
+                if saved.get("has_best_weights") and best.exists():
+                    with np.load(best) as f:  # byte strings back to objects (string variables)
+                        cb.best_weights = [f[f"w{j}"].astype(object) if f[f"w{j}"].dtype.kind == "S"
+                                           else f[f"w{j}"] for j in range(len(f.files))]
+                    self._saved_best = cb.best_weights
+            if "history" in saved and isinstance(getattr(cb, "history", None), list):
+                cb.history[:] = saved["history"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_logs.append({k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0})
+        self.manager(self.model).save(checkpoint_number=epoch + 1)
+        self._write_state(self._state(epoch + 1, completed=False))
+
+    def on_train_end(self, logs=None):
+        if self.epoch_logs:
+            self._write_state(self._state(len(self.epoch_logs), completed=True))
+
+    def _state(self, epoch, completed):
+        saved = {}
+        for i, cb in enumerate(self.callbacks):
+            entry = {"class": type(cb).__name__}
+            if isinstance(cb, tf.keras.callbacks.EarlyStopping):
+                entry.update(wait=int(cb.wait), best=float(cb.best), stopped_epoch=int(cb.stopped_epoch),
+                             best_epoch=int(getattr(cb, "best_epoch", 0)),
+                             has_best_weights=cb.best_weights is not None)
+                if cb.best_weights is not None and cb.best_weights is not self._saved_best:
+                    # String variables (catalogue columns) as fixed-width bytes: no pickle.
+                    weights = {f"w{j}": np.asarray(w).astype(bytes) if np.asarray(w).dtype == object else w
+                               for j, w in enumerate(cb.best_weights)}
+                    _atomic_write(self.directory / BEST_WEIGHTS_FILE, lambda tmp: _savez(tmp, weights))
+                    self._saved_best = cb.best_weights
+            if isinstance(getattr(cb, "history", None), list):
+                entry["history"] = _jsonable(cb.history)
+            saved[str(i)] = entry
+        return {"epoch": int(epoch), "completed": bool(completed), "epoch_logs": self.epoch_logs, "callbacks": saved}
+
+
 def train(build_model: Callable[[], tf.keras.Model], dataset, *, strategy, epochs: int, optimizer: str = "adagrad",
           learning_rate: float = 0.05, seed: int = 42, verbose: int = 2, log_dir: Optional[str] = None,
-          validation_data=None, callbacks=()):
+          validation_data=None, callbacks=(), checkpoint_dir: Optional[str] = None, resume: bool = True,
+          log=print):
     """Builds the model under `strategy`, compiles and fits it.
 
-    Returns (model, history dict, seconds).
+    With `checkpoint_dir`, saves a checkpoint after every epoch; with `resume`, an
+    unfinished run found there (same folder: use one per config) is restored and
+    continues after its last finished epoch, instead of starting again.
+
+    Returns (model, history dict over all epochs, resumed ones included, seconds).
     """
     tf.keras.utils.set_random_seed(seed)
     with strategy.scope():
         model = build_model()
         model.compile(optimizer=make_optimizer(optimizer, learning_rate))
     cbs = list(callbacks)
+    initial_epoch = 0
+    checkpoint = None
+    if checkpoint_dir:
+        checkpoint = EpochCheckpoint(checkpoint_dir, cbs)
+        if resume:
+            with strategy.scope():
+                initial_epoch = checkpoint.restore(model)
+            if initial_epoch:
+                log(f"train: resuming from checkpoint {checkpoint_dir}: epochs 1-{initial_epoch} already finished, "
+                    f"continuing at epoch {initial_epoch + 1} of {epochs}")
     if log_dir:
         os.makedirs(log_dir, exist_ok=True)
         cbs.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, profile_batch=0))
+    if checkpoint is not None:
+        cbs.append(checkpoint)  # last: saves after validation and early stopping have updated
     start = time.perf_counter()
-    hist = model.fit(dataset, epochs=epochs, verbose=verbose, validation_data=validation_data, callbacks=cbs)
-    return model, hist.history, time.perf_counter() - start
+    hist = model.fit(dataset, epochs=epochs, verbose=verbose, validation_data=validation_data, callbacks=cbs,
+                     initial_epoch=initial_epoch)
+    history = hist.history
+    if checkpoint is not None and initial_epoch:
+        # The whole curve: finished epochs from the checkpoint, then this process's.
+        keys = set(history) | {k for e in checkpoint.epoch_logs for k in e}
+        history = {k: [e.get(k, float("nan")) for e in checkpoint.epoch_logs] for k in keys}
+    return model, history, time.perf_counter() - start

@@ -1,0 +1,80 @@
+"""The exported `explain` signature answers like the in-memory `Explainer`."""
+import json
+import pathlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfrec.errors import ConfigError
+from tfrec.explain.serving import QueryExplainer, hybrid_explainer
+from tfrec.export.retrieval import METADATA_FILE, RetrievalModule, export_retrieval
+from tfrec.export.warmup import read_warmup
+from tfrec.models.serving import hybrid_serving_parts
+
+
+def test_saved_explain_signature_equals_the_python_explainer(tiny, tmp_path):
+    rec, data, split, ex = tiny
+    qf = rec.query_features
+    query_model, spec, _, _ = hybrid_serving_parts(rec.model, qf)
+    explainer = hybrid_explainer(rec.model, qf, rec.item_ids, rec.item_embeddings)
+    path = export_retrieval(query_model, spec, rec.item_ids, rec.item_embeddings, explainer=explainer, k=5,
+                            root=tmp_path, name="explain")
+    meta = json.loads((pathlib.Path(path) / "assets.extra" / METADATA_FILE).read_text())
+    assert meta["explain_attribute_names"] == ex.occlusion_names
+    assert "explain" in meta["signatures"]
+    assert "explain" in [sig for _, sig, _ in read_warmup(path)]
+    sig = tf.saved_model.load(path).signatures["explain"]
+
+    ts = int(split.val["timestamp"].max()) + 1
+    users = [split.val["user_id"].astype(str).iloc[-1], "never-seen"]
+    histories = [None, ["i1", "i2"]]  # the known (full) history; a short one the signature pads
+    items = ["i3", "i10"]
+    feats = [ex.features(u, ts, h) for u, h in zip(users, histories)]
+    req = {k: np.concatenate([f[k] for f in feats]) for k in feats[0] if k != "history"}
+    # Raw requests: wider than the model's N = 5, "" on the left; the export keeps the newest 5.
+    req["history"] = np.array([["", ""] + list(feats[0]["history"][0]), [""] * 5 + ["i1", "i2"]], dtype=object)
+    out = sig(**{k: tf.constant(v) for k, v in req.items()}, item_ids=tf.constant(items))
+    for b in range(2):
+        want = ex.attribute(feats[b], [items[b]])
+        np.testing.assert_allclose(out["score"].numpy()[b], want["score"][0], atol=1e-5)
+        np.testing.assert_allclose(out["history_contributions"].numpy()[b], want["leave_one_out"][0], atol=1e-5)
+        np.testing.assert_allclose(out["attribute_contributions"].numpy()[b], want["occlusion"][0], atol=1e-5)
+        assert [s.decode() for s in out["history_item_ids"].numpy()[b]] == list(feats[b]["history"][0])
+    assert np.abs(out["history_contributions"].numpy()).max() > 1e-4
+
+
+def test_query_explainer_pads_short_histories_and_scores_unknown_items_zero():
+    # A linear "query model": mean of the history vectors (0 without history) + a user offset.
+    table = {"a": [1.0, 0.0], "b": [0.0, 2.0], "c": [3.0, 1.0]}
+
+    class Mean(tf.Module):
+        def __call__(self, f):
+            keys = tf.constant(list(table))
+            vals = tf.constant(list(table.values()))
+            idx = tf.argmax(tf.cast(f["history"][..., None] == keys, tf.int32), axis=-1)  # (b, N)
+            real = tf.cast(f["history"] != "", tf.float32)[..., None]
+            h = tf.reduce_sum(tf.gather(vals, idx) * real, 1) / tf.maximum(tf.reduce_sum(real, 1), 1.0)
+            return h + tf.where(f["user_id"] == "vip", 1.0, 0.0)[:, None]
+
+    ex = QueryExplainer(Mean(), ["x", "y"], [[1.0, 0.0], [0.0, 1.0]], history_length=3,
+                        occlusions={"user_id": "\x00oov"})
+    out = ex({"user_id": tf.constant(["vip"]), "history": tf.constant([["a", "b"]])}, tf.constant(["x"]))
+    # By hand: history ["", "a", "b"] -> mean (0.5, 1) + 1 -> score on x = 1.5.
+    # Without a: mean (0, 2) + 1 -> 1.0 (drop 0.5); without b: (1, 0) + 1 -> 2.0 (drop -0.5).
+    # user_id unknown: no +1 -> 0.5 (drop 1.0).
+    assert out["score"].numpy().tolist() == [1.5]
+    assert out["history_contributions"].numpy().tolist() == [[0.0, 0.5, -0.5]]
+    assert [s.decode() for s in out["history_item_ids"].numpy()[0]] == ["", "a", "b"]
+    assert out["attribute_contributions"].numpy().tolist() == [[1.0]]
+    unknown = ex({"user_id": tf.constant(["vip"]), "history": tf.constant([["a", "b"]])}, tf.constant(["zz"]))
+    assert unknown["score"].numpy().tolist() == [0.0]
+    assert unknown["history_contributions"].numpy().tolist() == [[0.0, 0.0, 0.0]]
+
+
+def test_explain_item_ids_input_name_is_reserved():
+    ex = QueryExplainer(lambda f: tf.zeros([tf.shape(f["history"])[0], 2]), ["x"], [[1.0, 0.0]])
+    spec = {"item_ids": tf.TensorSpec([None], tf.string), "history": tf.TensorSpec([None, None], tf.string)}
+    with pytest.raises(ConfigError, match="may not name a feature 'item_ids'"):
+        RetrievalModule(lambda f: tf.zeros([tf.shape(f["history"])[0], 2]), spec, ["x"], [[1.0, 0.0]],
+                        explainer=ex)

@@ -1,0 +1,267 @@
+"""Ranking stage: losses against numpy, hard negatives, two-stage scores, business
+rules, rating baselines against closed forms, joint vs separate training."""
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from tfrec.config import ModelConfig, RankingConfig
+from tfrec.data.pipeline import make_dataset
+from tfrec.data.splits import make_split
+from tfrec.data.synthetic import generate
+from tfrec.errors import ConfigError, DataError
+from tfrec.evaluation.rating import BiasBaseline, GlobalMean, evaluate_ratings, mae, rmse
+from tfrec.features.catalogue import Catalogue
+from tfrec.features.query_features import QueryFeatures
+from tfrec.models.factory import build_hybrid
+from tfrec.models.ranking import build_ranker, hard_negatives
+from tfrec.models.recommender import Recommender
+from tfrec.models.scoring import HybridScorer
+from tfrec.models.two_stage import BELOW, TwoStageScorer, rank_candidates
+from tfrec.text.cache import encode_texts
+from tfrec.text.encoder import BertTextEncoder
+from tfrec.text.template import item_texts
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def world():
+    data = generate(n_users=80, n_items=60, n_interactions=3000, seed=11)
+    ia = data.interactions.copy()
+    ia["rating"] = (np.random.default_rng(0).integers(1, 6, len(ia))).astype(float)
+    split = make_split(ia, "temporal")
+    cat = Catalogue.fit(data.items, split.train, ia, data.users)
+    encoder = BertTextEncoder("tiny", sequence_length=16)
+    text = encode_texts(encoder, item_texts(data.items), progress=False)
+    qf = QueryFeatures.fit(split.train, data.users, 5)
+    tf.keras.utils.set_random_seed(0)
+    retrieval = build_hybrid(ModelConfig(embedding_dim=8), cat, data.items, text, qf)
+    retrieval.compile(tf.keras.optimizers.Adam(0.01))
+    feats = qf.build(split.train, context=split.train)
+    feats["item_id"] = split.train["item_id"].astype(str).to_numpy(dtype=object)
+    retrieval.fit(make_dataset(feats, 256), epochs=1, verbose=0)
+    return data, split, cat, text, qf, retrieval, encoder
+
+
+def _ranker(world, **kw):
+    data, split, cat, text, qf, retrieval, _ = world
+    cfg = dataclasses.replace(RankingConfig(embedding_dim=8, deep_units=(16,)), **kw)
+    return build_ranker(cfg, ModelConfig(embedding_dim=8), cat, data.items, text, qf, retrieval=retrieval,
+                        rating_mean=3.0, seed=0)
+
+
+def _batch(world, n=6, m=3):
+    data, split, cat, text, qf, retrieval, _ = world
+    ev = split.train.iloc[100:100 + n]
+    feats = qf.build(ev, context=split.train)
+    feats["item_id"] = ev["item_id"].astype(str).to_numpy(dtype=object)
+    feats["rating"] = ev["rating"].to_numpy(np.float32)
+    items = np.asarray(cat.item_ids, dtype=object)
+    neg = items[np.random.default_rng(1).integers(0, len(items), (n, m))]
+    neg[0, 0] = feats["item_id"][0]  # a negative equal to the positive: must be ignored
+    neg[1, 1] = ""  # padding: ignored
+    feats["negatives"] = neg
+    return {k: tf.constant(v) for k, v in feats.items()}
+
+
+def _softmax_ce(logits, valid):
+    z = np.where(valid, logits, -np.inf)
+    return float(np.sum(np.log(np.sum(np.exp(z - z.max(1, keepdims=True)), 1)) + z.max(1) - z[:, 0]))
+
+
+def test_listwise_loss_is_softmax_cross_entropy_over_positive_and_valid_negatives(world):
+    ranker = _ranker(world, num_random_negatives=0, rating_weight=0.0)
+    feats = _batch(world)
+    cands = tf.concat([feats["item_id"][:, None], feats["negatives"]], axis=1)
+    logits = ranker.score(feats, cands)["relevance"].numpy()
+    c = cands.numpy()
+    valid = (c != c[:, :1]) & (c != b"")
+    valid[:, 0] = True
+    want = _softmax_ce(logits.astype(np.float64), valid)
+    got = float(ranker.compute_loss(feats))
+    assert got == pytest.approx(want, rel=1e-4)
+
+
+def test_bce_and_rating_losses_match_numpy(world):
+    ranker = _ranker(world, loss="bce", num_random_negatives=0, rating_weight=0.5)
+    feats = _batch(world)
+    cands = tf.concat([feats["item_id"][:, None], feats["negatives"]], axis=1)
+    out = ranker.score(feats, cands)
+    x, r = out["relevance"].numpy().astype(np.float64), out["rating"].numpy()[:, 0].astype(np.float64)
+    c = cands.numpy()
+    valid = (c != c[:, :1]) & (c != b"")
+    valid[:, 0] = True
+    y = np.zeros_like(x)
+    y[:, 0] = 1
+    bce = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
+    mse = np.sum((feats["rating"].numpy() - r) ** 2)
+    # Keras' sum reduction of BinaryCrossentropy with sample weights: sum(w * bce).
+    want = float(np.sum(bce * valid) + 0.5 * mse)
+    assert float(ranker.compute_loss(feats)) == pytest.approx(want, rel=1e-4)
+
+
+def test_rating_loss_needs_ratings_and_bad_loss_is_refused(world):
+    with pytest.raises(ConfigError, match="ranking.loss"):
+        _ranker(world, loss="pairwise")
+    ranker = _ranker(world, rating_weight=1.0)
+    feats = dict(_batch(world))
+    del feats["rating"]
+    with pytest.raises(ConfigError, match="rating"):
+        ranker.compute_loss(feats)
+
+
+def test_hard_negatives_come_from_the_retrievers_top_pool_and_skip_known_items(world):
+    data, split, cat, text, qf, retrieval, _ = world
+    ev = split.train.iloc[:200]
+    scorer = HybridScorer(retrieval, qf, split.train, cat.item_ids)
+    neg = hard_negatives(scorer, ev, cat, split.train, n=6, pool=10, seed=0)
+    assert neg.shape == (200, 6)
+    scores = scorer.score_queries(ev)
+    known = split.train.groupby(split.train.user_id.astype(str))["item_id"].apply(lambda s: set(s.astype(str)))
+    ids = np.asarray(cat.item_ids).astype(str)
+    for r in range(200):
+        user, own = str(ev.user_id.iloc[r]), str(ev.item_id.iloc[r])
+        allowed = [i for i in np.argsort(-scores[r], kind="stable") if ids[i] not in known[user] and ids[i] != own]
+        top = set(ids[allowed[:10]])  # naive: the 10 best allowed items
+        assert set(neg[r]) <= top, r
+
+
+def test_two_stage_scores_put_ranked_candidates_first_and_keep_retrieval_order_below(world):
+    data, split, cat, text, qf, retrieval, _ = world
+    ranker = _ranker(world)
+    queries = split.test.groupby("user_id").head(1).head(5).reset_index(drop=True)
+    two = TwoStageScorer(retrieval, ranker, qf, split.train, cat, exclude=split.train, n_candidates=7)
+    got = two.score_queries(queries)
+    ret = HybridScorer(retrieval, qf, split.train, cat.item_ids)
+    base = ret.score_queries(queries)
+    seen = cat.matrix(split.train).toarray()[cat.user_index(queries.user_id.astype(str))] > 0
+    ids = np.asarray(cat.item_ids, dtype=object)
+    for r in range(len(queries)):
+        allowed = np.where(~seen[r])[0]
+        cand = allowed[np.argsort(-base[r, allowed], kind="stable")[:7]]  # naive top-7 unseen
+        feats = ret.features(queries.iloc[r:r + 1])
+        rel, _ = rank_candidates(ranker, feats, ids[cand][None, :])
+        np.testing.assert_allclose(got[r, cand], rel[0], rtol=1e-5, atol=1e-5)
+        others = np.setdiff1d(np.arange(len(ids)), cand)
+        assert got[r, others].max() < got[r, cand].min()
+        assert np.isfinite(got[r]).all() and got[r, others].max() <= -BELOW + 1e-3
+        # Below the candidates, the retrieval order is kept.
+        assert np.array_equal(np.argsort(-got[r, others], kind="stable"), np.argsort(-base[r, others], kind="stable"))
+
+
+def test_recommend_two_stage_with_business_rules(world):
+    data, split, cat, text, qf, retrieval, encoder = world
+    ranker = _ranker(world)
+    known = pd.concat([split.train, split.val])
+    rec = Recommender(retrieval, qf, data.items, text, known, text_encoder=encoder, ranker=ranker, n_candidates=30)
+    user = str(known.user_id.iloc[0])
+    out = rec.recommend(user, k=8)
+    assert len(out) == 8 and np.all(np.diff(out.score.to_numpy()) <= 1e-6)
+    assert not set(out.item_id) & set(known.loc[known.user_id == user, "item_id"].astype(str))
+    # The final order is the ranker's order over the retrieved top-30.
+    retrieved = rec.recommend(user, k=30, rank=False)
+    feats = rec.query_features_of(user)
+    rel, _ = rank_candidates(ranker, feats, retrieved.item_id.to_numpy(dtype=object)[None, :])
+    want = retrieved.item_id.to_numpy()[np.argsort(-rel[0], kind="stable")[:8]]
+    assert out.item_id.tolist() == want.tolist()
+    genre = data.items.genres.str.split("|").explode().value_counts().index[0]
+    f = rec.recommend(user, k=5, where={"genres": genre}, exclude=[want[0]])
+    g = data.items.set_index(data.items.item_id.astype(str)).loc[f.item_id, "genres"]
+    assert all(genre in x.split("|") for x in g) and want[0] not in set(f.item_id)
+    capped = rec.recommend(user, k=10, max_per_category=("genres", 1))
+    gs = data.items.set_index(data.items.item_id.astype(str)).loc[capped.item_id, "genres"].str.split("|")
+    flat = [x for v in gs for x in v]
+    assert len(flat) == len(set(flat))  # each genre at most once
+    with pytest.raises(DataError, match="no_such_column"):
+        rec.recommend(user, where={"no_such_column": 1})
+    with pytest.raises(DataError, match="needs a ranker"):
+        Recommender(retrieval, qf, data.items, text, known).recommend(user, rank=True)
+
+
+def test_separate_mode_freezes_retrieval_and_joint_mode_trains_it(world):
+    data, split, cat, text, qf, retrieval, _ = world
+    feats = {k: v for k, v in _batch(world, n=64).items() if k != "negatives"}
+    ds = tf.data.Dataset.from_tensors(feats).repeat(2)
+    before = [w.numpy().copy() for w in retrieval.trainable_weights]
+    assert before
+    sep = _ranker(world)
+    sep.compile(tf.keras.optimizers.Adam(0.01))
+    sep.fit(ds, epochs=1, verbose=0)
+    assert not any(w.ref() in {v.ref() for v in retrieval.trainable_weights} for w in sep.trainable_weights)
+    assert sep.trainable_weights and retrieval.trainable  # the retrieval model itself is left trainable
+    for a, w in zip(before, retrieval.trainable_weights):
+        np.testing.assert_array_equal(a, w.numpy())
+    joint_ret = build_hybrid(ModelConfig(embedding_dim=8), cat, data.items, text, qf, seed=3)
+    joint = build_ranker(RankingConfig(mode="joint", embedding_dim=8, deep_units=(16,)), ModelConfig(embedding_dim=8),
+                         cat, data.items, text, qf, retrieval=joint_ret, rating_mean=3.0)
+    joint.compile(tf.keras.optimizers.Adam(0.01))
+    joint(feats | {"candidate_item_ids": tf.constant([["i1"]] * 64)})
+    start = [w.numpy().copy() for w in joint_ret.trainable_weights]
+    joint.fit(ds, epochs=1, verbose=0)
+    assert any(not np.allclose(a, w.numpy()) for a, w in zip(start, joint_ret.trainable_weights))
+
+
+def test_bias_baseline_is_the_regularised_least_squares_solution():
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"user_id": rng.integers(0, 7, 80).astype(str), "item_id": rng.integers(0, 9, 80).astype(str),
+                       "rating": rng.integers(1, 6, 80).astype(float)})
+    m = BiasBaseline(reg_user=2.0, reg_item=3.0, iterations=200).fit(df)
+    # Independent: solve min ||r - mu - A b||^2 + b' L b as one ridge system.
+    users, items = sorted(df.user_id.unique()), sorted(df.item_id.unique())
+    a = np.zeros((len(df), len(users) + len(items)))
+    a[np.arange(len(df)), [users.index(u) for u in df.user_id]] = 1
+    a[np.arange(len(df)), [len(users) + items.index(i) for i in df.item_id]] = 1
+    lam = np.diag([2.0] * len(users) + [3.0] * len(items))
+    b = np.linalg.solve(a.T @ a + lam, a.T @ (df.rating.to_numpy() - df.rating.mean()))
+    np.testing.assert_allclose([m.user_bias[u] for u in users], b[:len(users)], atol=1e-6)
+    np.testing.assert_allclose([m.item_bias[i] for i in items], b[len(users):], atol=1e-6)
+    new = pd.DataFrame({"user_id": ["nobody"], "item_id": [items[0]]})
+    assert m.predict(new)[0] == pytest.approx(df.rating.mean() + b[len(users)])
+    assert GlobalMean().fit(df).predict(new)[0] == pytest.approx(df.rating.mean())
+
+
+def test_rating_metrics_match_sklearn():
+    from sklearn.metrics import mean_absolute_error, mean_squared_error
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(1, 6, 50).astype(float)
+    p = y + rng.normal(size=50)
+    assert rmse(y, p) == pytest.approx(np.sqrt(mean_squared_error(y, p)))
+    assert mae(y, p) == pytest.approx(mean_absolute_error(y, p))
+    out = evaluate_ratings({"a": p, "b": np.full(50, y.mean())}, pd.DataFrame({"rating": y}), n_boot=200,
+                           reference="b")
+    lo, hi = out["a"]["rmse_ci95"]
+    assert lo <= out["a"]["rmse"] <= hi
+    assert "squared_error_vs_b" in out["a"]
+    with pytest.raises(DataError, match="shape"):
+        evaluate_ratings({"a": p[:3]}, pd.DataFrame({"rating": y}))
+
+
+def test_two_stage_export_serves_the_rankers_top_k_of_the_retrieved_candidates(world, tmp_path):
+    from tfrec.export.retrieval import export_retrieval
+    from tfrec.models.serving import HybridRankerModel, hybrid_serving_parts
+
+    data, split, cat, text, qf, retrieval, _ = world
+    ranker = _ranker(world)
+    known = pd.concat([split.train, split.val])
+    ret = HybridScorer(retrieval, qf, known, cat.item_ids)
+    query_model, qspec, _, _ = hybrid_serving_parts(retrieval, qf)
+    path = export_retrieval(query_model, qspec, cat.item_ids, ret.item_embeddings, k=5, retrieve_k=12,
+                            ranker=HybridRankerModel(ranker, qf.history_length), two_stage=True,
+                            root=str(tmp_path), name="two_stage")
+    events = split.test.groupby("user_id").head(1).head(4).reset_index(drop=True)
+    feats = ret.features(events)
+    loaded = tf.saved_model.load(path)
+    got = loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in feats.items()})
+    ids = np.asarray(cat.item_ids, dtype=object).astype(str)
+    base = ret.score_queries(events)
+    for r in range(len(events)):
+        cand = ids[np.argsort(-base[r], kind="stable")[:12]]  # retrieval top-12 (no exclusions)
+        rel, _ = rank_candidates(ranker, {k: v[r:r + 1] for k, v in feats.items()}, cand[None, :])
+        order = np.argsort(-rel[0], kind="stable")[:5]
+        assert got["item_ids"].numpy()[r].astype(str).tolist() == cand[order].tolist()
+        np.testing.assert_allclose(got["scores"].numpy()[r], rel[0][order], rtol=1e-4, atol=1e-4)
+    assert set(loaded.signatures) >= {"serving_default", "recommend", "retrieve", "rank"}

@@ -1,0 +1,188 @@
+"""A run folder's trained model: saved at the end of `tfrec run`, rebuilt later.
+
+`tfrec run` writes the trained weights into `<run_dir>/model/` (a
+`tf.train.Checkpoint` of the model's towers and catalogue lookup, plus
+`model.json`). Everything else the model needs is rebuilt deterministically from
+the run's `config.json`: the data is re-loaded and re-split, the catalogue and
+query features re-fitted on the same train split, the item texts re-encoded
+(a text-cache hit), the model re-built with the same seed, and the weights
+restored into it. `tfrec export --run RUN_DIR` and `tfrec explain --run RUN_DIR`
+start from here.
+
+Example:
+    run = load_run("runs/20260101-120000-ml100k")
+    run.recommender.recommend("42", k=10)        # the trained model, as `tfrec.run` returned it
+"""
+import dataclasses
+import hashlib
+import json
+import pathlib
+
+import numpy as np
+
+from tfrec.errors import ConfigError, DataError
+
+MODEL_DIR = "model"
+CHECKPOINT = "weights"  # model/weights.index + model/weights.data-*
+INFO_FILE = "model.json"
+# The parts of each model kind that hold weights. The optimizer is left out on purpose:
+# a finished run is served or explained, not resumed, and Adam's slots would triple the bytes.
+WEIGHT_PARTS = {"hybrid": ("lookup", "item_tower", "query_tower"), "two_tower": ("query_tower", "candidate_tower")}
+
+
+@dataclasses.dataclass
+class LoadedRun:
+    """A run folder brought back to life: the config, the data and its split, the
+    fitted features, the trained model with its weights restored, and (hybrid) the
+    `Recommender` that `tfrec.run` returned."""
+
+    run_dir: str
+    config: object  # RunConfig
+    data: object  # RecData
+    split: object
+    catalogue: object
+    model: object
+    recommender: object = None  # tfrec.models.recommender.Recommender (hybrid only)
+    query_features: object = None  # tfrec.features.query_features.QueryFeatures (hybrid only)
+    text_encoder: object = None  # tfrec.text.encoder.BertTextEncoder (hybrid with text)
+    text_embeddings: np.ndarray = None
+    known: object = None  # train + validation interactions: the histories a test-time query sees
+
+
+def _kind(model):
+    from tfrec.models.hybrid import HybridRetrieval
+
+    return "hybrid" if isinstance(model, HybridRetrieval) else "two_tower"
+
+
+def _checkpoint(model, kind):
+    import tensorflow as tf
+
+    return tf.train.Checkpoint(**{part: getattr(model, part) for part in WEIGHT_PARTS[kind]})
+
+
+def catalogue_fingerprint(catalogue) -> str:
+    """sha256 of the catalogue's user and item ids, in order: the weights' row layout."""
+    h = hashlib.sha256()
+    for ids in (catalogue.user_ids, catalogue.item_ids):
+        h.update("\x1f".join(str(i) for i in ids).encode("utf-8"))
+        h.update(b"\x1e")
+    return h.hexdigest()
+
+
+def save_model(run_dir, model, catalogue=None) -> str:
+    """Writes the trained model's weights into `<run_dir>/model/` atomically; returns that path.
+
+    Args:
+        run_dir: the run folder (holding, or about to hold, `config.json`).
+        model: a trained `HybridRetrieval` or `TwoTowerRetrieval`.
+        catalogue: the fitted `Catalogue`; its fingerprint lets `load_run` notice
+            that the data changed since the run.
+    """
+    import tensorflow as tf
+
+    from tfrec.export.versioning import atomic_dir
+
+    kind = _kind(model)
+    final = pathlib.Path(run_dir) / MODEL_DIR
+    with atomic_dir(final) as tmp:
+        _checkpoint(model, kind).write(str(tmp / CHECKPOINT))
+        info = {"kind": kind, "class": type(model).__name__, "checkpoint": CHECKPOINT,
+                "parts": list(WEIGHT_PARTS[kind]), "tensorflow": tf.__version__,
+                "catalogue_fingerprint": catalogue_fingerprint(catalogue) if catalogue is not None else None}
+        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    return str(final)
+
+
+def read_run_config(run_dir):
+    """The resolved `RunConfig` of a run folder (its `config.json`)."""
+    from tfrec.config import load_config
+
+    run_dir = pathlib.Path(run_dir)
+    path = run_dir / "config.json"
+    if not path.exists():
+        raise ConfigError(f"`--run` {run_dir} is not a run folder: it has no config.json. Fix: pass a folder that "
+                          "`tfrec run` wrote, e.g. runs/<time>-<name>/.")
+    return load_config(path)
+
+
+def _build(model, kind, catalogue, split, query_features):
+    """Calls each tower once so every variable exists before the weights are read."""
+    import tensorflow as tf
+
+    if kind == "two_tower":
+        model.query_tower(tf.constant(["?"]))
+        model.candidate_tower(tf.constant(["?"]))
+        return
+    feats = query_features.build(split.train.head(2), context=split.train)
+    model.query_embedding({k: tf.constant(v) for k, v in feats.items()}, training=False)
+    model.item_embeddings(tf.constant(np.asarray(catalogue.item_ids[:2]).astype(str)), training=False)
+
+
+def load_run(run_dir, log=None) -> LoadedRun:
+    """Rebuilds a run's data, features and trained model from its folder; see the module docstring.
+
+    Raises:
+        ConfigError: `run_dir` is not a run folder, or holds no saved model.
+        DataError: the data the config points to is no longer the data the model was trained on.
+    """
+    import pandas as pd
+
+    from tfrec.cli.run import encode_item_texts, prepare
+
+    log = log or (lambda *parts: None)
+    run_dir = pathlib.Path(run_dir)
+    config = read_run_config(run_dir)
+    model_dir = run_dir / MODEL_DIR
+    if not (model_dir / INFO_FILE).exists():
+        raise ConfigError(f"Run folder {run_dir} has no trained model ({MODEL_DIR}/{INFO_FILE} is missing): it was "
+                          "written before tfrec saved model weights, or with `model.kind` that saves none. "
+                          "Fix: run `tfrec run` again with this config.")
+    info = json.loads((model_dir / INFO_FILE).read_text())
+    if info["kind"] != config.model.kind:
+        raise ConfigError(f"{model_dir}: saved model kind {info['kind']!r} but config.json says "
+                          f"`model.kind` {config.model.kind!r}; the run folder was edited. Fix: re-run `tfrec run`.")
+    data, _, split, catalogue = prepare(config, log)
+    if info.get("catalogue_fingerprint") and info["catalogue_fingerprint"] != catalogue_fingerprint(catalogue):
+        raise DataError(f"The data at `data.source` {config.data.source or config.data.dataset!r} is not the data "
+                        f"run {run_dir.name} was trained on (its users/items differ). Fix: point `data.source` "
+                        "(or TFREC_DATA) at the original data.")
+    known = pd.concat([split.train, split.val], ignore_index=True)
+    out = LoadedRun(str(run_dir), config, data, split, catalogue, model=None, known=known)
+    if config.model.kind == "hybrid":
+        from tfrec.features.query_features import QueryFeatures
+        from tfrec.models.factory import build_hybrid
+        from tfrec.models.recommender import Recommender
+
+        if config.model.use_text:
+            out.text_embeddings, out.text_encoder = encode_item_texts(config, data.items, log)
+        else:
+            out.text_embeddings = np.zeros((catalogue.n_items, 1), np.float32)
+        # As in `tfrec.cli.run.train_hybrid`: fitted on the whole train split.
+        out.query_features = QueryFeatures.fit(split.train, data.users, config.data.history_length)
+        out.model = build_hybrid(config.model, catalogue, data.items, out.text_embeddings, out.query_features,
+                                 seed=config.train.seed, text_cfg=config.text)
+    elif config.model.kind == "two_tower":
+        from tfrec.models.two_tower import TwoTowerRetrieval
+
+        m = config.model
+        logq = None  # as in `tfrec.cli.run.train_two_tower`
+        if m.logq_correction:
+            counts = np.asarray(catalogue.item_vocab.counts, np.float64)
+            logq = dict(zip(catalogue.item_vocab.values, np.log(counts / counts.sum()).tolist()))
+        out.model = TwoTowerRetrieval(catalogue.user_vocab.values, catalogue.item_vocab.values, m.embedding_dim,
+                                      item_log_probability=logq, remove_accidental_hits=m.remove_accidental_hits)
+    else:
+        raise ConfigError(f"Unknown `model.kind` {config.model.kind!r} in {run_dir / 'config.json'}.")
+    _build(out.model, info["kind"], catalogue, split, out.query_features)
+    prefix = str(model_dir / info.get("checkpoint", CHECKPOINT))
+    try:
+        _checkpoint(out.model, info["kind"]).read(prefix).assert_existing_objects_matched()
+    except (AssertionError, ValueError) as e:
+        raise DataError(f"The weights in {model_dir} do not fit the model rebuilt from {run_dir / 'config.json'} "
+                        f"({e}). The data or tfrec changed since the run. Fix: re-run `tfrec run`.") from e
+    if config.model.kind == "hybrid":
+        out.recommender = Recommender(out.model, out.query_features, data.items, out.text_embeddings, known,
+                                      text_encoder=out.text_encoder, text_template=config.text.template)
+    log(f"loaded: {run_dir} ({info['class']}, weights from {prefix})")
+    return out

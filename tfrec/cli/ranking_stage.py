@@ -1,0 +1,154 @@
+"""The ranking stage of the main job: train the ranker on the retriever's
+candidates, evaluate two-stage against retrieval alone and the rating baselines.
+
+    ranker, info = train_ranker(config, data, split, catalogue, text_emb, retrieval, query_features)
+"""
+import time
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from tfrec.errors import DataError
+
+
+class TwoStageValidation(tf.keras.callbacks.Callback):
+    """Adds `val_two_stage_ndcg@10` (full catalogue, train items excluded) to the
+    epoch logs: each validation user's query at their first validation event,
+    top-N retrieved, re-ranked by the model being trained."""
+
+    def __init__(self, retrieval, query_features, train, val, catalogue, n_candidates=200, log=print,
+                 exclude_seen=True):
+        super().__init__()
+        self.retrieval, self.query_features, self.train, self.val = retrieval, query_features, train, val
+        self.catalogue, self.n_candidates, self.log = catalogue, int(n_candidates), log
+        self.val_matrix = catalogue.matrix(val)
+        self.train_matrix = catalogue.matrix(train)
+        self.users = np.unique(self.val_matrix.nonzero()[0])
+        self.exclude_seen = bool(exclude_seen)
+        self.history = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        from tfrec.evaluation.ranking import evaluate_ranking
+        from tfrec.models.two_stage import TwoStageScorer
+
+        retrieval = self.retrieval if self.retrieval is not None else self.model.retrieval
+        scorer = TwoStageScorer(retrieval, self.model, self.query_features, self.train, self.catalogue,
+                                exclude=self.train if self.exclude_seen else None, n_candidates=self.n_candidates)
+        fn = scorer.user_matrix_scorer(self.catalogue, self.val)
+        res = evaluate_ranking(fn, self.users, self.val_matrix, exclude=self.train_matrix if self.exclude_seen else None,
+                               ks=(10, 20), return_topk=False).mean()
+        logs = logs if logs is not None else {}
+        logs["val_two_stage_ndcg@10"] = res["ndcg@10"]
+        loss = float(logs.get("relevance_loss", logs.get("loss", np.nan)))
+        self.history.append({"epoch": epoch + 1, "val_two_stage_ndcg@10": res["ndcg@10"],
+                             "val_two_stage_recall@20": res["recall@20"], "relevance_loss": loss,
+                             "rating_rmse": float(logs.get("rating_rmse", np.nan))})
+        self.log(f"  ranker epoch {epoch + 1}: relevance loss {loss:.1f}  "
+                 f"val two-stage ndcg@10 {res['ndcg@10']:.4f}  recall@20 {res['recall@20']:.4f}")
+
+
+def ranking_features(query_features, events, context, ratings=True):
+    """Training features of the ranker: query features + item_id (+ rating)."""
+    feats = query_features.build(events, context=context)
+    feats["item_id"] = events["item_id"].astype(str).to_numpy(dtype=object)
+    if ratings and "rating" in events.columns:
+        feats["rating"] = events["rating"].to_numpy(np.float32)
+    return feats
+
+
+def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, query_features, log=print,
+                 log_dir=None):
+    """Trains the ranking stage. `retrieval` is the trained retrieval model (separate
+    mode), or None for joint mode, where a fresh retrieval model is trained with the
+    ranker. Returns (ranker, info dict)."""
+    from tfrec.data.pipeline import make_dataset
+    from tfrec.models.factory import build_hybrid
+    from tfrec.models.ranking import build_ranker, hard_negatives
+    from tfrec.models.scoring import HybridScorer
+    from tfrec.training.strategy import make_strategy
+    from tfrec.training.trainer import train
+
+    r, t = config.ranking, config.train
+    joint = r.mode == "joint"
+    if joint and retrieval is not None:
+        raise DataError("Joint ranking trains its own retrieval model; pass retrieval=None.")
+    fit_part, val_part = split.train, split.val
+    if not len(val_part) and r.early_stopping_patience > 0:
+        from tfrec.evaluation.protocols import carve_slice
+
+        fit_part, val_part = carve_slice(split.train, 0.1, t.seed)
+    has_ratings = "rating" in fit_part.columns and r.rating_weight > 0
+    rating_mean = float(fit_part["rating"].mean()) if "rating" in fit_part.columns else 0.0
+    feats = ranking_features(query_features, fit_part, fit_part, ratings=has_ratings or r.loss == "rating")
+    start = time.perf_counter()
+    if not joint and r.num_hard_negatives > 0:
+        scorer = HybridScorer(retrieval, query_features, fit_part, catalogue.item_ids)
+        feats["negatives"] = hard_negatives(scorer, fit_part, catalogue, fit_part, r.num_hard_negatives,
+                                            r.hard_negative_pool, seed=t.seed)
+        log(f"rank: {r.num_hard_negatives} hard negatives per example from the retriever's top "
+            f"{r.hard_negative_pool} ({time.perf_counter() - start:.1f} s)")
+    ds = make_dataset(feats, r.batch_size, seed=t.seed, shuffle_buffer=t.shuffle_buffer, drop_remainder=True)
+    callbacks = []
+    validation = None
+    if len(val_part) and r.early_stopping_patience > 0:
+        exclude_seen = True
+        if config.eval.protocol:
+            from tfrec.evaluation.protocols import get_protocol
+
+            exclude_seen = bool(get_protocol(config.eval.protocol).exclude)
+        validation = TwoStageValidation(retrieval, query_features, fit_part, val_part, catalogue,
+                                        n_candidates=r.candidates, log=log, exclude_seen=exclude_seen)
+        callbacks = [validation, tf.keras.callbacks.EarlyStopping(
+            monitor="val_two_stage_ndcg@10", mode="max", patience=r.early_stopping_patience,
+            restore_best_weights=True)]
+
+    def build():
+        ret = retrieval
+        if joint:
+            ret = build_hybrid(config.model, catalogue, data.items, text_embeddings, query_features, seed=t.seed)
+        return build_ranker(r, config.model, catalogue, data.items, text_embeddings, query_features,
+                            retrieval=ret, rating_mean=rating_mean, seed=t.seed)
+
+    strategy = make_strategy(t.strategy)
+    log(f"rank: {r.mode} {r.loss} ranker (DCN-v2, {r.cross_layers} cross layers, deep {list(r.deep_units)}), "
+        f"rating weight {r.rating_weight if has_ratings else 0}, up to {r.epochs} epochs, batch {r.batch_size}, "
+        f"{r.num_hard_negatives if not joint else 0} hard + {r.num_random_negatives} random negatives")
+    ranker, history, secs = train(build, ds, strategy=strategy, epochs=r.epochs, optimizer=t.optimizer,
+                                  learning_rate=r.learning_rate, seed=t.seed, verbose=t.verbose, log_dir=log_dir,
+                                  callbacks=callbacks)
+    info = {"seconds": secs, "mode": r.mode, "loss": r.loss, "epochs": len(history.get("loss", [])),
+            "relevance_loss": history.get("relevance_loss"), "validation": validation.history if validation else None}
+    if validation is not None and validation.history:
+        best = max(validation.history, key=lambda h: h["val_two_stage_ndcg@10"])
+        log(f"rank: {info['epochs']} epochs in {secs:.1f} s; best validation two-stage ndcg@10 "
+            f"{best['val_two_stage_ndcg@10']:.4f} at epoch {best['epoch']} (weights restored)")
+    return ranker, info
+
+
+def evaluate_rating_stage(ranker, query_features, split, known, n_boot=1000, seed=0, log=print):
+    """Test RMSE/MAE of the ranker's rating head vs global mean and user/item bias
+    (regularisation tuned on validation, refitted on train + validation)."""
+    from tfrec.evaluation.rating import BiasBaseline, GlobalMean, evaluate_ratings, tune_bias
+    from tfrec.models.two_stage import rank_candidates
+
+    test = split.test.reset_index(drop=True)
+    if "rating" not in test.columns:
+        return None
+    tuned_on = split.val if len(split.val) else None
+    if tuned_on is not None:
+        params, trials = tune_bias(split.train, split.val)
+    else:
+        params, trials = {"reg_user": 10.0, "reg_item": 25.0}, []
+    preds = {"global_mean": GlobalMean().fit(known).predict(test),
+             "user_item_bias": BiasBaseline(**params).fit(known).predict(test)}
+    feats = query_features.build(test, context=known)
+    _, rating = rank_candidates(ranker, feats, test["item_id"].astype(str).to_numpy(dtype=object)[:, None])
+    preds["tfrec ranker"] = rating[:, 0]
+    out = evaluate_ratings(preds, test, n_boot=n_boot, seed=seed, reference="user_item_bias")
+    out["user_item_bias"]["params"] = params
+    out["user_item_bias"]["tuning"] = trials
+    log("evaluate: ratings on the test split (RMSE / MAE, 95% CI)")
+    for name, m in out.items():
+        log(f"  {name:<16} RMSE {m['rmse']:.4f} [{m['rmse_ci95'][0]:.4f}, {m['rmse_ci95'][1]:.4f}]  MAE {m['mae']:.4f}")
+    return out

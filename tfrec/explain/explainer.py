@@ -1,0 +1,211 @@
+"""`Explainer`: why a trained hybrid model recommends an item to a user.
+
+Evidence per (user, item):
+(a) history contributions: leave-one-out score drops (exact) and gradient x input
+    over the history item vectors (`tfrec.explain.attribution`);
+(b) content: genres the item shares with the history, and the history titles most
+    similar by text embedding;
+(c) collaborative: train users who watched both a history item and the item;
+(d) user attributes and request time, by occlusion.
+Plus a sentence built from templates over the positive evidence (`tfrec.explain.text`).
+
+Example:
+    explainer = Explainer(result.recommender, result.split.train)
+    e = explainer.explain("42", "50")
+    e.sentence            # 'Because you watched Return of the Jedi (1983) and ...'
+    e.to_dict()           # JSON form
+    explainer.recommend_with_explanations("42", k=5)   # [Explanation] best first
+"""
+import dataclasses
+import json
+import time
+from typing import List, Optional
+
+import numpy as np
+import pandas as pd
+
+from tfrec.data.history import PAD
+from tfrec.errors import DataError
+from tfrec.explain.attribution import GradientTimesInput, leave_one_out, occlusion
+from tfrec.explain.evidence import CoOccurrence, shared_values, split_values, text_similarity
+from tfrec.explain.text import sentence
+
+
+@dataclasses.dataclass
+class HistoryEvidence:
+    """One history item of the query and what it contributed to the item's score."""
+
+    item_id: str
+    title: str
+    position: int  # in the padded history [N], oldest first, newest at N - 1
+    leave_one_out: float  # score - score without this item (> 0: it raised the score)
+    gradient_x_input: float
+    co_occurrence: int  # train users who watched both this and the recommended item
+    text_similarity: float  # cosine of the two items' text embeddings
+    shared_genres: List[str]
+
+
+@dataclasses.dataclass
+class Explanation:
+    """Structured evidence for one recommended item; `to_dict()` is its JSON form."""
+
+    user_id: str
+    item_id: str
+    title: str
+    score: float
+    rank: Optional[int]
+    genres: List[str]
+    history: List[HistoryEvidence]  # every real history item, largest leave-one-out first
+    shared_genres: List[tuple]  # [(genre, history items having it)], most frequent first
+    similar_titles: List[dict]  # [{item_id, title, similarity}] most text-similar history items
+    co_occurrence: List[dict]  # [{item_id, title, count}] history items most co-watched with the item
+    item_popularity: int  # train users who watched the item
+    attributes: dict  # user attribute / user_id / timestamp -> score change when made unknown
+    sentence: str = ""
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["shared_genres"] = [[g, int(n)] for g, n in self.shared_genres]
+        return d
+
+    def to_json(self, **kwargs) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Explanation":
+        d = dict(d)
+        d["history"] = [HistoryEvidence(**h) for h in d["history"]]
+        d["shared_genres"] = [(g, int(n)) for g, n in d["shared_genres"]]
+        return cls(**d)
+
+    def top_history(self, k=3) -> List[HistoryEvidence]:
+        """The k history items with the largest positive leave-one-out contribution."""
+        return [h for h in self.history if h.leave_one_out > 0][:k]
+
+
+class Explainer:
+    """Explains a `Recommender`'s scores.
+
+    Args:
+        recommender: a `tfrec.models.recommender.Recommender` over a `HybridRetrieval`.
+        train_interactions: the train split (user_id, item_id): co-occurrence counts
+            and popularity come from it only.
+        genre_column: the multi-valued ("|"-joined) item column used as content evidence.
+        k_similar: how many text-similar history titles / co-watched history items to list.
+    """
+
+    def __init__(self, recommender, train_interactions: pd.DataFrame, genre_column="genres", k_similar=3):
+        self.recommender = recommender
+        self.genre_column = genre_column
+        self.k_similar = int(k_similar)
+        self.cooc = CoOccurrence(train_interactions, recommender.item_ids)
+        self._gxi = GradientTimesInput(recommender.model)
+        items = recommender.items
+        self._titles = (items["title"].astype(str).to_numpy() if "title" in items.columns
+                        else items["item_id"].astype(str).to_numpy())
+        self._genres = (items[genre_column].to_numpy() if genre_column in items.columns
+                        else np.full(len(items), "", dtype=object))
+        qf = recommender.query_features
+        self.occlusion_names = ["user_id", *qf.attribute_names, "timestamp"]
+        self.neutral_time = int(qf.reference_time)
+
+    # -- inputs ---------------------------------------------------------------------
+    def features(self, user_id, timestamp=None, history=None, attributes=None) -> dict:
+        """Raw query features (batch 1), built as `Recommender.query_embedding` builds them."""
+        rec = self.recommender
+        ts = int(time.time()) if timestamp is None else int(timestamp)
+        n = rec.query_features.history_length
+        if history is None:
+            known = rec.known
+            mine = known[(known["user_id"].astype(str) == str(user_id)) & (known["timestamp"] < ts)]
+            history = mine.sort_values("timestamp", kind="mergesort")["item_id"].astype(str).tolist()
+        history = [str(h) for h in history][-n:]
+        feats = {"user_id": np.array([str(user_id)], object), "timestamp": np.array([ts], np.int64),
+                 "history": np.array([[PAD] * (n - len(history)) + history], dtype=object)}
+        attrs = rec.query_features.attributes([str(user_id)])
+        for k, v in (attributes or {}).items():
+            if k not in attrs:
+                raise DataError(f"Unknown user attribute `{k}`; the model knows {sorted(attrs) or 'none'}.")
+            attrs[k] = np.array([v], dtype=attrs[k].dtype)
+        feats.update(attrs)
+        return feats
+
+    def _rows(self, item_ids):
+        rows = self.cooc.rows(item_ids)
+        bad = [i for i, r in zip(item_ids, rows) if r < 0]
+        if bad:
+            raise DataError(f"`item_id` {bad[:5]} not in the catalogue ({len(self.cooc.item_ids)} items); "
+                            "explain items the recommender can score (see `recommender.item_ids`).")
+        return rows
+
+    # -- attribution ------------------------------------------------------------------
+    def attribute(self, features: dict, item_ids):
+        """Raw attributions for m items of one query: dict with score [m],
+        leave_one_out [m, N], gradient_x_input [m, N], occlusion [m, A] (names:
+        `self.occlusion_names`)."""
+        rows = self._rows(list(item_ids))
+        vecs = self.recommender.item_embeddings[rows]  # (m, d)
+        fn = self.recommender.scorer._query_fn
+        score, loo = leave_one_out(fn, features, vecs)
+        occ = occlusion(fn, features, vecs, self.occlusion_names, self.neutral_time, score=score)
+        return {"score": score, "leave_one_out": loo, "gradient_x_input": self._gxi(features, vecs),
+                "occlusion": occ}
+
+    # -- explanations ---------------------------------------------------------------------
+    def explain(self, user_id, item_id, k_history=3, timestamp=None, history=None, attributes=None) -> Explanation:
+        """Explanation of `item_id`'s score for `user_id` (history and attributes as in
+        `Recommender.recommend`: defaults are the known ones)."""
+        feats = self.features(user_id, timestamp, history, attributes)
+        return self._explain(feats, [str(item_id)], k_history)[0]
+
+    def recommend_with_explanations(self, user_id, k=10, k_history=3, timestamp=None, history=None,
+                                    attributes=None, **recommend_kwargs) -> List[Explanation]:
+        """`Recommender.recommend` + one `Explanation` per item (rank set), best first."""
+        ts = int(time.time()) if timestamp is None else int(timestamp)
+        top = self.recommender.recommend(user_id, k=k, timestamp=ts, history=history, attributes=attributes,
+                                         **recommend_kwargs)
+        feats = self.features(user_id, ts, history, attributes)
+        out = self._explain(feats, top["item_id"].astype(str).tolist(), k_history)
+        for r, e in enumerate(out, start=1):
+            e.rank = r
+        return out
+
+    def _explain(self, feats, item_ids, k_history):
+        att = self.attribute(feats, item_ids)
+        hist = [str(h) for h in feats["history"][0]]
+        real = [j for j, h in enumerate(hist) if h != PAD]
+        known = [j for j in real if self.cooc.rows([hist[j]])[0] >= 0]
+        hist_rows = self.cooc.rows([hist[j] for j in known])
+        out = []
+        for m, item in enumerate(item_ids):
+            row = self.cooc.rows([item])[0]
+            genres = split_values(self._genres[row])
+            counts = dict(zip(known, self.cooc.counts(item, [hist[j] for j in known])))
+            sims = dict(zip(known, text_similarity(self.recommender.text_embeddings, row, hist_rows)))
+            evid = []
+            for j in real:
+                r = self.cooc.rows([hist[j]])[0]
+                hg = split_values(self._genres[r]) if r >= 0 else []
+                evid.append(HistoryEvidence(
+                    item_id=hist[j], title=str(self._titles[r]) if r >= 0 else hist[j], position=j,
+                    leave_one_out=float(att["leave_one_out"][m, j]),
+                    gradient_x_input=float(att["gradient_x_input"][m, j]),
+                    co_occurrence=int(counts.get(j, 0)), text_similarity=float(sims.get(j, 0.0)),
+                    shared_genres=[g for g in genres if g in hg]))
+            evid.sort(key=lambda h: -h.leave_one_out)
+            by_sim = sorted([h for h in evid if h.position in sims], key=lambda h: -h.text_similarity)
+            by_cooc = sorted([h for h in evid if h.co_occurrence > 0], key=lambda h: -h.co_occurrence)
+            e = Explanation(
+                user_id=str(feats["user_id"][0]), item_id=item, title=str(self._titles[row]),
+                score=float(att["score"][m]), rank=None, genres=genres, history=evid,
+                shared_genres=shared_values(self._genres[row], [self._genres[self.cooc.rows([hist[j]])[0]]
+                                                                 for j in known]),
+                similar_titles=[{"item_id": h.item_id, "title": h.title, "similarity": h.text_similarity}
+                                for h in by_sim[:self.k_similar]],
+                co_occurrence=[{"item_id": h.item_id, "title": h.title, "count": h.co_occurrence}
+                               for h in by_cooc[:self.k_similar]],
+                item_popularity=int(self.cooc.popularity[row]),
+                attributes={n: float(v) for n, v in zip(self.occlusion_names, att["occlusion"][m])})
+            e.sentence = sentence(e, k_history)
+            out.append(e)
+        return out

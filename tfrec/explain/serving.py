@@ -1,0 +1,108 @@
+"""In-graph explanations for the exported SavedModel's `explain` signature.
+
+`QueryExplainer` wraps any raw-feature query model (`query_model(features) ->
+[batch, d]`) and the catalogue's item embeddings. For each request row and item id
+it runs, in ONE batched call of the query model, the query itself, the query
+without each history item (leave-one-out: the item removed, "" padding on the
+left, as `tfrec.explain.attribution` does) and the query with
+each user attribute / the timestamp made unknown (occlusion), and returns the score
+changes. The arithmetic is `tfrec.explain.attribution`'s, so the served numbers
+equal `Explainer.attribute`'s (the serving proofs check it).
+
+    explain(Q, item_ids string [batch]) ->
+        score                    float32 [batch]     dot(query, item embedding)
+        history_contributions    float32 [batch, N]  score - score without history item j (0 at padding)
+        history_item_ids         string  [batch, N]  the (padded) history the contributions align with
+        attribute_contributions  float32 [batch, A]  score - score with feature a unknown
+                                                     (names: `attribute_names`, in the export metadata)
+
+An unknown item id scores 0 against every query (a zero embedding).
+"""
+import numpy as np
+import tensorflow as tf
+
+from tfrec.explain.attribution import UNKNOWN_NUMBER, UNKNOWN_USER
+
+
+class QueryExplainer(tf.Module):
+    """Args:
+        query_model: callable, dict of raw query features -> float [batch, d].
+        item_ids: catalogue ids [n_items].
+        item_embeddings: float [n_items, d], the retrieval index's vectors.
+        history_length: pad (left, with "") / truncate (keep the newest) the
+            request's history to this length first, as the query model does; None:
+            use the history as sent.
+        occlusions: feature name -> value standing for "unknown" ("" for strings,
+            -1 for numbers, an out-of-vocabulary id for `user_id`, the end of the train
+            period for `timestamp`), in the
+            order of `attribute_contributions`.
+    """
+
+    def __init__(self, query_model, item_ids, item_embeddings, history_length=None, occlusions=None):
+        super().__init__(name="query_explainer")
+        self.query_model = query_model
+        self.history_length = None if history_length is None else int(history_length)
+        self.occlusions = dict(occlusions or {})
+        self.attribute_names = list(self.occlusions)
+        ids = np.asarray(item_ids, dtype=object).astype(str).reshape(-1)
+        emb = np.asarray(item_embeddings, np.float32)
+        self.table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(ids), tf.range(len(ids), dtype=tf.int64)),
+            default_value=len(ids))
+        # The last row (index n_items) is the unknown item: zeros.
+        self.embeddings = tf.Variable(np.concatenate([emb, np.zeros((1, emb.shape[1]), np.float32)]),
+                                      trainable=False, name="item_embeddings")
+
+    def _pad(self, history):
+        if self.history_length is None:
+            return history
+        n = self.history_length
+        batch = tf.shape(history)[0]
+        return tf.concat([tf.fill([batch, n], ""), history], axis=1)[:, -n:]  # (batch, n)
+
+    def __call__(self, features, item_ids):
+        features = dict(features)
+        hist = self._pad(features["history"])  # (b, N)
+        b, n = tf.shape(hist)[0], tf.shape(hist)[1]
+        others = {k: v for k, v in features.items() if k != "history"}
+        # Leave-one-out rows: row 0 the query, row 1 + j without history item j:
+        # the items before j move one step right, "" pads on the left.
+        k = tf.range(n - 1)[None, :]  # (1, N - 1)
+        keep = k + tf.cast(k >= tf.range(n)[:, None], tf.int32)  # (N, N - 1): row j = 0..N-1 without j
+        removed = tf.concat([tf.fill([b, n, 1], ""), tf.gather(hist, keep, axis=1)], axis=2)  # (b, N, N)
+        variants = tf.concat([hist[:, None, :], removed], axis=1)  # (b, N + 1, N)
+        parts = [{"history": tf.reshape(variants, [b * (n + 1), n]),
+                  **{k: tf.repeat(v, n + 1, axis=0) for k, v in others.items()}}]
+        for name, value in self.occlusions.items():  # one block of b rows per occluded feature
+            x = features[name]
+            parts.append({"history": hist, **others, name: tf.fill(tf.shape(x), tf.cast(value, x.dtype))})
+        batch = {k: tf.concat([p[k] for p in parts], axis=0) for k in parts[0]}
+        q = tf.cast(self.query_model(batch), tf.float32)  # (b * (N + 1) + A * b, d)
+        v = tf.gather(self.embeddings, self.table.lookup(item_ids))  # (b, d)
+        d = tf.shape(q)[1]
+        s = tf.einsum("bkd,bd->bk", tf.reshape(q[:b * (n + 1)], [b, n + 1, d]), v)  # (b, N + 1)
+        score = s[:, 0]
+        contributions = tf.where(hist == "", 0.0, score[:, None] - s[:, 1:])  # (b, N)
+        a = len(self.occlusions)
+        s_occ = tf.einsum("abd,bd->ba", tf.reshape(q[b * (n + 1):], [a, b, d]), v)  # (b, A)
+        return {"score": score, "history_contributions": contributions, "history_item_ids": hist,
+                "attribute_contributions": score[:, None] - s_occ}
+
+
+def hybrid_occlusions(query_features, model=None) -> dict:
+    """The "unknown" values `Explainer` uses, for a hybrid model's raw query features."""
+    occ = {"user_id": UNKNOWN_USER}
+    occ.update({c: "" for c in query_features.categorical})
+    occ.update({c: UNKNOWN_NUMBER for c in query_features.numeric})
+    occ["timestamp"] = int(query_features.reference_time)
+    return occ
+
+
+def hybrid_explainer(model, query_features, item_ids, item_embeddings) -> QueryExplainer:
+    """The `explainer` to export beside a `HybridRetrieval` (pass to `export_retrieval(...,
+    explainer=)`); its numbers equal `Explainer(recommender, ...).attribute(...)`."""
+    from tfrec.models.serving import HybridQueryModel
+
+    n = query_features.history_length
+    return QueryExplainer(HybridQueryModel(model, n), item_ids, item_embeddings, history_length=n,
+                          occlusions=hybrid_occlusions(query_features))

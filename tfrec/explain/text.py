@@ -1,0 +1,47 @@
+"""Short sentences from the evidence of an `Explanation`, by templates.
+
+Only evidence that is positive is cited: a history item only if removing it
+lowers the item's score (leave-one-out contribution > 0), a genre only if at least
+two history items have it, a co-occurrence only if its count is > 0, a user
+attribute or the request time only if making it unknown lowers the score.
+
+    Because you watched Toy Story (1995) and Aladdin (1992), and you often watch Animation.
+"""
+
+MIN_GENRE_COUNT = 2  # "you often watch X": at least this many history items have X
+
+
+def join_titles(titles) -> str:
+    """["A"] -> "A"; ["A", "B"] -> "A and B"; ["A", "B", "C"] -> "A, B and C"."""
+    titles = list(titles)
+    if len(titles) <= 1:
+        return "".join(titles)
+    return ", ".join(titles[:-1]) + " and " + titles[-1]
+
+
+_ATTRIBUTE_WORDS = {"user_id": "your past activity", "timestamp": "the time of your request"}
+
+
+def sentence(explanation, k_history=3) -> str:
+    """The one-sentence explanation of `explanation` (an `Explanation`)."""
+    e = explanation
+    # A title watched twice is cited once (dict keeps the largest contribution's order).
+    watched = list(dict.fromkeys(h.title for h in e.history if h.leave_one_out > 0))[:k_history]
+    genres = [g for g, n in e.shared_genres if n >= MIN_GENRE_COUNT][:1]
+    clauses = []
+    if watched:
+        clauses.append(f"you watched {join_titles(watched)}")
+    if genres:
+        clauses.append(f"you often watch {genres[0]}")
+    if clauses:
+        return "Because " + ", and ".join(clauses) + "."
+    cooc = [c for c in e.co_occurrence if c["count"] > 0]
+    if cooc:
+        c = cooc[0]
+        return f"People who watched {c['title']} also watched {e.title} ({c['count']} of them)."
+    attrs = [(n, v) for n, v in sorted(e.attributes.items(), key=lambda kv: -kv[1]) if v > 0]
+    if attrs:
+        name = attrs[0][0]
+        what = _ATTRIBUTE_WORDS.get(name, f"your {name.replace('_', ' ')}")
+        return f"Recommended for {what}; {e.title} is popular with {e.item_popularity} viewers."
+    return f"{e.title} is popular: {e.item_popularity} viewers watched it."

@@ -1,0 +1,269 @@
+"""Ranking stage: scores (user, context, history, candidate) with feature crosses.
+
+Retrieval has to be a dot product to search the whole catalogue; a ranker only
+sees a few hundred candidates per request, so it can afford richer interactions.
+`HybridRanker` builds a user representation (id, attributes, request time,
+history) and an item representation (id, BERT text embedding, genres, year) with
+its own towers, then feeds
+
+    [user, item, user * item, retrieval score]
+
+through DCN-v2 cross layers (`tfrs.layers.dcn.Cross`) and a deep MLP to two heads:
+a relevance logit (what the final list is sorted by) and a rating.
+
+Losses (on the TFRS `Ranking` task):
+- "listwise": softmax cross-entropy over [positive, negatives] per example; the
+  negatives are drawn from the retriever's own top candidates for that query
+  (hard negatives, `negatives` feature) plus uniform train items sampled in-graph;
+- "bce": binary cross-entropy on the same lists (pointwise implicit feedback);
+- a rating regression head (MSE), weighted by `rating_weight`, on data with ratings.
+
+Joint (multi-task) training as in the TFRS multitask tutorial: with
+`retrieval_weight > 0` the retrieval model is trained together with the ranker,
+loss = retrieval_weight * retrieval loss + relevance_weight * ranking loss +
+rating_weight * rating loss. With `retrieval_weight == 0` (stages trained
+separately) the retrieval model is frozen and only provides its score.
+"""
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from tfrec.errors import ConfigError
+
+LOSSES = ("listwise", "bce", "rating")
+NEG = -1e9  # logit of a masked candidate
+
+
+class HybridRanker(tfrs.Model):
+    """Args:
+        lookup: `CatalogueLookup` (item id -> text embedding and attributes).
+        item_tower: `ItemTower` (normalize=False) of the ranker.
+        query_tower: `QueryTower` (normalize=False) of the ranker.
+        retrieval: a `HybridRetrieval` whose score is an input feature, or None.
+        loss: "listwise" | "bce" | "rating" (the relevance loss; "rating" trains the
+            rating head only and ranks by predicted rating).
+        cross_layers: number of DCN-v2 cross layers.
+        projection_dim: low-rank size of each cross layer (None = full rank).
+        deep_units: sizes of the deep MLP after the crosses.
+        num_random_negatives: uniform train-item negatives per example, drawn in-graph.
+        rating_weight, relevance_weight, retrieval_weight: loss weights.
+        rating_mean: the rating head predicts around this (train mean rating).
+        bias_l2: L2 weight of the rating head's user and item biases.
+    """
+
+    def __init__(self, lookup, item_tower, query_tower, retrieval=None, loss="listwise", cross_layers=2,
+                 projection_dim=None, deep_units=(256, 64), num_random_negatives=8, rating_weight=0.0,
+                 relevance_weight=1.0, retrieval_weight=0.0, rating_mean=0.0, bias_l2=1e-4, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        if loss not in LOSSES:
+            raise ConfigError(f"`ranking.loss` must be one of {', '.join(LOSSES)}, got {loss!r}.")
+        if retrieval_weight > 0 and retrieval is None:
+            raise ConfigError("Joint training (`ranking.retrieval_weight` > 0) needs the retrieval model.")
+        self.lookup = lookup
+        self.item_tower = item_tower
+        self.query_tower = query_tower
+        self.retrieval = retrieval
+        self.loss_kind = loss
+        self.num_random_negatives = int(num_random_negatives)
+        self.rating_weight = float(rating_weight)
+        self.relevance_weight = float(relevance_weight) if loss != "rating" else 0.0
+        self.retrieval_weight = float(retrieval_weight)
+        self.rating_mean = float(rating_mean)
+        self.seed = int(seed)
+        if loss == "rating":
+            self.rating_weight = max(self.rating_weight, 1.0)
+        self.cross = [tfrs.layers.dcn.Cross(projection_dim=projection_dim, kernel_initializer="glorot_uniform",
+                                            name=f"cross_{i}") for i in range(int(cross_layers))]
+        self.deep = tf.keras.Sequential([tf.keras.layers.Dense(int(u), activation="relu") for u in deep_units],
+                                        name="deep")
+        self.relevance_head = tf.keras.layers.Dense(1, name="relevance")
+        self.rating_head = tf.keras.layers.Dense(1, name="rating")
+        # The rating head adds L2-regularised user and item biases (the classic
+        # mu + b_u + b_i baseline) to the crossed features' prediction.
+        reg = tf.keras.regularizers.l2(float(bias_l2))
+
+        def bias(vocab, name):
+            return tf.keras.Sequential([
+                tf.keras.layers.StringLookup(vocabulary=[str(v) for v in vocab], mask_token=None, num_oov_indices=1),
+                tf.keras.layers.Embedding(len(vocab) + 1, 1, embeddings_initializer="zeros",
+                                          embeddings_regularizer=reg)], name=name)
+
+        self.user_bias = bias(query_tower.user_vocabulary, "user_bias")
+        self.item_bias = bias(item_tower.item_vocabulary, "item_bias")
+        self._negative_pool = tf.constant(list(item_tower.item_vocabulary) or lookup.item_ids)
+        self.relevance_task = tfrs.tasks.Ranking(
+            loss=(tf.keras.losses.CategoricalCrossentropy(from_logits=True, reduction="sum") if loss == "listwise"
+                  else tf.keras.losses.BinaryCrossentropy(from_logits=True, reduction="sum")),
+            loss_metrics=[tf.keras.metrics.Mean(name="relevance_loss")], name="relevance_task")
+        self.rating_task = tfrs.tasks.Ranking(
+            loss=tf.keras.losses.MeanSquaredError(reduction="sum"),
+            metrics=[tf.keras.metrics.RootMeanSquaredError(name="rating_rmse")], name="rating_task")
+
+    @property
+    def trainable_weights(self):
+        # Separate stages: the retrieval model is fixed (its score is only an input);
+        # it is left trainable as a model of its own, just not trained from here.
+        weights = super().trainable_weights
+        if self.retrieval is not None and self.retrieval_weight == 0:
+            frozen = {w.ref() for w in self.retrieval.weights}
+            weights = [w for w in weights if w.ref() not in frozen]
+        return weights
+
+    # -- representations -----------------------------------------------------------
+    def _item_vectors(self, ids, training):
+        """Item tower over the distinct ids of `ids` [...], gathered back -> [..., d]."""
+        flat = tf.reshape(ids, [-1])
+        uniq, idx = tf.unique(flat)
+        feats = self.lookup(uniq)
+        feats["item_id"] = uniq
+        emb = tf.gather(self.item_tower(feats, training=training), idx)
+        d = self.item_tower.output_dim
+        return tf.reshape(emb, tf.concat([tf.shape(ids), [d]], axis=0))
+
+    def _query_vector(self, features, training):
+        history = features["history"]
+        hist = self._item_vectors(history, training)
+        return self.query_tower(features, hist, tf.not_equal(history, ""), training=training)
+
+    def score(self, features, candidate_ids, training=False):
+        """Scores candidates: `features` as the retrieval query features (batch b),
+        `candidate_ids` string [b, c] -> {"relevance": [b, c], "rating": [b, c]}."""
+        q = self._query_vector(features, training)  # (b, d)
+        v = self._item_vectors(candidate_ids, training)  # (b, c, d)
+        c = tf.shape(candidate_ids)[1]
+        qt = tf.tile(q[:, None, :], tf.stack([1, c, 1]))  # (b, c, d)
+        parts = [qt, v, qt * v]
+        if self.retrieval is not None:
+            train_retrieval = training and self.retrieval_weight > 0
+            rq = self.retrieval.query_embedding(features, training=train_retrieval)  # (b, r)
+            rv = self.retrieval.item_embeddings(candidate_ids, training=train_retrieval)  # (b, c, r)
+            score = tf.einsum("br,bcr->bc", rq, rv)[..., None] / self.retrieval.temperature
+            parts.append(score if train_retrieval else tf.stop_gradient(score))
+        x0 = tf.concat(parts, axis=-1)
+        width = x0.shape[-1]
+        x0 = tf.reshape(x0, [-1, width])  # (b*c, D)
+        x = x0
+        for layer in self.cross:
+            x = layer(x0, x)
+        h = self.deep(x, training=training)
+        shape = tf.shape(candidate_ids)
+        relevance = tf.reshape(self.relevance_head(h), shape)
+        biases = self.user_bias(features["user_id"])[:, None, 0] + self.item_bias(candidate_ids)[..., 0]  # (b, c)
+        rating = tf.reshape(self.rating_head(h), shape) + biases + self.rating_mean
+        if self.loss_kind == "rating":
+            relevance = rating
+        return {"relevance": relevance, "rating": rating}
+
+    def call(self, features, training=False):
+        """Relevance of `features["candidate_item_ids"]` [b, c] for each query."""
+        return self.score(features, features["candidate_item_ids"], training=training)["relevance"]
+
+    # -- training ------------------------------------------------------------------
+    def _candidates(self, features):
+        pos = features["item_id"][:, None]  # (b, 1)
+        parts = [pos]
+        if "negatives" in features:  # hard negatives from the retriever, precomputed per example
+            parts.append(features["negatives"])
+        if self.num_random_negatives:
+            b = tf.shape(pos)[0]
+            idx = tf.random.uniform([b, self.num_random_negatives], 0, tf.shape(self._negative_pool)[0],
+                                    dtype=tf.int32, seed=self.seed)
+            parts.append(tf.gather(self._negative_pool, idx))
+        return tf.concat(parts, axis=1)  # (b, 1 + m)
+
+    def compute_loss(self, features, training=False):
+        cands = self._candidates(features)
+        out = self.score(features, cands, training=training)
+        loss = 0.0
+        if self.relevance_weight > 0:
+            logits = out["relevance"]
+            # A negative equal to the positive (or padding "") is not a negative.
+            invalid = tf.equal(cands, cands[:, :1]) | tf.equal(cands, "")
+            invalid = tf.concat([tf.zeros_like(invalid[:, :1]), invalid[:, 1:]], axis=1)
+            labels = tf.one_hot(tf.zeros(tf.shape(cands)[0], tf.int32), tf.shape(cands)[1])
+            if self.loss_kind == "listwise":
+                logits = tf.where(invalid, NEG, logits)
+                loss += self.relevance_weight * self.relevance_task(labels=labels, predictions=logits)
+            else:
+                w = tf.cast(~invalid, tf.float32)
+                loss += self.relevance_weight * self.relevance_task(
+                    labels=tf.reshape(labels, [-1, 1]), predictions=tf.reshape(logits, [-1, 1]),
+                    sample_weight=tf.reshape(w, [-1, 1]))
+        if self.rating_weight > 0:
+            if "rating" not in features:
+                raise ConfigError("The rating loss needs a `rating` column in the interactions; set "
+                                  "`ranking.rating_weight=0` or use data with ratings.")
+            loss += self.rating_weight * self.rating_task(labels=features["rating"][:, None],
+                                                          predictions=out["rating"][:, :1])
+        if self.retrieval_weight > 0:
+            loss += self.retrieval_weight * self.retrieval.compute_loss(features, training=training)
+        return loss
+
+
+def hard_negatives(scorer, events, catalogue, known, n, pool, seed=0, batch=2048):
+    """For each event, `n` item ids drawn uniformly from the retriever's top `pool`
+    items for that query, skipping the items the user has in `known` (interactions
+    table) and the event's own item. Returns string [len(events), n].
+
+    These are the candidates the ranker has to separate at serving time, far more
+    informative than uniform negatives (which it also gets, in-graph).
+    """
+    rng = np.random.default_rng(seed)
+    events = events.reset_index(drop=True)
+    item_ids = np.asarray(catalogue.item_ids, dtype=object).astype(str)
+    if list(item_ids) != list(scorer.item_ids):
+        raise ConfigError("`hard_negatives`: the scorer's items must be the catalogue's, in the same order.")
+    pool = int(min(pool, len(item_ids) - 1))
+    seen = catalogue.matrix(known).tocsr()  # (U, I)
+    users = catalogue.user_index(events["user_id"].astype(str))
+    own = catalogue.item_index(events["item_id"].astype(str))
+    out = np.empty((len(events), n), dtype=object)
+    for start in range(0, len(events), batch):
+        stop = min(start + batch, len(events))
+        scores = scorer.score_queries(events.iloc[start:stop])  # (m, I)
+        rows, cols = seen[users[start:stop]].nonzero()
+        scores[rows, cols] = -np.inf
+        scores[np.arange(stop - start), own[start:stop]] = -np.inf
+        top = np.argpartition(-scores, pool - 1, axis=1)[:, :pool]  # (m, pool), unordered
+        pick = np.take_along_axis(top, rng.integers(0, pool, size=(stop - start, n)), axis=1)
+        out[start:stop] = item_ids[pick]
+    return out
+
+
+def build_ranker(ranking_cfg, model_cfg, catalogue, items, text_embeddings, query_features, retrieval=None,
+                 rating_mean=0.0, seed=0):
+    """Returns an uncompiled `HybridRanker` (call inside a strategy scope).
+
+    The ranker has its own catalogue lookup (cached BERT text embeddings and item
+    attributes) and towers; `retrieval` contributes its score as a feature (frozen
+    unless `ranking_cfg.mode == "joint"`).
+    """
+    from tfrec.models.catalogue_lookup import CatalogueLookup
+    from tfrec.models.factory import item_columns
+    from tfrec.models.item_tower import ItemTower
+    from tfrec.models.query_tower import QueryTower
+
+    if ranking_cfg.mode not in ("separate", "joint"):
+        raise ConfigError(f"`ranking.mode` must be separate or joint, got {ranking_cfg.mode!r}.")
+    stats = {}
+    cols, categorical, numeric = item_columns(items, text_embeddings, stats)
+    lookup = CatalogueLookup(catalogue.item_ids, cols, name="ranker_catalogue")
+    lookup.item_stats = stats
+    d = int(ranking_cfg.embedding_dim)
+    qf = query_features
+    item_tower = ItemTower(catalogue.item_vocab.values, output_dim=d, id_dim=d, categorical=categorical,
+                           numeric=numeric, use_id=model_cfg.use_id, use_text=model_cfg.use_text,
+                           id_dropout=model_cfg.id_dropout, normalize=False, seed=seed + 7, name="ranker_item_tower")
+    query_tower = QueryTower(catalogue.user_vocab.values, output_dim=d, id_dim=d, categorical=qf.categorical,
+                             numeric=qf.numeric, use_id=model_cfg.use_id, use_attributes=model_cfg.use_attributes,
+                             use_context=model_cfg.use_context, use_history=model_cfg.use_history,
+                             sequence=model_cfg.sequence, reference_time=qf.reference_time,
+                             user_id_dropout=model_cfg.user_id_dropout, normalize=False, seed=seed + 7,
+                             prefixes=qf.prefixes, name="ranker_query_tower")
+    joint = ranking_cfg.mode == "joint"
+    return HybridRanker(lookup, item_tower, query_tower, retrieval=retrieval, loss=ranking_cfg.loss,
+                        cross_layers=ranking_cfg.cross_layers, projection_dim=ranking_cfg.projection_dim,
+                        deep_units=ranking_cfg.deep_units, num_random_negatives=ranking_cfg.num_random_negatives,
+                        rating_weight=ranking_cfg.rating_weight, relevance_weight=ranking_cfg.relevance_weight,
+                        retrieval_weight=ranking_cfg.retrieval_weight if joint else 0.0, rating_mean=rating_mean,
+                        seed=seed, name="hybrid_ranker")
