@@ -48,6 +48,7 @@ class Recommender:
         self.scorer = HybridScorer(self.model, self.query_features, self.known, self.items["item_id"].astype(str))
         self.item_ids = self.scorer.item_ids
         self._index = pd.Index(self.item_ids)
+        self._items_by_id = self.items.set_index(self.items["item_id"].astype(str))  # per-request lookups
 
     @property
     def item_embeddings(self) -> np.ndarray:
@@ -138,10 +139,10 @@ class Recommender:
             out["score"] = rel[0]
             out = out.sort_values("score", ascending=False, kind="stable")
         if max_per_category:
-            out = _cap_per_category(out, self.items.set_index(self.items["item_id"].astype(str)), *max_per_category)
+            out = _cap_per_category(out, self._items_by_id, *max_per_category)
         out = out.head(int(k)).reset_index(drop=True)
         if "title" in self.items.columns:
-            titles = self.items.set_index(self.items["item_id"].astype(str))["title"]
+            titles = self._items_by_id["title"]
             out.insert(1, "title", titles.loc[out["item_id"]].to_numpy())
         return out
 
