@@ -35,9 +35,17 @@ def test_reloaded_run_recommends_exactly_like_the_trained_one(reloaded):
     want = a.item_ids[np.argsort(-(qa @ a.item_embeddings.T), axis=1, kind="stable")[:, :20]]
     got = b.item_ids[np.argsort(-(qb @ b.item_embeddings.T), axis=1, kind="stable")[:, :20]]
     np.testing.assert_array_equal(got, want)
-    for user in ("1", "42", "943"):
+    for user in ("1", "42", "943"):  # two stages: retrieve 200, then the reloaded ranker
         assert b.recommend(user, k=10, timestamp=1e9)["item_id"].tolist() == \
             a.recommend(user, k=10, timestamp=1e9)["item_id"].tolist()
+    # The ranking stage came back too: equal scores for the same candidates.
+    from tfrec.models.two_stage import rank_candidates
+
+    assert run.ranker is not None and run.ranker is not result.recommender.ranker
+    feats = a.query_features.build(events, context=a.known)
+    cands = np.tile(a.item_ids[:50].astype(str).astype(object), (len(events), 1))
+    for got, want in zip(rank_candidates(run.ranker, feats, cands), rank_candidates(a.ranker, feats, cands)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -72,4 +80,10 @@ def test_load_run_says_what_is_wrong(ml100k_demo, tmp_path):
     info = json.loads((bare / MODEL_DIR / INFO_FILE).read_text())
     (bare / MODEL_DIR / INFO_FILE).write_text(json.dumps({**info, "catalogue_fingerprint": "0" * 64}))
     with pytest.raises(DataError, match="is not the data run old-run was trained on"):
+        load_run(bare)
+    # Ranker weights that no longer fit the ranker the config builds (e.g. tfrec changed its layers).
+    ranker = dict(info["ranker"], variables=[[n, [s[0] + 1, *s[1:]] if s else [2], d]
+                                             for n, s, d in info["ranker"]["variables"]])
+    (bare / MODEL_DIR / INFO_FILE).write_text(json.dumps({**info, "ranker": ranker}))
+    with pytest.raises(DataError, match="ranker weights in .* do not fit the ranker rebuilt from config.json"):
         load_run(bare)

@@ -7,11 +7,13 @@ tensorflow_text, without tfrec's environment) loads it through `tf.saved_model.l
 and through the TF1 session loader that TF Serving's C++ SavedModelBundle uses, and
 runs:
   * hand-written requests for real users, a brand-new user and unknown ids, covering
-    every signature;
+    every signature: the two-stage `serving_default`/`recommend` (retrieve 200 -> rank),
+    `retrieve`, `encode_query`, `encode_items`, `rank` and `explain`;
   * every record of the export's warm-up file;
   * the ML-100K REST examples of docs/serving.md, parsed with TF Serving's JSON rules.
-Expected outputs come from the in-memory model (`HybridRetrieval.query_embedding`,
-the cached catalogue embeddings) and a numpy argsort. It also checks every op type of
+Expected outputs come from the in-memory models (`HybridRetrieval.query_embedding`,
+the cached catalogue embeddings, the trained `HybridRanker`) and numpy argsorts; the
+`explain` reference calls the query tower once per left-out history item. It also checks every op type of
 the graph against the op registries of TF core and TF Text, and the export's bytes
 against the model's parameter bytes.
 
@@ -116,9 +118,16 @@ def _hand_cases(rec, path):
     item_inputs = {n: (items[n].astype(str).to_numpy(dtype=object) if dt == "string"
                        else items[n].astype(np.float32).to_numpy())
                    for n, dt in rest_inputs(path)["encode_items"].items()}
-    return [("serving_default", q), ("retrieve", q), ("encode_query", q),
-            ("recommend", {**q, "exclude_item_ids": _bytes(exclude)}),
-            ("encode_items", {k: _bytes(v) for k, v in item_inputs.items()})], events
+    cases = [("serving_default", q), ("retrieve", q), ("encode_query", q),
+             ("recommend", {**q, "exclude_item_ids": _bytes(exclude)}),
+             ("encode_items", {k: _bytes(v) for k, v in item_inputs.items()})]
+    sigs = rest_inputs(path)
+    if "rank" in sigs:  # catalogue items, an unknown id and padding
+        cands = np.array([["50", "181", "1", "no-such-item", ""]] * len(users) + [["100", "", "", "", ""]], object)
+        cases.append(("rank", {**q, "candidate_item_ids": _bytes(cands)}))
+    if "explain" in sigs:  # one item per query row; the last one unknown
+        cases.append(("explain", {**q, "item_ids": _bytes(np.array(["50", "181", "1", "no-such-item"], object))}))
+    return cases, events
 
 
 def _bytes(v):
@@ -140,14 +149,66 @@ def reference(rec, sig, inputs, meta):
     q = rec.model.query_embedding({k: tf.constant(v) for k, v in feats.items()}, training=False).numpy()
     if sig == "encode_query":
         return {"embedding": q}
+    if sig == "rank":
+        return {"scores": _rank_reference(rec, feats, inputs["candidate_item_ids"])}
+    if sig == "explain":
+        return _explain_reference(rec, feats, q, inputs["item_ids"], meta)
     scores = q @ rec.item_embeddings.T  # (batch, n_items)
     ids = rec.item_ids.astype(str).astype(bytes)
     if sig == "recommend":
         for row, ex in enumerate(inputs["exclude_item_ids"]):
             scores[row, np.isin(ids, ex)] = -np.inf
+    if sig != "retrieve" and meta["two_stage"]:
+        # Two stages: numpy's top `retrieve_k` by retrieval score, ordered by the in-memory ranker;
+        # items that were not retrieved get -inf (never served).
+        cands = np.argsort(-scores, axis=1, kind="stable")[:, :meta["retrieve_k"]]
+        rel = _rank_reference(rec, feats, ids[cands])
+        scores = np.full_like(scores, -np.inf)
+        np.put_along_axis(scores, cands, rel, 1)
     k = meta["retrieve_k"] if sig == "retrieve" else meta["k"]
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return {"item_ids": ids[top], "scores": np.take_along_axis(scores, top, 1), TIES: (ids, scores)}
+
+
+def _rank_reference(rec, feats, candidates):
+    """The in-memory ranker's relevance (`rank_candidates`); padding ("") gets the masked score."""
+    from tfrec.export.ann import MASKED_SCORE
+    from tfrec.models.two_stage import rank_candidates
+
+    cands = np.asarray(candidates, object)
+    rel, _ = rank_candidates(rec.ranker, feats, cands)
+    return np.where(cands == b"", MASKED_SCORE, rel).astype(np.float32)
+
+
+def _explain_reference(rec, feats, q, item_ids, meta):
+    """Leave-one-out over the history and occlusion of each attribute, by calling the in-memory
+    query tower on every variant and taking dot products with the cached item embeddings."""
+    from tfrec.explain.attribution import UNKNOWN_NUMBER, UNKNOWN_USER
+
+    def embed(f):
+        return rec.model.query_embedding({k: tf.constant(v) for k, v in f.items()}, training=False).numpy()
+
+    rows = pd.Index(rec.item_ids.astype(str)).get_indexer([x.decode() for x in item_ids])
+    v = np.where((rows >= 0)[:, None], rec.item_embeddings[np.maximum(rows, 0)], 0.0)  # unknown item: zeros
+    score = (q * v).sum(1)
+    hist = feats["history"]
+    contrib = np.zeros(hist.shape, np.float32)
+    for row in range(len(hist)):
+        for j in np.flatnonzero(hist[row] != b""):
+            without = np.array([[b""] + [h for i, h in enumerate(hist[row]) if i != j]], object)
+            one = {k: (without if k == "history" else val[row:row + 1]) for k, val in feats.items()}
+            contrib[row, j] = score[row] - embed(one)[0] @ v[row]
+    qf = rec.query_features
+    attr = []
+    for name in meta["explain_attribute_names"]:
+        unknown = (UNKNOWN_USER if name == "user_id" else int(qf.reference_time) if name == "timestamp"
+                   else "" if name in qf.categorical else UNKNOWN_NUMBER)
+        x = feats[name]
+        occluded = np.full(x.shape, unknown.encode() if isinstance(unknown, str) else unknown,
+                           dtype=x.dtype)
+        attr.append(score - (embed({**feats, name: occluded}) * v).sum(1))
+    return {"score": score, "history_contributions": contrib, "history_item_ids": hist,
+            "attribute_contributions": np.stack(attr, 1)}
 
 
 def _item_reference(rec, inputs):
@@ -247,15 +308,19 @@ def test_both_loaders_return_the_in_memory_top_k(proofs):
     seen = set()
     for kind, sig, inputs, _, tf2, tf1 in proofs["cases"]:
         want = reference(rec, sig, inputs, meta)
-        atol = 1e-4 if sig == "encode_items" else 1e-5  # in-graph tokenizer + MiniLM vs the cached embeddings
+        # encode_items: in-graph tokenizer + MiniLM vs the cached embeddings; rank/explain: score
+        # differences and DCN layers summed in another order than the reference's.
+        atol = 1e-4 if sig in ("encode_items", "rank", "explain") else 1e-5
         assert_same(tf2, want, f"{kind} {sig} via tf.saved_model.load", atol)
         assert_same(tf1, want, f"{kind} {sig} via the TF1 session loader", atol)
         seen.add(sig)
     print(f"\n{sum(TIE_SWAPS)} served positions hold a near-tied item in the other order "
           f"(|score difference| < 1e-5), over {len(TIE_SWAPS)} top-k checks")
     sigs = set(proofs["export"]["signature_io"]) - {"__saved_model_init_op"}
-    assert seen == sigs == {"serving_default", "recommend", "retrieve", "encode_query", "encode_items"}
-    assert meta["k"] == 100 and meta["items"] == 1682
+    # The main job trains both stages: two-stage serving_default/recommend, rank and explain.
+    assert seen == sigs == {"serving_default", "recommend", "retrieve", "encode_query", "encode_items", "rank",
+                            "explain"}
+    assert meta["k"] == 100 and meta["items"] == 1682 and meta["two_stage"]
 
 
 def test_served_top_k_equals_the_recommenders_own_recommendations(proofs):
@@ -314,6 +379,8 @@ def test_export_is_at_most_1_1x_the_parameter_bytes(proofs):
     # embeddings and the item id strings.
     weights = {id(w): w for part in (rec.model.lookup, rec.model.item_tower, rec.model.query_tower)
                for w in part.weights}
+    if rec.ranker is not None:  # the ranking stage's own weights (its retrieval model is rec.model)
+        weights.update({id(w): w for w in rec.ranker.weights})
     params = 0
     for w in weights.values():
         if w.dtype == tf.string:

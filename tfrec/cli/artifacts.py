@@ -24,6 +24,7 @@ from tfrec.errors import ConfigError, DataError
 
 MODEL_DIR = "model"
 CHECKPOINT = "weights"  # model/weights.index + model/weights.data-*
+RANKER_CHECKPOINT = "ranker"  # model/ranker.index + model/ranker.data-*: the ranking stage's own weights
 INFO_FILE = "model.json"
 # The parts of each model kind that hold weights. The optimizer is left out on purpose:
 # a finished run is served or explained, not resumed, and Adam's slots would triple the bytes.
@@ -47,6 +48,7 @@ class LoadedRun:
     text_encoder: object = None  # tfrec.text.encoder.BertTextEncoder (hybrid with text)
     text_embeddings: np.ndarray = None
     known: object = None  # train + validation interactions: the histories a test-time query sees
+    ranker: object = None  # tfrec.models.ranking.HybridRanker, when the run trained the ranking stage
 
 
 def _kind(model):
@@ -61,6 +63,19 @@ def _checkpoint(model, kind):
     return tf.train.Checkpoint(**{part: getattr(model, part) for part in WEIGHT_PARTS[kind]})
 
 
+def _ranker_variables(ranker):
+    """The ranker's own variables in creation order: its layers' weights without the
+    (separately saved) retrieval model's and without optimizer state."""
+    shared = {w.ref() for w in ranker.retrieval.weights} if ranker.retrieval is not None else set()
+    return [w for w in ranker.weights if w.ref() not in shared]
+
+
+def _ranker_checkpoint(variables):
+    import tensorflow as tf
+
+    return tf.train.Checkpoint(**{f"v{i}": w for i, w in enumerate(variables)})
+
+
 def catalogue_fingerprint(catalogue) -> str:
     """sha256 of the catalogue's user and item ids, in order: the weights' row layout."""
     h = hashlib.sha256()
@@ -70,7 +85,7 @@ def catalogue_fingerprint(catalogue) -> str:
     return h.hexdigest()
 
 
-def save_model(run_dir, model, catalogue=None) -> str:
+def save_model(run_dir, model, catalogue=None, ranker=None) -> str:
     """Writes the trained model's weights into `<run_dir>/model/` atomically; returns that path.
 
     Args:
@@ -78,6 +93,8 @@ def save_model(run_dir, model, catalogue=None) -> str:
         model: a trained `HybridRetrieval` or `TwoTowerRetrieval`.
         catalogue: the fitted `Catalogue`; its fingerprint lets `load_run` notice
             that the data changed since the run.
+        ranker: the trained `HybridRanker` (ranking stage), saved beside the retrieval
+            weights (its frozen or jointly trained retrieval model is `model`).
     """
     import tensorflow as tf
 
@@ -90,6 +107,12 @@ def save_model(run_dir, model, catalogue=None) -> str:
         info = {"kind": kind, "class": type(model).__name__, "checkpoint": CHECKPOINT,
                 "parts": list(WEIGHT_PARTS[kind]), "tensorflow": tf.__version__,
                 "catalogue_fingerprint": catalogue_fingerprint(catalogue) if catalogue is not None else None}
+        if ranker is not None:
+            variables = _ranker_variables(ranker)
+            _ranker_checkpoint(variables).write(str(tmp / RANKER_CHECKPOINT))
+            info["ranker"] = {"checkpoint": RANKER_CHECKPOINT, "class": type(ranker).__name__,
+                              "rating_mean": float(ranker.rating_mean),
+                              "variables": [[w.name, list(w.shape), w.dtype.name] for w in variables]}
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return str(final)
 
@@ -181,8 +204,38 @@ def load_run(run_dir, log=None) -> LoadedRun:
     except (AssertionError, ValueError) as e:
         raise DataError(f"The weights in {model_dir} do not fit the model rebuilt from {run_dir / 'config.json'} "
                         f"({e}). The data or tfrec changed since the run. Fix: re-run `tfrec run`.") from e
+    if config.model.kind == "hybrid" and info.get("ranker"):
+        out.ranker = _load_ranker(info["ranker"], model_dir, out, config)
     if config.model.kind == "hybrid":
         out.recommender = Recommender(out.model, out.query_features, data.items, out.text_embeddings, known,
-                                      text_encoder=out.text_encoder, text_template=config.text.template)
+                                      text_encoder=out.text_encoder, text_template=config.text.template,
+                                      ranker=out.ranker, n_candidates=config.ranking.candidates)
     log(f"loaded: {run_dir} ({info['class']}, weights from {prefix})")
     return out
+
+
+def _load_ranker(info, model_dir, out, config):
+    """Rebuilds the ranking stage as `tfrec.cli.ranking_stage.train_ranker` built it, on top of
+    the restored retrieval model, and restores its weights."""
+    import tensorflow as tf
+
+    from tfrec.models.ranking import build_ranker
+
+    ranker = build_ranker(config.ranking, config.model, out.catalogue, out.data.items, out.text_embeddings,
+                          out.query_features, retrieval=out.model, rating_mean=info["rating_mean"],
+                          seed=config.train.seed)
+    feats = out.query_features.build(out.split.train.head(2), context=out.split.train)
+    cands = np.asarray(out.catalogue.item_ids[:2]).astype(str).astype(object)
+    ranker.score({k: tf.constant(v) for k, v in feats.items()}, tf.constant(np.stack([cands, cands])))
+    variables = _ranker_variables(ranker)
+    # Shapes and dtypes in creation order (names carry Keras's per-process counters).
+    saved = [(tuple(v[1]), v[2]) for v in info["variables"]]
+    rebuilt = [(tuple(w.shape), w.dtype.name) for w in variables]
+    if saved != rebuilt:
+        i = next((i for i, (a, b) in enumerate(zip(saved, rebuilt)) if a != b), min(len(saved), len(rebuilt)))
+        raise DataError(f"The ranker weights in {model_dir} do not fit the ranker rebuilt from config.json: "
+                        f"{len(saved)} saved vs {len(rebuilt)} rebuilt variables, first difference at #{i} "
+                        f"({info['variables'][i][0] if i < len(saved) else 'none'}). tfrec or the config changed "
+                        "since the run. Fix: re-run `tfrec run`.")
+    _ranker_checkpoint(variables).read(str(model_dir / info["checkpoint"])).assert_existing_objects_matched()
+    return ranker

@@ -35,7 +35,11 @@ def export_model(config, model, *, data, split, catalogue, query_features=None, 
         known: interactions known at test time (histories of the warm-up request);
             default train + validation.
         version: an integer version; default the next free one. Never overwrites.
-        ranker: the trained `HybridRanker` (hybrid), served as `rank`.
+        ranker: the trained `HybridRanker` (hybrid), served as `rank`; `serving_default` and
+            `recommend` then retrieve `ranking.candidates` items and return the ranker's top k.
+
+    A hybrid export also serves `explain` (history leave-one-out and attribute occlusion
+    for one item per query, `tfrec.explain.serving`).
     """
     import pandas as pd
     import tensorflow as tf
@@ -66,6 +70,10 @@ def export_model(config, model, *, data, split, catalogue, query_features=None, 
             value = data.items[name].iloc[:1]
             example[name] = (value.astype(str).to_numpy(dtype=object) if spec.dtype == tf.string
                              else value.astype(np.float32).to_numpy())
+        from tfrec.explain.serving import hybrid_explainer
+
+        # `explain`: leave-one-out history and attribute occlusion, in-graph (tfrec.explain.serving).
+        explainer = hybrid_explainer(model, query_features, catalogue.item_ids, item_embeddings)
         ranker_model = None
         if ranker is not None:
             from tfrec.models.serving import HybridRankerModel
@@ -73,6 +81,7 @@ def export_model(config, model, *, data, split, catalogue, query_features=None, 
             ranker_model = HybridRankerModel(ranker, query_features.history_length)
         path = export_retrieval(query_model, qspec, catalogue.item_ids, item_embeddings,
                                 item_encoder=item_encoder, item_encoder_spec=ispec, k=e.k, ranker=ranker_model,
+                                explainer=explainer,
                                 retrieve_k=config.ranking.candidates, two_stage=ranker is not None,
                                 example_inputs=example,
                                 index=e.index, index_params=index_params if e.index == "kmeans" else None,
@@ -81,7 +90,7 @@ def export_model(config, model, *, data, split, catalogue, query_features=None, 
         raise ConfigError(f"Unknown `model.kind` {config.model.kind!r}; choose hybrid or two_tower.")
     log(f"export: {path}  (signatures: serving_default, recommend, retrieve, encode_query"
         f"{', encode_items' if config.model.kind == 'hybrid' and text_encoder is not None else ''}"
-        f"{', rank' if ranker is not None else ''})")
+        f"{', rank' if ranker is not None else ''}{', explain' if config.model.kind == 'hybrid' else ''})")
     return path
 
 
@@ -138,4 +147,4 @@ def export_run(run, *, version=None, overrides=(), log=None, **export) -> str:
         loaded = load_run(run, log=log)
     return export_model(config, loaded.model, data=loaded.data, split=loaded.split, catalogue=loaded.catalogue,
                         query_features=loaded.query_features, text_encoder=loaded.text_encoder, known=loaded.known,
-                        version=version, log=log)
+                        ranker=loaded.ranker, version=version, log=log)

@@ -275,7 +275,8 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
                 raise ConfigError(f"Unknown `model.kind` {config.model.kind!r}; choose hybrid or two_tower.")
             from tfrec.cli.artifacts import save_model
 
-            save_model(run_dir, model, catalogue)  # run_dir/model/: `tfrec.cli.artifacts.load_run` rebuilds it
+            # run_dir/model/ (retrieval and ranker weights): `tfrec.cli.artifacts.load_run` rebuilds them
+            save_model(run_dir, model, catalogue, ranker=ranker if config.model.kind == "hybrid" else None)
             protocol = None
             if config.eval.protocol:
                 from tfrec.evaluation.protocols import get_protocol
