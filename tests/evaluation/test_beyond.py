@@ -284,3 +284,22 @@ def test_breakdown_errors():
 def test_topk_validation(topk, match):
     with pytest.raises(DataError, match=match):
         beyond.catalogue_coverage(topk, 5)
+
+
+def test_novelty_in_reports_counts_distinct_users_when_a_user_repeats_an_item():
+    # Regression: the report passed interaction counts, so a user who rated an item 5 times
+    # made its "popularity" exceed the number of users and novelty raised DataError.
+    import types
+
+    import pandas as pd
+
+    from tfrec.evaluation.protocol import beyond_accuracy
+    from tfrec.features.catalogue import Catalogue
+
+    items = pd.DataFrame({"item_id": ["a", "b", "c"]})
+    train = pd.DataFrame({"user_id": ["u1"] * 5 + ["u2", "u2"], "item_id": ["a"] * 5 + ["a", "b"]})
+    cat = Catalogue.fit(items, train, train)  # 2 users; item a: 6 interactions, 2 distinct users
+    topk = np.array([[0, 1], [0, 2]])  # u1 gets a, b; u2 gets a, c
+    out = beyond_accuracy(types.SimpleNamespace(topk=topk), cat, cat.matrix(train), k=2, n_users=2)
+    # By hand: a 2 users -> -log2(2/2) = 0; b 1 user -> 1; c 0 users, clipped to 1 -> 1.
+    assert out["novelty@2"] == pytest.approx(((0 + 1) / 2 + (0 + 1) / 2) / 2)

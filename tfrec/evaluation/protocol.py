@@ -117,14 +117,18 @@ def genre_matrix(items, column="genres"):
 
 
 def beyond_accuracy(result, catalogue, train, k=10, genres=None, item_emb=None, cold_items=None, n_users=None):
-    pop = catalogue.train_item_counts
+    """`train`: the binary user x item CSR of the train split (`Catalogue.matrix`)."""
+    pop = catalogue.train_item_counts  # interactions per item (repeats count)
+    # Novelty's self-information needs distinct users per item (a user who rated an item
+    # twice counts once), which the binary matrix gives.
+    distinct_users = np.asarray(train.getnnz(axis=0)).ravel()
     topk = result.topk
     out = {
         f"coverage@{k}": beyond.catalogue_coverage(topk, catalogue.n_items, k),
         f"gini@{k}": beyond.gini_index(topk, catalogue.n_items, k),
         f"avg_popularity@{k}": float(np.mean(beyond.recommended_popularity(topk, pop, k))),
         f"popularity_lift@{k}": beyond.popularity_lift(topk, pop, k=k),
-        f"novelty@{k}": float(np.mean(beyond.novelty(topk, pop, n_users or train.shape[0], k))),
+        f"novelty@{k}": float(np.mean(beyond.novelty(topk, distinct_users, n_users or train.shape[0], k))),
         f"personalisation@{k}": beyond.personalisation(topk, k),
     }
     if genres is not None:
