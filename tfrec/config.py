@@ -88,7 +88,7 @@ class TrainConfig:
     learning_rate: float = 0.003
     optimizer: str = "adam"
     early_stopping_patience: int = 3  # epochs without a better validation recall@20; 0 = off
-    strategy: str = "mirrored"
+    strategy: str = "mirrored"  # mirrored | multi_worker (cluster from TF_CONFIG) | one_device
     seed: int = 42
     shuffle_buffer: int = 100_000
     verbose: int = 2
@@ -96,6 +96,11 @@ class TrainConfig:
     # (the run folder itself is only renamed into place at the end, so a killed run leaves none).
     checkpoint_dir: Optional[str] = None
     resume: bool = True  # a restarted run with the same config continues after its last finished epoch
+    # multi_worker: a collective waiting this long on a lost peer fails the job (then restart it to resume).
+    collective_timeout_s: float = 300.0
+    # "grpc://HOST:PORT" of a tf.data service dispatcher: preprocessing runs on its workers
+    # (`tfrec data-service dispatcher|worker`); None: in this process.
+    data_service: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)

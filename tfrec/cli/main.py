@@ -5,6 +5,8 @@
     tfrec export --run RUN_DIR [--version N] [--export.key=value ...]
     tfrec explain --run RUN_DIR --user ID [--k 5] [--item ID] [--json]
     tfrec info [--data PATH]
+    tfrec data-service dispatcher --port 5050 [--work-dir DIR]
+    tfrec data-service worker --dispatcher HOST:5050 --port 5051
 """
 import argparse
 import sys
@@ -47,6 +49,11 @@ def _parser():
     xp.add_argument("--json", action="store_true", help="print the explanations' JSON form")
     i = sub.add_parser("info", help="summarise a data set (counts, time range, density)")
     i.add_argument("--data", help="as for `run`")
+    ds = sub.add_parser("data-service", help="run a tf.data service dispatcher or worker (for --train.data_service)")
+    ds.add_argument("role", choices=("dispatcher", "worker"))
+    ds.add_argument("--port", type=int, default=None, help="port to serve on (dispatcher default 5050, worker any)")
+    ds.add_argument("--work-dir", help="dispatcher: journal folder, so a restarted dispatcher resumes its jobs")
+    ds.add_argument("--dispatcher", help="worker: the dispatcher's HOST:PORT")
     return p
 
 
@@ -76,6 +83,11 @@ def main(argv=None):
             from tfrec.cli.explain import explain_run
 
             explain_run(args.run, args.user, k=args.k, item=args.item, as_json=args.json, timestamp=args.timestamp)
+        elif args.command == "data-service":
+            from tfrec.data.service import serve
+
+            port = args.port if args.port is not None else (5050 if args.role == "dispatcher" else 0)
+            serve(args.role, port, dispatcher=args.dispatcher, work_dir=args.work_dir)
         elif args.command == "info":
             import json
 

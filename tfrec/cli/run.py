@@ -118,7 +118,7 @@ def _fit(model_fn, ds, config, log, log_dir, callbacks=()):
     from tfrec.training.trainer import train
 
     t = config.train
-    strategy = make_strategy(t.strategy)
+    strategy = make_strategy(t.strategy, collective_timeout_s=t.collective_timeout_s)
     log(f"train: {config.model.kind}, dim {config.model.embedding_dim}, up to {t.epochs} epochs, batch {t.batch_size}, "
         f"{strategy.__class__.__name__.replace('_DefaultDistributionStrategy', 'default strategy (no GPU)')} "
         f"over {strategy.num_replicas_in_sync} replica(s)")
@@ -128,10 +128,16 @@ def _fit(model_fn, ds, config, log, log_dir, callbacks=()):
 
         digest = hashlib.sha1(config.to_json().encode("utf-8")).hexdigest()[:12]
         ckpt_dir = str(pathlib.Path(config.run_root) / "checkpoints" / f"{config.name}-{digest}")
+    if t.data_service:
+        from tfrec.training.multi_worker import through_data_service
+
+        ds = through_data_service(ds, config, strategy, log)
     model, history, secs = train(model_fn, ds, strategy=strategy, epochs=t.epochs, optimizer=t.optimizer,
                                  learning_rate=t.learning_rate, seed=t.seed, verbose=t.verbose, log_dir=log_dir,
                                  callbacks=callbacks, checkpoint_dir=ckpt_dir, resume=t.resume, log=log)
-    if t.checkpoint_dir is None:  # finished: the default checkpoints were only there to resume
+    from tfrec.training.multi_worker import is_chief
+
+    if t.checkpoint_dir is None and is_chief(strategy):  # finished: the default checkpoints were only to resume
         import shutil
 
         shutil.rmtree(ckpt_dir, ignore_errors=True)
@@ -228,6 +234,13 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
     config = config or RunConfig()
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     final_dir = pathlib.Path(config.run_root) / f"{stamp}-{config.name}"
+    from tfrec.training.multi_worker import worker_scratch
+
+    # A multi-worker job's other workers run the same steps (the same collectives) but
+    # write their run folder and export into a temporary folder, deleted at the end.
+    scratch = worker_scratch(config.train.strategy)
+    if scratch is not None:
+        final_dir = pathlib.Path(scratch.name) / final_dir.name
     started = time.perf_counter()
     with atomic_dir(final_dir) as run_dir:
         tee = _Tee(run_dir / "run.log")
@@ -323,8 +336,10 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
             if config.export.enabled:
                 from tfrec.cli.export import export_model
 
+                export_cfg = config if scratch is None else dataclasses.replace(config, export=dataclasses.replace(
+                    config.export, root=str(pathlib.Path(scratch.name) / "saved_models")))  # non-chief: scratch
                 metrics["export_path"] = export_model(
-                    config, model, data=data, split=split, catalogue=catalogue, query_features=query_features,
+                    export_cfg, model, data=data, split=split, catalogue=catalogue, query_features=query_features,
                     text_encoder=text_encoder if config.model.kind == "hybrid" else None, item_embeddings=item_emb,
                     known=known if config.model.kind == "hybrid" else None,
                     ranker=ranker if config.model.kind == "hybrid" else None, log=log)
@@ -334,6 +349,8 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
             log(f"wall time: {metrics['wall_seconds']:.1f} s")
         finally:
             tee.close()
+    if scratch is not None:  # (after a failure, TemporaryDirectory removes it at exit)
+        scratch.cleanup()
     return RunResult(metrics, model, catalogue, split, data, str(final_dir), metrics.get("export_path"), recommender)
 
 

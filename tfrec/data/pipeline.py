@@ -12,6 +12,7 @@ import pandas as pd
 import tensorflow as tf
 
 from tfrec.data.history import histories
+from tfrec.data.service import auto_shard_policy, with_auto_shard
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -72,4 +73,6 @@ def make_dataset(features: Dict[str, np.ndarray], batch_size: int, *, shuffle: b
                 num_parallel_calls=AUTOTUNE, deterministic=True)
     if map_fn is not None:
         ds = ds.map(map_fn, num_parallel_calls=AUTOTUNE, deterministic=True)
-    return ds.prefetch(AUTOTUNE)
+    # No files to split: under a multi-worker strategy each worker keeps its slice
+    # of every global batch (AUTO would try FILE first, then fall back with a warning).
+    return with_auto_shard(ds.prefetch(AUTOTUNE), auto_shard_policy(num_files=None))

@@ -23,7 +23,6 @@ Reading: list_files (seeded shuffle) -> parallel interleave of TFRecordDatasets
 `tf.io.parse_example` per batch -> prefetch, with the auto-shard policy set
 explicitly for multi-worker training.
 """
-import json
 import os
 import uuid
 from typing import Iterable, List, Mapping, Optional, Sequence, Union
@@ -33,6 +32,7 @@ import pandas as pd
 import tensorflow as tf
 
 from tfrec.data.schema import Field
+from tfrec.data.service import auto_shard_policy
 from tfrec.errors import DataError, SchemaError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -178,9 +178,7 @@ def read_shards(pattern: Union[str, Sequence[str]], features: Union[Mapping, Seq
     # Parsing after batching: one vectorised parse per batch instead of per record.
     ds = ds.map(lambda x: tf.io.parse_example(x, spec), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     options = tf.data.Options()
-    workers = num_workers or _workers_from_tf_config()
-    options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.FILE if len(files) >= workers else tf.data.experimental.AutoShardPolicy.DATA)
+    options.experimental_distribute.auto_shard_policy = auto_shard_policy(len(files), num_workers)
     options.deterministic = bool(deterministic)
     return ds.with_options(options).prefetch(AUTOTUNE)
 
@@ -323,11 +321,3 @@ def _is_list_column(col: pd.Series) -> bool:
 
 def _existing_shards(path_prefix: str) -> List[str]:
     return sorted(tf.io.gfile.glob(f"{path_prefix}-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].tfrecord"))
-
-
-def _workers_from_tf_config() -> int:
-    try:
-        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    except ValueError:
-        return 1
-    return max(1, len(cluster.get("worker", ())) + len(cluster.get("chief", ())))

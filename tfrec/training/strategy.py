@@ -1,19 +1,28 @@
-"""Distribution strategies: MirroredStrategy over every visible GPU by default."""
+"""Distribution strategies: MirroredStrategy over every visible GPU by default,
+MultiWorkerMirroredStrategy across machines (cluster from `TF_CONFIG`)."""
 import tensorflow as tf
 
 from tfrec.errors import ConfigError
 
 STRATEGIES = ("mirrored", "one_device", "multi_worker")
+DEFAULT_COLLECTIVE_TIMEOUT_S = 300.0
 # One MirroredStrategy per device set and process: the ranking stage uses the
 # (frozen) retrieval model's variables, which must belong to the same strategy.
 _MIRRORED = {}
+# One MultiWorkerMirroredStrategy per process: it configures the process's collective
+# runtime (its gRPC server) once, and a second one cannot join the cluster again.
+_MULTI_WORKER = []
 
 
-def make_strategy(name: str = "mirrored", devices=None) -> tf.distribute.Strategy:
+def make_strategy(name: str = "mirrored", devices=None,
+                  collective_timeout_s: float = DEFAULT_COLLECTIVE_TIMEOUT_S) -> tf.distribute.Strategy:
     """`mirrored`: MirroredStrategy over every visible GPU, or over the given
     `devices`; with no GPU and no `devices` the default strategy (mirroring one CPU
     costs ~33% per step for nothing, measured in bench/train_throughput.py);
-    `one_device`: the first GPU or the CPU; `multi_worker`: reads TF_CONFIG."""
+    `one_device`: the first GPU or the CPU; `multi_worker`: MultiWorkerMirroredStrategy
+    over the cluster in `TF_CONFIG` (checked first: a clear ConfigError when it is
+    missing or malformed), whose collectives fail after `collective_timeout_s`
+    seconds without an answer instead of waiting forever on a lost worker."""
     if name == "mirrored":
         if devices is None:
             devices = [d.name for d in tf.config.list_logical_devices("GPU")]
@@ -27,8 +36,21 @@ def make_strategy(name: str = "mirrored", devices=None) -> tf.distribute.Strateg
         gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multi_worker(collective_timeout_s)
     raise ConfigError(f"Unknown `train.strategy` {name!r}; choose one of {', '.join(STRATEGIES)}.")
+
+
+def _multi_worker(timeout_s):
+    from tfrec.training.multi_worker import read_tf_config
+
+    read_tf_config()  # a clear error before TensorFlow parses it
+    if timeout_s is None or not float(timeout_s) > 0:
+        raise ConfigError(f"`train.collective_timeout_s` must be > 0 seconds, got {timeout_s!r}: without a timeout "
+                          "a lost worker leaves the others waiting forever.")
+    if not _MULTI_WORKER:
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=float(timeout_s))
+        _MULTI_WORKER.append(tf.distribute.MultiWorkerMirroredStrategy(communication_options=options))
+    return _MULTI_WORKER[0]
 
 
 def split_cpu(n: int = 2):

@@ -6,6 +6,12 @@ the optimizer (slots and step count) and the state of the other callbacks
 (`EarlyStopping`'s counters and best weights, any callback's `history` list such
 as `FullCatalogueValidation`'s) after every finished epoch; `train` started again
 on the same folder restores them and continues with the next epoch.
+
+Under MultiWorkerMirroredStrategy every worker restores from the chief's folder
+and every worker saves (the save reads distributed variables collectively), but
+only the chief saves there: the others save into a temporary folder that is
+deleted at once, and write nothing else. A collective that fails because a peer
+is gone becomes a `WorkerLostError` naming the epoch a restart resumes from.
 """
 import json
 import os
@@ -18,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrec.errors import ConfigError
+from tfrec.training.multi_worker import COLLECTIVE_ERRORS, TempWriteDir, is_chief, is_multi_worker, worker_lost
 
 STATE_FILE = "train_state.json"
 BEST_WEIGHTS_FILE = "early_stopping_best_weights.npz"
@@ -83,6 +90,7 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
         self._restored_state = None
         self._manager = None
         self._saved_best = None
+        self._chief = True
 
     # -- state on disk -------------------------------------------------------
     def read_state(self) -> Optional[dict]:
@@ -101,7 +109,9 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
 
     def restore(self, model) -> int:
         """Restores the last finished epoch of an unfinished run; returns the number
-        of finished epochs (0: nothing to resume, training starts afresh)."""
+        of finished epochs (0: nothing to resume, training starts afresh). Every
+        worker of a multi-worker job restores from this (the chief's) folder."""
+        self._chief = is_chief(model.distribute_strategy)
         state = self.read_state()
         manager = self.manager(model)
         if not state or state.get("completed") or not manager.latest_checkpoint:
@@ -115,7 +125,9 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
 
     # -- Keras hooks -----------------------------------------------------------
     def on_train_begin(self, logs=None):
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self._chief = is_chief(self.model.distribute_strategy)
+        if self._chief:
+            self.directory.mkdir(parents=True, exist_ok=True)
         self.manager(self.model)
         state = self._restored_state
         if state is None:
@@ -139,11 +151,17 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch_logs.append({k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0})
-        self.manager(self.model).save(checkpoint_number=epoch + 1)
-        self._write_state(self._state(epoch + 1, completed=False))
+        if self._chief:
+            self.manager(self.model).save(checkpoint_number=epoch + 1)
+            self._write_state(self._state(epoch + 1, completed=False))
+            return
+        # Non-chief: the same save (same collectives, same save counter), thrown away.
+        with TempWriteDir() as tmp:
+            tf.train.CheckpointManager(self.manager(self.model).checkpoint, tmp, max_to_keep=1,
+                                       checkpoint_name="epoch").save(checkpoint_number=epoch + 1)
 
     def on_train_end(self, logs=None):
-        if self.epoch_logs:
+        if self.epoch_logs and self._chief:
             self._write_state(self._state(len(self.epoch_logs), completed=True))
 
     def _state(self, epoch, completed):
@@ -182,6 +200,11 @@ def train(build_model: Callable[[], tf.keras.Model], dataset, *, strategy, epoch
     with strategy.scope():
         model = build_model()
         model.compile(optimizer=make_optimizer(optimizer, learning_rate))
+    multi_worker = is_multi_worker(strategy)
+    if multi_worker:
+        # tf-keras's "auto" SUMs the (already all-reduced) metric results over workers
+        # under MWMS: a 2-worker job would log twice the loss. Every worker holds the same value.
+        model.distribute_reduction_method = "first"
     cbs = list(callbacks)
     initial_epoch = 0
     checkpoint = None
@@ -193,14 +216,20 @@ def train(build_model: Callable[[], tf.keras.Model], dataset, *, strategy, epoch
             if initial_epoch:
                 log(f"train: resuming from checkpoint {checkpoint_dir}: epochs 1-{initial_epoch} already finished, "
                     f"continuing at epoch {initial_epoch + 1} of {epochs}")
-    if log_dir:
+    if log_dir and is_chief(strategy):  # other workers write nothing but temporary checkpoints
         os.makedirs(log_dir, exist_ok=True)
         cbs.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False, profile_batch=0))
     if checkpoint is not None:
         cbs.append(checkpoint)  # last: saves after validation and early stopping have updated
     start = time.perf_counter()
-    hist = model.fit(dataset, epochs=epochs, verbose=verbose, validation_data=validation_data, callbacks=cbs,
-                     initial_epoch=initial_epoch)
+    try:
+        hist = model.fit(dataset, epochs=epochs, verbose=verbose, validation_data=validation_data, callbacks=cbs,
+                         initial_epoch=initial_epoch)
+    except COLLECTIVE_ERRORS as e:
+        if not multi_worker:
+            raise
+        finished = len(checkpoint.epoch_logs) if checkpoint is not None else 0
+        raise worker_lost(e, checkpoint_dir, finished) from e
     history = hist.history
     if checkpoint is not None and initial_epoch:
         # The whole curve: finished epochs from the checkpoint, then this process's.
