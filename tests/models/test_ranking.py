@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tfrec.config import ModelConfig, RankingConfig
+from tfrec.data.history import history_values
 from tfrec.data.pipeline import make_dataset
 from tfrec.data.splits import make_split
 from tfrec.data.synthetic import generate
@@ -111,6 +112,112 @@ def test_rating_loss_needs_ratings_and_bad_loss_is_refused(world):
     del feats["rating"]
     with pytest.raises(ConfigError, match="rating"):
         ranker.compute_loss(feats)
+
+
+def _set_bias(layer, vocab, values):
+    """Writes `values` (dict id -> bias) into a ranker bias layer; returns the numpy lookup."""
+    emb = layer.layers[1]
+    table = np.zeros(emb.get_weights()[0].shape, np.float32)
+    index = {str(v): k + 1 for k, v in enumerate(vocab)}  # 0 = OOV
+    for key, val in values.items():
+        table[index[key]] = val
+    emb.set_weights([table])
+    return lambda ids: np.array([[table[index.get(str(x), 0), 0] for x in row] for row in ids])
+
+
+def test_history_rating_term_matches_numpy_on_fixed_weights(world):
+    data, split, cat, text, qf, retrieval, _ = world
+    ranker = _ranker(world, history_ratings=True, history_rating_shrinkage=3.0)
+    feats = dict(_batch(world))
+    cands = tf.concat([feats["item_id"][:, None], feats["negatives"]], axis=1)
+    ranker.score(feats, cands)  # builds the layers
+    rng = np.random.default_rng(5)
+    vocab = [str(v) for v in ranker.item_tower.item_vocabulary]
+    item_bias = _set_bias(ranker.item_bias, vocab, {v: rng.normal(0, 0.5) for v in vocab})
+    hist = feats["history"].numpy().astype(str)
+    r = rng.integers(1, 6, hist.shape).astype(np.float32)
+    r[0, -1] = 0.0  # rating unknown
+    r[1, -1] = np.nan  # rating unknown
+    r[hist == ""] = 4.0  # padding: ignored whatever it holds
+    hist[2] = ""  # a user without history
+    feats["history"] = tf.constant(hist.astype(object))
+    feats["history_ratings"] = tf.constant(r)
+    w = np.array([0.7, -0.2, 0.3, 0.1], np.float32)
+    ranker.history_rating_head.set_weights([w[:, None]])
+    with_term = ranker.score(feats, cands)
+    ranker.history_rating_head.set_weights([np.zeros((4, 1), np.float32)])
+    without = ranker.score(feats, cands)
+
+    # Independent: the summary by hand, row by row (mu = 3.0 from `_ranker`).
+    want = np.zeros(len(hist))
+    bj = item_bias(hist)
+    for row in range(len(hist)):
+        keep = [j for j in range(hist.shape[1]) if hist[row, j] != "" and np.isfinite(r[row, j]) and r[row, j] != 0]
+        n = len(keep)
+        d = [r[row, j] - 3.0 - bj[row, j] for j in keep]
+        std = np.std([r[row, j] for j in keep]) if n else 0.0
+        s = [sum(d) / (3.0 + n), sum(d) / max(n, 1), std, np.log1p(n)]
+        want[row] = float(np.dot(w, s))
+    assert want[2] == 0.0 and want[0] != 0.0
+    delta = with_term["rating"].numpy() - without["rating"].numpy()  # (b, c): the same per-user term on every candidate
+    np.testing.assert_allclose(delta, np.repeat(want[:, None], delta.shape[1], axis=1), rtol=1e-4, atol=1e-5)
+    # The relevance logit does not read the ratings; a missing feature means "none known".
+    np.testing.assert_allclose(with_term["relevance"].numpy(), without["relevance"].numpy(), rtol=1e-6)
+    ranker.history_rating_head.set_weights([w[:, None]])
+    absent = {k: v for k, v in feats.items() if k != "history_ratings"}
+    zeros = dict(feats, history_ratings=tf.zeros_like(feats["history_ratings"]))
+    np.testing.assert_allclose(ranker.score(absent, cands)["rating"].numpy(),
+                               ranker.score(zeros, cands)["rating"].numpy(), rtol=1e-6)
+
+
+def test_rating_head_without_user_bias_has_no_user_id_bias(world):
+    ranker = _ranker(world, history_ratings=True, rating_user_bias=False)
+    feats = _batch(world)
+    cands = tf.concat([feats["item_id"][:, None], feats["negatives"]], axis=1)
+    assert ranker.score(feats, cands)["rating"].shape == cands.shape
+    assert ranker.user_bias is None and not [w for w in ranker.weights if "user_bias" in w.name]
+    with pytest.raises(ConfigError, match="history_rating_shrinkage"):
+        _ranker(world, history_ratings=True, history_rating_shrinkage=-1.0)
+
+
+def test_online_bias_reestimates_the_user_bias_from_prior_ratings():
+    rng = np.random.default_rng(4)
+    train = pd.DataFrame({"user_id": rng.choice(["a", "b"], 40), "item_id": rng.choice(list("pqrst"), 40),
+                          "rating": rng.integers(1, 6, 40).astype(float), "timestamp": rng.integers(0, 10, 40)})
+    test = pd.DataFrame({"user_id": ["a", "c", "c", "c"], "item_id": ["p", "q", "r", "zz"],
+                         "rating": [4.0, 2.0, 5.0, 3.0], "timestamp": [20, 20, 20, 21]})
+    m = BiasBaseline(reg_user=2.0, reg_item=3.0).fit(train)
+    ctx = pd.concat([train, test], ignore_index=True)
+    got = m.predict_online(test, ctx)
+    for row, (u, i, t) in enumerate(zip(test.user_id, test.item_id, test.timestamp)):
+        prior = ctx[(ctx.user_id == u) & (ctx.timestamp < t)]  # strictly before: same-second events unseen
+        res = sum(rr - m.mu - m.item_bias.get(ii, 0.0) for ii, rr in zip(prior.item_id, prior.rating))
+        assert got[row] == pytest.approx(m.mu + res / (2.0 + len(prior)) + m.item_bias.get(i, 0.0))
+    # c's first two events know nothing of c; the third sees both (same second as each other).
+    assert got[1] == pytest.approx(m.mu + m.item_bias["q"])
+
+
+def test_rating_stage_trains_with_history_ratings_and_reports_each_information_set(world):
+    from tfrec.cli.ranking_stage import evaluate_rating_stage, train_ranker
+    from tfrec.config import RunConfig, TrainConfig
+    from tfrec.evaluation.rating import BiasBaseline, tune_bias
+
+    data, split, cat, text, qf, retrieval, _ = world
+    cfg = RunConfig(model=ModelConfig(embedding_dim=8), train=TrainConfig(verbose=0),
+                    ranking=RankingConfig(embedding_dim=8, deep_units=(16,), epochs=1, batch_size=128,
+                                          num_hard_negatives=2, candidates=20, history_ratings=True))
+    logs = []
+    ranker, info = train_ranker(cfg, data, split, cat, text, retrieval, qf, log=logs.append)
+    assert ranker.history_ratings and "val_rating_rmse_online" in info["validation"][0]
+    known = pd.concat([split.train, split.val], ignore_index=True)
+    out = evaluate_rating_stage(ranker, qf, split, known, n_boot=50, log=logs.append)
+    assert set(out) == {"global_mean", "user_item_bias", "tfrec ranker"}
+    params, _ = tune_bias(split.train, split.val)
+    test = split.test.reset_index(drop=True)
+    want = rmse(test.rating, BiasBaseline(**params).fit(split.train).predict(test))
+    assert out["user_item_bias"]["train_only"]["rmse"] == pytest.approx(want)
+    assert {"online", "sees"} <= set(out["tfrec ranker"]) and "online" in out["user_item_bias"]
+    assert out["tfrec ranker"]["online"]["rmse"] != out["tfrec ranker"]["rmse"]  # it reads the earlier test ratings
 
 
 def test_hard_negatives_come_from_the_retrievers_top_pool_and_skip_known_items(world):
@@ -245,7 +352,7 @@ def test_two_stage_export_serves_the_rankers_top_k_of_the_retrieved_candidates(w
     from tfrec.models.serving import HybridRankerModel, hybrid_serving_parts
 
     data, split, cat, text, qf, retrieval, _ = world
-    ranker = _ranker(world)
+    ranker = _ranker(world, history_ratings=True)  # served without `history_ratings`: relevance never reads it
     known = pd.concat([split.train, split.val])
     ret = HybridScorer(retrieval, qf, known, cat.item_ids)
     query_model, qspec, _, _ = hybrid_serving_parts(retrieval, qf)
@@ -260,8 +367,23 @@ def test_two_stage_export_serves_the_rankers_top_k_of_the_retrieved_candidates(w
     base = ret.score_queries(events)
     for r in range(len(events)):
         cand = ids[np.argsort(-base[r], kind="stable")[:12]]  # retrieval top-12 (no exclusions)
-        rel, _ = rank_candidates(ranker, {k: v[r:r + 1] for k, v in feats.items()}, cand[None, :])
+        rated = dict(feats, history_ratings=history_values(events, qf.history_length, context=known))
+        rel, _ = rank_candidates(ranker, {k: v[r:r + 1] for k, v in rated.items()}, cand[None, :])
         order = np.argsort(-rel[0], kind="stable")[:5]
         assert got["item_ids"].numpy()[r].astype(str).tolist() == cand[order].tolist()
         np.testing.assert_allclose(got["scores"].numpy()[r], rel[0][order], rtol=1e-4, atol=1e-4)
     assert set(loaded.signatures) >= {"serving_default", "recommend", "retrieve", "rank"}
+
+
+def test_cold_user_simulation_blanks_whole_rows_at_the_given_rate(world):
+    ranker = _ranker(world, history_ratings=True, cold_user_fraction=0.4)
+    n = 2000
+    feats = {"user_id": tf.constant(["u1"] * n), "history": tf.constant([["a", "b"]] * n),
+             "history_ratings": tf.constant([[4.0, 2.0]] * n)}
+    out = ranker._as_cold_users(feats)
+    cold = out["user_id"].numpy() == b""
+    assert abs(cold.mean() - 0.4) < 0.05  # binomial sd ~0.011
+    assert (out["history"].numpy()[cold] == b"").all() and (out["history"].numpy()[~cold] != b"").all()
+    assert (out["history_ratings"].numpy()[cold] == 0).all() and (out["history_ratings"].numpy()[~cold] > 0).all()
+    with pytest.raises(ConfigError, match="cold_user_fraction"):
+        _ranker(world, cold_user_fraction=1.0)

@@ -15,7 +15,10 @@ from tfrec.errors import DataError
 class TwoStageValidation(tf.keras.callbacks.Callback):
     """Adds `val_two_stage_ndcg@10` (full catalogue, train items excluded) to the
     epoch logs: each validation user's query at their first validation event,
-    top-N retrieved, re-ranked by the model being trained."""
+    top-N retrieved, re-ranked by the model being trained. With ratings, also the
+    rating head's RMSE on every validation event, with histories from train only
+    (`val_rating_rmse`, as the test's static comparison) and from everything strictly
+    before the event (`val_rating_rmse_online`)."""
 
     def __init__(self, retrieval, query_features, train, val, catalogue, n_candidates=200, log=print,
                  exclude_seen=True):
@@ -25,6 +28,8 @@ class TwoStageValidation(tf.keras.callbacks.Callback):
         self.val_matrix = catalogue.matrix(val)
         self.train_matrix = catalogue.matrix(train)
         self.users = np.unique(self.val_matrix.nonzero()[0])
+        self.ratings = "rating" in val.columns and "rating" in train.columns
+        self.live = pd.concat([train, val], ignore_index=True) if self.ratings else None
         self.exclude_seen = bool(exclude_seen)
         self.history = []
 
@@ -41,20 +46,51 @@ class TwoStageValidation(tf.keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         logs["val_two_stage_ndcg@10"] = res["ndcg@10"]
         loss = float(logs.get("relevance_loss", logs.get("loss", np.nan)))
-        self.history.append({"epoch": epoch + 1, "val_two_stage_ndcg@10": res["ndcg@10"],
-                             "val_two_stage_recall@20": res["recall@20"], "relevance_loss": loss,
-                             "rating_rmse": float(logs.get("rating_rmse", np.nan))})
+        entry = {"epoch": epoch + 1, "val_two_stage_ndcg@10": res["ndcg@10"],
+                 "val_two_stage_recall@20": res["recall@20"], "relevance_loss": loss,
+                 "rating_rmse": float(logs.get("rating_rmse", np.nan))}
+        msg = ""
+        if self.ratings:
+            from tfrec.evaluation.rating import rmse
+
+            y = self.val["rating"].to_numpy()
+            for key, ctx in (("val_rating_rmse", self.train), ("val_rating_rmse_online", self.live)):
+                entry[key] = rmse(y, ranker_ratings(self.model, self.query_features, self.val, ctx))
+            msg = f"  val rating rmse {entry['val_rating_rmse']:.4f} (online {entry['val_rating_rmse_online']:.4f})"
+        self.history.append(entry)
         self.log(f"  ranker epoch {epoch + 1}: relevance loss {loss:.1f}  "
-                 f"val two-stage ndcg@10 {res['ndcg@10']:.4f}  recall@20 {res['recall@20']:.4f}")
+                 f"val two-stage ndcg@10 {res['ndcg@10']:.4f}  recall@20 {res['recall@20']:.4f}{msg}")
 
 
 def ranking_features(query_features, events, context, ratings=True):
-    """Training features of the ranker: query features + item_id (+ rating)."""
-    feats = query_features.build(events, context=context)
+    """Training features of the ranker: query features + item_id (+ rating, and the
+    ratings of the history items, `history_ratings`, when `context` has ratings)."""
+    feats = with_history_ratings(query_features.build(events, context=context), query_features, events, context)
     feats["item_id"] = events["item_id"].astype(str).to_numpy(dtype=object)
     if ratings and "rating" in events.columns:
         feats["rating"] = events["rating"].to_numpy(np.float32)
     return feats
+
+
+def with_history_ratings(feats, query_features, events, context):
+    """`feats` + `history_ratings` float32 [n, N] (the rating given to each `history`
+    item, 0 in padding), when `context` has a rating column."""
+    from tfrec.data.history import history_values
+
+    if context is not None and "rating" in context.columns:
+        feats["history_ratings"] = history_values(events, query_features.history_length, context=context)
+    return feats
+
+
+def ranker_ratings(ranker, query_features, events, context) -> np.ndarray:
+    """The rating head's prediction [n] for each event's own item, histories (and
+    their ratings) from `context` strictly before the event."""
+    from tfrec.models.two_stage import rank_candidates
+
+    events = events.reset_index(drop=True)
+    feats = with_history_ratings(query_features.build(events, context=context), query_features, events, context)
+    _, rating = rank_candidates(ranker, feats, events["item_id"].astype(str).to_numpy(dtype=object)[:, None])
+    return rating[:, 0]
 
 
 def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, query_features, log=print,
@@ -79,6 +115,9 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
 
         fit_part, val_part = carve_slice(split.train, 0.1, t.seed)
     has_ratings = "rating" in fit_part.columns and r.rating_weight > 0
+    if r.history_ratings and "rating" not in fit_part.columns:
+        raise DataError("`ranking.history_ratings=true` needs a `rating` column in the interactions; set "
+                        "`ranking.history_ratings=false` or use data with ratings.")
     rating_mean = float(fit_part["rating"].mean()) if "rating" in fit_part.columns else 0.0
     feats = ranking_features(query_features, fit_part, fit_part, ratings=has_ratings or r.loss == "rating")
     start = time.perf_counter()
@@ -128,9 +167,18 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
 
 def evaluate_rating_stage(ranker, query_features, split, known, n_boot=1000, seed=0, log=print):
     """Test RMSE/MAE of the ranker's rating head vs global mean and user/item bias
-    (regularisation tuned on validation, refitted on train + validation)."""
+    (regularisation tuned on validation, refitted on train + validation).
+
+    Each model sees (`sees` in the result):
+    - top level: only `known` (train + validation) for every test event: the bias
+      model's fit, the ranker's history and history ratings; test users absent
+      from `known` get a zero user bias / an empty history;
+    - `online` (under `user_item_bias` and `tfrec ranker`): also the test ratings
+      given strictly before each event, as a live system would know them: the bias
+      model's user bias re-estimated from all of them, the ranker's last N;
+    - `user_item_bias.train_only`: the bias model fitted on train alone.
+    """
     from tfrec.evaluation.rating import BiasBaseline, GlobalMean, evaluate_ratings, tune_bias
-    from tfrec.models.two_stage import rank_candidates
 
     test = split.test.reset_index(drop=True)
     if "rating" not in test.columns:
@@ -140,15 +188,36 @@ def evaluate_rating_stage(ranker, query_features, split, known, n_boot=1000, see
         params, trials = tune_bias(split.train, split.val)
     else:
         params, trials = {"reg_user": 10.0, "reg_item": 25.0}, []
-    preds = {"global_mean": GlobalMean().fit(known).predict(test),
-             "user_item_bias": BiasBaseline(**params).fit(known).predict(test)}
-    feats = query_features.build(test, context=known)
-    _, rating = rank_candidates(ranker, feats, test["item_id"].astype(str).to_numpy(dtype=object)[:, None])
-    preds["tfrec ranker"] = rating[:, 0]
+    bias = BiasBaseline(**params).fit(known)
+    live = pd.concat([known, test], ignore_index=True)
+    preds = {"global_mean": GlobalMean().fit(known).predict(test), "user_item_bias": bias.predict(test),
+             "tfrec ranker": ranker_ratings(ranker, query_features, test, known)}
     out = evaluate_ratings(preds, test, n_boot=n_boot, seed=seed, reference="user_item_bias")
     out["user_item_bias"]["params"] = params
     out["user_item_bias"]["tuning"] = trials
+    online = {"user_item_bias": bias.predict_online(test, live),
+              "tfrec ranker": ranker_ratings(ranker, query_features, test, live)}
+    online = evaluate_ratings(online, test, n_boot=n_boot, seed=seed, reference="user_item_bias")
+    train_only = BiasBaseline(**params).fit(split.train).predict(test)
+    train_only = evaluate_ratings({"user_item_bias": bias.predict(test), "train_only": train_only}, test,
+                                  n_boot=n_boot, seed=seed)["train_only"]
+    sees = {"global_mean": "mean of train + validation ratings",
+            "user_item_bias": "biases fitted on train + validation; test users absent from them get b_u = 0",
+            "tfrec ranker": "history and history ratings from train + validation only"}
+    for name, text in sees.items():
+        out[name]["sees"] = text
+    online["user_item_bias"]["sees"] = ("item biases fitted on train + validation; user bias from every rating "
+                                        "the user gave strictly before the event, test period included")
+    online["tfrec ranker"]["sees"] = ("history and history ratings (last N) from train + validation + test "
+                                      "events strictly before the event")
+    train_only["sees"] = "biases fitted on train only"
+    out["user_item_bias"]["online"] = online["user_item_bias"]
+    out["user_item_bias"]["train_only"] = train_only
+    out["tfrec ranker"]["online"] = online["tfrec ranker"]
     log("evaluate: ratings on the test split (RMSE / MAE, 95% CI)")
-    for name, m in out.items():
+    rows = [(n, m) for n, m in out.items()] + [("bias, train only", train_only),
+                                               ("bias, online", online["user_item_bias"]),
+                                               ("ranker, online", online["tfrec ranker"])]
+    for name, m in rows:
         log(f"  {name:<16} RMSE {m['rmse']:.4f} [{m['rmse_ci95'][0]:.4f}, {m['rmse_ci95'][1]:.4f}]  MAE {m['mae']:.4f}")
     return out

@@ -4,7 +4,9 @@ before its timestamp, as a padded sequence feature.
 The history of an event is built from `context` (by default every interaction
 known at that time, train/val/test alike, as a live system would see them) and
 only from events with a strictly smaller timestamp, so nothing at or after the
-request time leaks into its features.
+request time leaks into its features. `history_values` returns a column of the
+same rows (e.g. the ratings the user gave), aligned with `histories`;
+`prior_totals` counts and sums a column over all of a user's prior rows.
 """
 from typing import Optional
 
@@ -14,26 +16,20 @@ import pandas as pd
 PAD = ""  # padding token for item-id sequences; StringLookup maps it to the mask index
 
 
-def histories(events: pd.DataFrame, max_len: int, context: Optional[pd.DataFrame] = None) -> np.ndarray:
-    """Returns a [len(events), max_len] array of item-id strings.
-
-    Row r holds, oldest to newest, the last `max_len` items of `events.user_id[r]`
-    in `context` with timestamp < `events.timestamp[r]`, left-padded with "" so the
-    most recent item is always in the last column.
-    """
-    if max_len < 1:
-        raise ValueError(f"`history_length` must be at least 1, got {max_len}.")
+def _prior_rows(events: pd.DataFrame, context: Optional[pd.DataFrame]):
+    """(sorted context, first prior row, stop) per event: the user's context rows
+    strictly before the event are `ctx.iloc[first:stop]` (first == stop: none), with
+    `ctx` sorted by (user, timestamp, item_id)."""
     ctx = events if context is None else context
     ctx = ctx.sort_values(["user_id", "timestamp", "item_id"], kind="mergesort")
     c_user = ctx["user_id"].to_numpy()
     c_time = ctx["timestamp"].to_numpy()
-    c_item = ctx["item_id"].to_numpy().astype(object)
-
     e_user = events["user_id"].to_numpy()
     e_time = events["timestamp"].to_numpy().astype(np.int64)
     users, first = np.unique(c_user, return_index=True)  # ctx is sorted by user: blocks
     if len(users) == 0:
-        return np.full((len(events), max_len), PAD, dtype=object)
+        zero = np.zeros(len(events), np.int64)
+        return ctx, zero, zero
     pos = np.minimum(np.searchsorted(users, e_user), len(users) - 1)
     known = users[pos] == e_user
     start = first[pos]
@@ -45,12 +41,58 @@ def histories(events: pd.DataFrame, max_len: int, context: Optional[pd.DataFrame
     c_key = c_block * span + (c_time.astype(np.int64) - t0)
     e_key = pos.astype(np.int64) * span + (e_time - t0)
     stop = np.searchsorted(c_key, e_key, side="left")
-    out = np.full((len(events), max_len), PAD, dtype=object)
+    start = np.where(known, start, stop)  # unknown user: no prior rows
+    return ctx, start, stop
+
+
+def _last_n(events, max_len, context, column, fill, dtype):
+    if max_len < 1:
+        raise ValueError(f"`history_length` must be at least 1, got {max_len}.")
+    ctx, start, stop = _prior_rows(events, context)
+    values = ctx[column].to_numpy().astype(dtype)
+    out = np.full((len(events), max_len), fill, dtype=dtype)
     for j in range(1, max_len + 1):
         idx = stop - j
-        valid = known & (idx >= start)
-        out[valid, max_len - j] = c_item[idx[valid]]
+        valid = idx >= start
+        out[valid, max_len - j] = values[idx[valid]]
     return out
+
+
+def histories(events: pd.DataFrame, max_len: int, context: Optional[pd.DataFrame] = None) -> np.ndarray:
+    """Returns a [len(events), max_len] array of item-id strings.
+
+    Row r holds, oldest to newest, the last `max_len` items of `events.user_id[r]`
+    in `context` with timestamp < `events.timestamp[r]`, left-padded with "" so the
+    most recent item is always in the last column.
+    """
+    return _last_n(events, max_len, context, "item_id", PAD, object)
+
+
+def history_values(events: pd.DataFrame, max_len: int, context: Optional[pd.DataFrame] = None,
+                   column: str = "rating", fill: float = 0.0) -> np.ndarray:
+    """float32 [len(events), max_len]: `context[column]` of the rows `histories` picks,
+    in the same slots (e.g. the rating the user gave each history item); `fill` in
+    the padding slots. Example:
+
+        hist = histories(events, 20, context=known)
+        ratings = history_values(events, 20, context=known)  # ratings[r, j] belongs to hist[r, j]
+    """
+    ctx = events if context is None else context
+    if column not in ctx.columns:
+        raise ValueError(f"`history_values` needs a `{column}` column in the context; it has {list(ctx.columns)}.")
+    return _last_n(events, max_len, context, column, fill, np.float32)
+
+
+def prior_totals(events: pd.DataFrame, values: np.ndarray, context: Optional[pd.DataFrame] = None):
+    """(count [n], sum [n]) of `values` (one per `context` row, in its row order) over
+    each event's user's context rows strictly before the event's timestamp."""
+    ctx = events if context is None else context
+    values = np.asarray(values, np.float64)
+    if values.shape != (len(ctx),):
+        raise ValueError(f"`values` must have one entry per context row ({len(ctx)}), got shape {values.shape}.")
+    sorted_ctx, start, stop = _prior_rows(events, ctx.assign(_v=values))
+    cum = np.concatenate([[0.0], np.cumsum(sorted_ctx["_v"].to_numpy(np.float64))])
+    return (stop - start).astype(np.int64), cum[stop] - cum[start]
 
 
 def history_lengths(hist: np.ndarray) -> np.ndarray:

@@ -18,6 +18,19 @@ Losses (on the TFRS `Ranking` task):
 - "bce": binary cross-entropy on the same lists (pointwise implicit feedback);
 - a rating regression head (MSE), weighted by `rating_weight`, on data with ratings.
 
+The rating head predicts mu + b_i (+ b_u) + head(crossed features); with
+`history_ratings=True` it adds w . s, where s summarises the ratings the user gave
+the history items (the optional `history_ratings` feature, float [b, N] aligned
+with `history`; 0 or NaN = unknown, a missing feature = all unknown), with d_j =
+r_j - mu - b_j over the n rated history items:
+
+    s = [sum d / (shrinkage + n), sum d / max(n, 1), std(r), log(1 + n)]
+
+and w starts at [1, 0, 0, 0], i.e. at the bias model's own user-bias estimate from
+those ratings. It gives the ranker a user's rating scale without a trained user id
+(new users, users whose rating habits changed). The relevance logit does not read
+`history_ratings`, so the two-stage order and the `rank` signature do not need it.
+
 Joint (multi-task) training as in the TFRS multitask tutorial: with
 `retrieval_weight > 0` the retrieval model is trained together with the ranker,
 loss = retrieval_weight * retrieval loss + relevance_weight * ranking loss +
@@ -49,11 +62,21 @@ class HybridRanker(tfrs.Model):
         rating_weight, relevance_weight, retrieval_weight: loss weights.
         rating_mean: the rating head predicts around this (train mean rating).
         bias_l2: L2 weight of the rating head's user and item biases.
+        history_ratings: add the prior-rating summary term (see the module docstring).
+        history_rating_shrinkage: the `shrinkage` of its first feature (prior ratings
+            a user's bias is shrunk towards zero by, as the bias baseline's reg_user).
+        rating_user_bias: keep the per-user-id bias b_u in the rating head.
+        cold_user_fraction: in training, this fraction of examples is shown as a new
+            user's (user id "", empty history and history ratings), so the model also
+            learns to score users it knows nothing about (most test users of a
+            temporal split).
     """
 
     def __init__(self, lookup, item_tower, query_tower, retrieval=None, loss="listwise", cross_layers=2,
                  projection_dim=None, deep_units=(256, 64), num_random_negatives=8, rating_weight=0.0,
-                 relevance_weight=1.0, retrieval_weight=0.0, rating_mean=0.0, bias_l2=1e-4, seed=0, **kwargs):
+                 relevance_weight=1.0, retrieval_weight=0.0, rating_mean=0.0, bias_l2=1e-4, history_ratings=False,
+                 history_rating_shrinkage=5.0, rating_user_bias=True, cold_user_fraction=0.0, seed=0,
+                 **kwargs):
         super().__init__(**kwargs)
         if loss not in LOSSES:
             raise ConfigError(f"`ranking.loss` must be one of {', '.join(LOSSES)}, got {loss!r}.")
@@ -69,6 +92,15 @@ class HybridRanker(tfrs.Model):
         self.relevance_weight = float(relevance_weight) if loss != "rating" else 0.0
         self.retrieval_weight = float(retrieval_weight)
         self.rating_mean = float(rating_mean)
+        self.history_ratings = bool(history_ratings)
+        self.history_rating_shrinkage = float(history_rating_shrinkage)
+        self.rating_user_bias = bool(rating_user_bias)
+        self.cold_user_fraction = float(cold_user_fraction)
+        if not 0.0 <= self.cold_user_fraction < 1.0:
+            raise ConfigError(f"`ranking.cold_user_fraction` must be in [0, 1), got {cold_user_fraction}.")
+        if self.history_rating_shrinkage < 0:
+            raise ConfigError("`ranking.history_rating_shrinkage` must be >= 0, got "
+                              f"{history_rating_shrinkage}.")
         self.seed = int(seed)
         if loss == "rating":
             self.rating_weight = max(self.rating_weight, 1.0)
@@ -88,8 +120,13 @@ class HybridRanker(tfrs.Model):
                 tf.keras.layers.Embedding(len(vocab) + 1, 1, embeddings_initializer="zeros",
                                           embeddings_regularizer=reg)], name=name)
 
-        self.user_bias = bias(query_tower.user_vocabulary, "user_bias")
+        self.user_bias = bias(query_tower.user_vocabulary, "user_bias") if self.rating_user_bias else None
         self.item_bias = bias(item_tower.item_vocabulary, "item_bias")
+        self.history_rating_head = None
+        if self.history_ratings:
+            self.history_rating_head = tf.keras.layers.Dense(
+                1, use_bias=False, kernel_initializer=tf.keras.initializers.Constant([[1.0], [0.0], [0.0], [0.0]]),
+                name="history_rating")
         self._negative_pool = tf.constant(list(item_tower.item_vocabulary) or lookup.item_ids)
         self.relevance_task = tfrs.tasks.Ranking(
             loss=(tf.keras.losses.CategoricalCrossentropy(from_logits=True, reduction="sum") if loss == "listwise"
@@ -125,6 +162,28 @@ class HybridRanker(tfrs.Model):
         hist = self._item_vectors(history, training)
         return self.query_tower(features, hist, tf.not_equal(history, ""), training=training)
 
+    def history_rating_summary(self, features):
+        """float [b, 4] summary of the prior ratings in `features["history_ratings"]`
+        (see the module docstring); zeros where none is known or the feature is absent."""
+        history = features["history"]  # (b, N)
+        ratings = features.get("history_ratings")
+        if ratings is None:
+            ratings = tf.zeros(tf.shape(history), tf.float32)
+        ratings = tf.cast(ratings, tf.float32)
+        known = tf.not_equal(history, "") & tf.math.is_finite(ratings) & tf.not_equal(ratings, 0.0)
+        k = tf.cast(known, tf.float32)
+        r = tf.where(known, ratings, 0.0)
+        # The history items' biases are a fixed reference here, not trained through it.
+        bj = tf.stop_gradient(self.item_bias(history)[..., 0])  # (b, N)
+        dev = k * (r - self.rating_mean - bj)
+        n = tf.reduce_sum(k, axis=1)
+        total = tf.reduce_sum(dev, axis=1)
+        n1 = tf.maximum(n, 1.0)
+        mean_r = tf.reduce_sum(r, axis=1) / n1
+        var = tf.reduce_sum(k * tf.square(r - mean_r[:, None]), axis=1) / n1
+        return tf.stack([total / (self.history_rating_shrinkage + n), total / n1, tf.sqrt(var),
+                         tf.math.log1p(n)], axis=1)
+
     def score(self, features, candidate_ids, training=False):
         """Scores candidates: `features` as the retrieval query features (batch b),
         `candidate_ids` string [b, c] -> {"relevance": [b, c], "rating": [b, c]}."""
@@ -148,7 +207,11 @@ class HybridRanker(tfrs.Model):
         h = self.deep(x, training=training)
         shape = tf.shape(candidate_ids)
         relevance = tf.reshape(self.relevance_head(h), shape)
-        biases = self.user_bias(features["user_id"])[:, None, 0] + self.item_bias(candidate_ids)[..., 0]  # (b, c)
+        biases = self.item_bias(candidate_ids)[..., 0]  # (b, c)
+        if self.rating_user_bias:
+            biases += self.user_bias(features["user_id"])[:, None, 0]
+        if self.history_rating_head is not None:
+            biases += self.history_rating_head(self.history_rating_summary(features))  # (b, 1) + (b, c)
         rating = tf.reshape(self.rating_head(h), shape) + biases + self.rating_mean
         if self.loss_kind == "rating":
             relevance = rating
@@ -171,7 +234,18 @@ class HybridRanker(tfrs.Model):
             parts.append(tf.gather(self._negative_pool, idx))
         return tf.concat(parts, axis=1)  # (b, 1 + m)
 
+    def _as_cold_users(self, features):
+        """`features` with a random `cold_user_fraction` of rows made a new user's."""
+        cold = tf.random.uniform(tf.shape(features["user_id"]), seed=self.seed + 1) < self.cold_user_fraction  # (b,)
+        out = dict(features, user_id=tf.where(cold, "", features["user_id"]),
+                   history=tf.where(cold[:, None], "", features["history"]))
+        if "history_ratings" in features:
+            out["history_ratings"] = tf.where(cold[:, None], 0.0, tf.cast(features["history_ratings"], tf.float32))
+        return out
+
     def compute_loss(self, features, training=False):
+        if training and self.cold_user_fraction > 0:
+            features = self._as_cold_users(features)
         cands = self._candidates(features)
         out = self.score(features, cands, training=training)
         loss = 0.0
@@ -266,4 +340,7 @@ def build_ranker(ranking_cfg, model_cfg, catalogue, items, text_embeddings, quer
                         deep_units=ranking_cfg.deep_units, num_random_negatives=ranking_cfg.num_random_negatives,
                         rating_weight=ranking_cfg.rating_weight, relevance_weight=ranking_cfg.relevance_weight,
                         retrieval_weight=ranking_cfg.retrieval_weight if joint else 0.0, rating_mean=rating_mean,
-                        seed=seed, name="hybrid_ranker")
+                        history_ratings=ranking_cfg.history_ratings,
+                        history_rating_shrinkage=ranking_cfg.history_rating_shrinkage,
+                        rating_user_bias=ranking_cfg.rating_user_bias,
+                        cold_user_fraction=ranking_cfg.cold_user_fraction, seed=seed, name="hybrid_ranker")
