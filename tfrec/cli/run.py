@@ -119,8 +119,10 @@ def _fit(model_fn, ds, config, log, log_dir, callbacks=()):
 
     t = config.train
     strategy = make_strategy(t.strategy, collective_timeout_s=t.collective_timeout_s)
+    names = {"_DefaultDistributionStrategy": "default strategy (no GPU)",
+             "CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy"}
     log(f"train: {config.model.kind}, dim {config.model.embedding_dim}, up to {t.epochs} epochs, batch {t.batch_size}, "
-        f"{strategy.__class__.__name__.replace('_DefaultDistributionStrategy', 'default strategy (no GPU)')} "
+        f"{names.get(type(strategy).__name__, type(strategy).__name__)} "
         f"over {strategy.num_replicas_in_sync} replica(s)")
     ckpt_dir = t.checkpoint_dir
     if ckpt_dir is None:  # stable across restarts (the run folder is renamed into place only at the end)
@@ -234,6 +236,11 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
     config = config or RunConfig()
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     final_dir = pathlib.Path(config.run_root) / f"{stamp}-{config.name}"
+    if config.train.strategy == "multi_worker":
+        from tfrec.training.strategy import make_strategy
+
+        # First: the strategy configures the collective runtime, which must precede any TF op.
+        make_strategy("multi_worker", collective_timeout_s=config.train.collective_timeout_s)
     from tfrec.training.multi_worker import worker_scratch
 
     # A multi-worker job's other workers run the same steps (the same collectives) but

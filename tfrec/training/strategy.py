@@ -49,7 +49,15 @@ def _multi_worker(timeout_s):
                           "a lost worker leaves the others waiting forever.")
     if not _MULTI_WORKER:
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=float(timeout_s))
-        _MULTI_WORKER.append(tf.distribute.MultiWorkerMirroredStrategy(communication_options=options))
+        try:
+            _MULTI_WORKER.append(tf.distribute.MultiWorkerMirroredStrategy(communication_options=options))
+        except RuntimeError as e:
+            if "must be configured at program startup" not in str(e):
+                raise
+            raise ConfigError("`train.strategy=multi_worker` must be set up before TensorFlow runs its first op "
+                              "(MultiWorkerMirroredStrategy configures the process's collective runtime once). "
+                              "Fix: call tfrec.training.strategy.make_strategy('multi_worker') at the start of "
+                              "your program, before loading data or building models; `tfrec run` does this.") from e
     return _MULTI_WORKER[0]
 
 
