@@ -387,3 +387,25 @@ def test_cold_user_simulation_blanks_whole_rows_at_the_given_rate(world):
     assert (out["history_ratings"].numpy()[cold] == 0).all() and (out["history_ratings"].numpy()[~cold] > 0).all()
     with pytest.raises(ConfigError, match="cold_user_fraction"):
         _ranker(world, cold_user_fraction=1.0)
+
+
+def test_rating_cis_resample_users_not_rows():
+    # Property, independent of the bootstrap code: with user clusters, repeating every row of
+    # every user 5 times changes no user's mean error, so the CI stays the same; a row-level
+    # bootstrap would see 5x the rows and shrink it (checked too, so the first check can fail).
+    rng = np.random.default_rng(0)
+    test = pd.DataFrame({"user_id": np.repeat([f"u{i}" for i in range(30)], 4),
+                         "rating": rng.integers(1, 6, 120).astype(float)})
+    pred = {"m": rng.normal(3, 1, 120), "ref": np.full(120, 3.5)}
+    once = evaluate_ratings(pred, test, n_boot=400, seed=1, reference="ref")
+    rep = test.loc[test.index.repeat(5)].reset_index(drop=True)
+    five = evaluate_ratings({k: np.repeat(v, 5) for k, v in pred.items()}, rep, n_boot=400, seed=1, reference="ref")
+    np.testing.assert_allclose(five["m"]["rmse_ci95"], once["m"]["rmse_ci95"], rtol=1e-9)
+    np.testing.assert_allclose([five["m"]["squared_error_vs_ref"][k] for k in ("low", "high")],
+                               [once["m"]["squared_error_vs_ref"][k] for k in ("low", "high")], rtol=1e-9)
+    assert once["m"]["ci"] == "users resampled with all their ratings"
+    rows_once = evaluate_ratings(pred, test.drop(columns="user_id"), n_boot=400, seed=1)
+    rows_five = evaluate_ratings({k: np.repeat(v, 5) for k, v in pred.items()}, rep.drop(columns="user_id"),
+                                 n_boot=400, seed=1)
+    width = lambda r: r["m"]["rmse_ci95"][1] - r["m"]["rmse_ci95"][0]  # noqa: E731
+    assert width(rows_five) < 0.6 * width(rows_once)

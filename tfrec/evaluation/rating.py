@@ -19,7 +19,7 @@ import pandas as pd
 
 from tfrec.data.history import prior_totals
 from tfrec.errors import DataError
-from tfrec.evaluation.stats import bootstrap_ci, paired_test
+from tfrec.evaluation.stats import bootstrap_ci, cluster_bootstrap, cluster_paired_test, paired_test
 
 
 def _check(df, what):
@@ -109,21 +109,31 @@ def evaluate_ratings(predictions: dict, test: pd.DataFrame, n_boot=1000, seed=0,
 
     `predictions`: name -> float [len(test)] predicted ratings for the rows of `test`.
     The RMSE CI is the bootstrap CI of the mean squared error, square-rooted (the
-    square root is monotone, so the percentile interval carries over).
+    square root is monotone, so the percentile interval carries over). With a
+    `user_id` column the bootstrap resamples whole users with all their ratings (a
+    user's errors are correlated: resampling rows one by one gives too narrow an
+    interval), as the ranking metrics do; without one, rows.
     """
     y = test["rating"].to_numpy(np.float64)
+    users = test["user_id"].astype(str).to_numpy() if "user_id" in test.columns else None
     out = {}
     for name, p in predictions.items():
         p = np.asarray(p, np.float64)
         if p.shape != y.shape:
             raise DataError(f"Rating predictions of {name!r} have shape {p.shape}; the test set has {y.shape}.")
         se, ae = (y - p) ** 2, np.abs(y - p)
-        ci_se, ci_ae = bootstrap_ci(se, n_boot=n_boot, seed=seed), bootstrap_ci(ae, n_boot=n_boot, seed=seed)
-        out[name] = {"rmse": rmse(y, p), "mae": mae(y, p), "rmse_ci95": [float(np.sqrt(ci_se.low)),
-                                                                         float(np.sqrt(ci_se.high))],
-                     "mae_ci95": [ci_ae.low, ci_ae.high], "n": int(y.size)}
+        if users is not None:
+            ci_se, ci_ae = (cluster_bootstrap(v, users, n_boot=n_boot, seed=seed)[1:] for v in (se, ae))
+        else:
+            ci_se, ci_ae = ((c.low, c.high) for c in (bootstrap_ci(v, n_boot=n_boot, seed=seed) for v in (se, ae)))
+        out[name] = {"rmse": rmse(y, p), "mae": mae(y, p),
+                     "rmse_ci95": [float(np.sqrt(ci_se[0])), float(np.sqrt(ci_se[1]))],
+                     "mae_ci95": [float(ci_ae[0]), float(ci_ae[1])], "n": int(y.size),
+                     "ci": "users resampled with all their ratings" if users is not None else "rows resampled"}
         if reference is not None and name != reference:
             ref = np.asarray(predictions[reference], np.float64)
-            pt = paired_test(se, (y - ref) ** 2, n_boot=n_boot, seed=seed).to_dict()
+            ref_se = (y - ref) ** 2
+            pt = (cluster_paired_test(se, ref_se, users, n_boot=n_boot, seed=seed) if users is not None
+                  else paired_test(se, ref_se, n_boot=n_boot, seed=seed).to_dict())
             out[name][f"squared_error_vs_{reference}"] = pt
     return out
