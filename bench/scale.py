@@ -106,7 +106,7 @@ def main(argv=None):
         if (REPO / "bench" / "scale_streaming.py").exists():
             from bench.scale_streaming import main as streaming_main
 
-            streaming_main(rest)
+            streaming_main(rest + ["--quick"] * args.quick)
         else:
             print("bench/scale_streaming.py not found: streaming part skipped", file=sys.stderr)
     if args.part in ("devices", "all"):

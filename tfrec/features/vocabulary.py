@@ -32,6 +32,23 @@ class Vocabulary:
         return cls(tuple(df["v"].tolist()), tuple(int(c) for c in df["c"]))
 
     @classmethod
+    def from_counts(cls, values: Sequence, counts: Sequence, min_count: int = 1, max_tokens=None) -> "Vocabulary":
+        """Builds the vocabulary `fit` would give from distinct values and their counts
+        (e.g. counted in a streaming pass): most frequent first, ties by value; keeps
+        values seen at least `min_count` times, then at most `max_tokens` of them."""
+        counts = np.asarray(counts, dtype=np.int64)
+        if len(values) != len(counts):
+            raise ValueError(f"`values` and `counts` must have the same length, got {len(values)} and {len(counts)}.")
+        df = pd.DataFrame({"v": pd.Series(list(values), dtype=object).astype(str), "c": counts})
+        if df["v"].duplicated().any():
+            raise ValueError(f"`values` must be distinct; repeated: {df['v'][df['v'].duplicated()].head(3).tolist()}.")
+        df = df[(df["c"] >= min_count) & (df["v"] != PAD)]
+        df = df.sort_values(["c", "v"], ascending=[False, True], kind="mergesort")
+        if max_tokens is not None:
+            df = df.iloc[:max_tokens]
+        return cls(tuple(df["v"].tolist()), tuple(int(c) for c in df["c"]))
+
+    @classmethod
     def fit_multi(cls, joined: Sequence[str], separator: str = "|") -> "Vocabulary":
         """Fits on multi-valued strings ("Action|Comedy")."""
         parts = [p for s in joined if isinstance(s, str) and s for p in s.split(separator)]
