@@ -283,7 +283,9 @@ def _export_under_test(request):
 
     metrics = json.loads((pathlib.Path(run_dir) / "metrics.json").read_text())
     assert metrics.get("export_path"), f"{run_dir} exported nothing"
-    return metrics["export_path"], load_run(run_dir).recommender
+    # A relative export path is relative to where `tfrec run` ran (the repo root, as the
+    # usage above); the serving child runs elsewhere, so make it absolute.
+    return os.path.abspath(metrics["export_path"]), load_run(run_dir).recommender
 
 
 @pytest.fixture(scope="module")
