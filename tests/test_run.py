@@ -150,3 +150,31 @@ def test_two_stage_main_job_reports_both_stages_and_exports_rank(demo):
     rel, _ = rank_candidates(rec.ranker, feats, cands[None, :].astype(object))
     want = cands[np.argsort(-rel[0], kind="stable")[:10]]
     assert served[:10].tolist() == want.tolist()
+
+
+@pytest.mark.slow
+def test_cold_item_split_reports_the_hybrid_against_content_with_the_same_information(tmp_path, ml100k_path):
+    # The hybrid is asked just after each user's last train/validation event, as much as the
+    # baselines fold in; its query history must then hold the user's latest known items.
+    import pandas as pd
+
+    cfg = _cfg(tmp_path, ml100k_path, "--split.kind=cold_items", "--model.use_text=false", "--train.epochs=1",
+               "--eval.baselines=most_popular", "--eval.n_bootstrap=50", "--export.enabled=false",
+               "--ranking.enabled=false")
+    result = run(cfg)
+    cold = result.metrics["cold_start"]
+    assert {"tfidf_content", "most_popular", "random", "tfrec hybrid"} <= set(cold["models"])
+    assert cold["n_cold_items"] == len(result.split.cold_items) and cold["n_users"] > 500
+    h = cold["models"]["tfrec hybrid"]
+    assert h["ci95"]["ndcg@10"][0] <= h["mean"]["ndcg@10"] <= h["ci95"]["ndcg@10"][1]
+    from tfrec.evaluation.cold_start import cold_queries
+
+    events, seen = cold_queries(result.split, "known")
+    known = pd.concat([result.split.train, result.split.val])
+    assert len(seen) == len(known)
+    # Independent check of one user's query time: one second after their last known event.
+    user = events["user_id"].iloc[0]
+    last = known.loc[known["user_id"] == user, "timestamp"].max()
+    cold_events = result.split.test[result.split.test["item_id"].isin(result.split.cold_items)]
+    assert events["timestamp"].iloc[0] == (last + 1 if pd.notna(last) else
+                                           cold_events.query("user_id == @user")["timestamp"].min())

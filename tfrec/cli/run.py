@@ -189,7 +189,17 @@ def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log
 
         fit_part, val_part = carve_slice(split.train, 0.1, t.seed)
         log(f"train: no validation split; early stopping on a seeded 10% slice of train ({len(val_part):,} events)")
+    from tfrec.evaluation.protocols import query_history_for
+
+    query_history = query_history_for(config.eval)
     feats = qf.build(fit_part, context=fit_part)
+    if query_history == "profile":
+        # Trained as it is asked: the user's whole profile at its end, without the target.
+        from tfrec.data.history import profile_histories, profile_times
+
+        feats["history"] = profile_histories(fit_part, qf.history_length, context=fit_part)
+        feats["timestamp"] = profile_times(fit_part["user_id"], fit_part)
+        log(f"train: profile queries (history: the user's latest {qf.history_length} other train items)")
     feats["item_id"] = fit_part["item_id"].astype(str).to_numpy(dtype=object)
     # Full batches only: a ragged last batch would also shrink the in-batch negatives.
     ds = make_dataset(feats, t.batch_size, seed=t.seed, shuffle_buffer=t.shuffle_buffer, drop_remainder=True)
@@ -202,7 +212,7 @@ def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log
 
             exclude_seen = bool(get_protocol(config.eval.protocol).exclude)  # mirror the test rule
         validation = FullCatalogueValidation(qf, fit_part, val_part, catalogue, k=20, log=log,
-                                             exclude_seen=exclude_seen)
+                                             exclude_seen=exclude_seen, query_history=query_history)
         callbacks = [validation, tf.keras.callbacks.EarlyStopping(
             monitor="val_recall@20", mode="max", patience=t.early_stopping_patience, restore_best_weights=True)]
     model, history, secs = _fit(lambda: build_hybrid(config.model, catalogue, data.items, text_embeddings, qf,
@@ -330,13 +340,17 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
             if len(split.cold_items):
                 from tfrec.evaluation.cold_start import evaluate_cold_items
 
+                from tfrec.evaluation.cold_start import cold_queries
+
+                # Every model knows the same of each user: train + validation (the baselines fold
+                # it in; the hybrid is asked just after the user's last known event).
+                cold_events, cold_history = cold_queries(split, "known")
                 cold_users = user_emb
-                if config.model.kind == "hybrid":  # queries at each user's first cold-item event
-                    cold_events = split.test[split.test["item_id"].isin(split.cold_items)]
+                if config.model.kind == "hybrid":
                     cold_users = scorer.user_matrix(catalogue, cold_events)
                 log(f"evaluate: cold-start, {len(split.cold_items)} held-out items ranked among themselves")
                 report["cold_start"] = evaluate_cold_items({label: (cold_users, item_emb)}, data, split, catalogue,
-                                                           config.eval, log=log)
+                                                           config.eval, log=log, history=cold_history)
             metrics = {"config": config.to_dict(), "split": split.summary(), "data": data.summary(),
                        "train": {"seconds": train_secs, "mean_batch_loss": history.get("mean_batch_loss"),
                                  "validation": history.get("validation")}, **report}

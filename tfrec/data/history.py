@@ -97,3 +97,38 @@ def prior_totals(events: pd.DataFrame, values: np.ndarray, context: Optional[pd.
 
 def history_lengths(hist: np.ndarray) -> np.ndarray:
     return (hist != PAD).sum(axis=1)
+
+
+def profile_times(user_ids, context: pd.DataFrame) -> np.ndarray:
+    """int64 [n]: the end of each user's known profile, their last `context` timestamp
+    + 1 (so `histories` at that time sees all of it); users without context rows get
+    the end of the whole context. The request time of a whole-profile query."""
+    ids = pd.Series(np.asarray(user_ids, dtype=object)).astype(str)
+    if not len(context):
+        return np.zeros(len(ids), np.int64)
+    ends = context.assign(user_id=context["user_id"].astype(str)).groupby("user_id")["timestamp"].max() + 1
+    return ids.map(ends).fillna(int(context["timestamp"].max()) + 1).to_numpy(np.int64)
+
+
+def profile_histories(events: pd.DataFrame, max_len: int, context: pd.DataFrame) -> np.ndarray:
+    """[len(events), max_len] item-id strings: each event's user's latest `max_len`
+    items of `context` (oldest to newest, "" left-padded), whatever their time,
+    leaving out every row of the event's own item.
+
+    The training examples of whole-profile queries: under a random split a held-out
+    item may lie anywhere in the user's timeline, so the query sees the user's whole
+    known profile; a training event sees the same profile without its target, or the
+    model would learn to copy the history.
+    """
+    if max_len < 1:
+        raise ValueError(f"`history_length` must be at least 1, got {max_len}.")
+    ends = events.assign(timestamp=profile_times(events["user_id"], context))
+    ctx = context.assign(user_id=context["user_id"].astype(str), item_id=context["item_id"].astype(str))
+    ends = ends.assign(user_id=ends["user_id"].astype(str))
+    # The latest max_len + 1 items hold the latest max_len that are not the target,
+    # unless the target occurs more than once among them (then fewer: padded).
+    wide = _last_n(ends, max_len + 1, ctx, "item_id", PAD, object)  # (n, max_len + 1)
+    keep = (wide != events["item_id"].astype(str).to_numpy(dtype=object)[:, None]) & (wide != PAD)
+    order = np.argsort(keep, axis=1, kind="stable")  # dropped slots first, kept ones in time order
+    packed = np.take_along_axis(np.where(keep, wide, PAD), order, axis=1)
+    return packed[:, 1:]

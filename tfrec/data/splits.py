@@ -186,6 +186,26 @@ def cold_item_split(interactions: pd.DataFrame, cold_item_fraction=0.1, val_frac
     return _nonempty(split)
 
 
+def validation_cold_split(split: Split, fraction=0.1, seed=7) -> Split:
+    """A validation stand-in for a `cold_items` split, for tuning cold-start models
+    without touching the test cold items: a seeded sample (`fraction`) of the TRAIN
+    items is held out as "validation-cold" items. Their train and validation
+    interactions become the returned split's test (and its `cold_items`); train and
+    validation keep everything else, and the test cold items stay out of all three."""
+    if not 0.0 < fraction < 1.0:
+        raise DataError(f"`fraction` of validation-cold items must be in (0, 1), got {fraction}.")
+    items = np.sort(split.train["item_id"].unique())
+    n_cold = max(1, int(round(len(items) * fraction)))
+    cold = np.sort(np.random.default_rng(seed).choice(items, size=n_cold, replace=False))
+    in_train, in_val = split.train["item_id"].isin(cold), split.val["item_id"].isin(cold)
+    test = _sorted(pd.concat([split.train[in_train], split.val[in_val]], ignore_index=True))
+    out = Split(train=split.train[~in_train].reset_index(drop=True), val=split.val[~in_val].reset_index(drop=True),
+                test=test, kind="validation_cold",
+                params={**split.params, "validation_cold_fraction": fraction, "validation_cold_seed": seed},
+                cold_items=cold)
+    return _nonempty(out)
+
+
 def make_split(interactions: pd.DataFrame, kind="temporal", *, val_fraction=0.1, test_fraction=0.1,
                n_last=1, cold_item_fraction=0.1, seed=42) -> Split:
     """Dispatches on `kind` (one of SPLIT_KINDS)."""

@@ -47,6 +47,11 @@ published reference, so that tfrec's numbers can sit beside the reference's:
     * known history: RecBole's models score test users from what they learned on
       train only (the validation interactions are masked, not folded in), so here
       too baselines score test users from train;
+    * query history "profile": RecBole's general models score a user from their whole
+      train profile, and the test items lie anywhere in the user's timeline, so a
+      `score_queries` model is asked with the user's latest N train items whatever
+      their time, at the end of the train profile (`request_time`), and trained on
+      the same kind of query (each train item's query: the user's other train items);
     * one difference: tfrec's `per_user_random` split rounds each user's cut points
       (train = round(0.8 n), valid = round(0.1 n)) where RecBole floors the valid
       and test sizes (`Dataset._calcu_split_ids`); a user's three parts can differ
@@ -82,7 +87,8 @@ import pandas as pd
 from tfrec.errors import ConfigError
 # The query builders live in `tfrec.evaluation.queries`; importable from here too.
 from tfrec.evaluation.queries import (  # noqa: F401
-    MODES, QuerySet, ValidationTask, build_queries, carve_slice, queries_for_test, queries_for_validation)
+    MODES, QUERY_HISTORIES, QuerySet, ValidationTask, build_queries, carve_slice, check_query_history,
+    queries_for_test, queries_for_validation)
 PARTS = ("train", "val")
 
 
@@ -111,6 +117,10 @@ class Protocol:
         slice_fraction: size of that slice, as a fraction of train.
         slice_seed: its seed.
         anchor: the reference's published numbers and where they come from.
+        query_history: what a query's history is (`QUERY_HISTORIES`): "before_event"
+            (a time-ordered request: known items strictly before the event) or
+            "profile" (the user's whole known profile, asked at its end; the hybrid
+            is then trained on profile queries too).
 
     Example:
         protocol = get_protocol("recbole_general")
@@ -132,8 +142,10 @@ class Protocol:
     slice_fraction: float = 0.1
     slice_seed: int = 42
     anchor: str = ""
+    query_history: str = "before_event"
 
     def __post_init__(self):
+        check_query_history(self.query_history)
         if self.mode not in MODES:
             raise ConfigError(f"`mode` must be one of {', '.join(MODES)}, got {self.mode!r}.")
         for field in ("known", "exclude"):
@@ -199,6 +211,7 @@ PROTOCOLS = {
             select_metric="mrr@10",
             anchor="RecBole quick start (docs/source/get_started/started/general.rst), BPR on ml-100k: "
                    "test recall@10 0.2523, mrr@10 0.4855, ndcg@10 0.292, hit@10 0.7953, precision@10 0.1962.",
+            query_history="profile",
         ),
         Protocol(
             name="recbole_sequential",
@@ -242,9 +255,32 @@ def get_protocol(name: str) -> Protocol:
     return PROTOCOLS[name]
 
 
+def query_history_for(eval_cfg) -> str:
+    """The query history a run trains and evaluates with: `eval.query_history` when set,
+    else the named protocol's, else "before_event". A named protocol fixes its own
+    (its test queries are built from the registry), so a different override is refused."""
+    override = getattr(eval_cfg, "query_history", None)
+    if override is not None:
+        check_query_history(override)
+    if not eval_cfg.protocol:
+        if override == "profile":
+            # `tfrec run` without a named protocol evaluates at each user's first test event
+            # (before_event); training on profiles would not match what is evaluated.
+            raise ConfigError("`eval.query_history=profile` needs a named protocol whose test queries are profile "
+                              "queries. Fix: add `--eval.protocol=recbole_general`, or drop `eval.query_history`.")
+        return override or "before_event"
+    own = get_protocol(eval_cfg.protocol).query_history
+    if override is not None and override != own:
+        raise ConfigError(
+            f"`eval.query_history={override}` conflicts with `eval.protocol={eval_cfg.protocol}`, whose queries are "
+            f"{own!r}. Fix: drop `eval.query_history`, or use `--split.kind=...` without a named protocol.")
+    return own
+
+
 def protocol_from_config(split, eval_cfg) -> Protocol:
     """The protocol `tfrec run` has always used, for any configured split: one query per
-    test user, train + validation known, and excluded when `eval.exclude_seen`."""
+    test user, train + validation known, and excluded when `eval.exclude_seen`; its
+    queries' history is `eval.query_history` (default "before_event")."""
     return Protocol(
         name=split.kind,
         title=f"`tfrec run`: `{split.kind}` split, one query per test user",
@@ -255,5 +291,6 @@ def protocol_from_config(split, eval_cfg) -> Protocol:
         exclude=("train", "val") if eval_cfg.exclude_seen else (),
         metrics=("ndcg@10", "recall@10", "recall@20", "hit_rate@10", "mrr", "auc"),
         ks=tuple(eval_cfg.ks),
+        query_history=getattr(eval_cfg, "query_history", None) or "before_event",
     )
 

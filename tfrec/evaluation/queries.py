@@ -19,6 +19,11 @@ if TYPE_CHECKING:  # annotations only; protocols.py imports this module
     from tfrec.evaluation.protocols import Protocol
 
 MODES = ("per_user", "per_interaction")
+# What a query's `history` is: "before_event", the known items strictly before the
+# queried event (a time-ordered request; per-user queries see all known items);
+# "profile", the user's whole known profile asked at its end (`request_time`), as
+# RecBole's general models see it under a random split.
+QUERY_HISTORIES = ("before_event", "profile")
 
 
 @dataclasses.dataclass
@@ -31,12 +36,15 @@ class QuerySet:
             the user's first target event for per-user ones), and, when asked for,
             `history` (object array per row of the last `history_length` known item
             ids, oldest first, "" padded on the left; per-interaction queries only
-            see known events strictly before their timestamp).
+            see known events strictly before their timestamp), and for "profile"
+            queries `request_time` (int64: the end of the user's known profile,
+            their last known timestamp + 1), the time a model is asked at.
         relevant: csr [n, I], the relevant items of each row.
         exclude: csr [n, I] of the items removed from each row's ranking, or None.
         known: csr [U, I], the history known at query time, by user (what
             baselines fold in, and what decides the popularity fallback).
         mode: "per_user" or "per_interaction".
+        query_history: "before_event" or "profile" (see `QUERY_HISTORIES`).
     """
 
     queries: pd.DataFrame
@@ -44,6 +52,7 @@ class QuerySet:
     exclude: Optional[sp.csr_matrix]
     known: sp.csr_matrix
     mode: str
+    query_history: str = "before_event"
 
     @property
     def n(self) -> int:
@@ -55,7 +64,7 @@ class QuerySet:
 
 
 def build_queries(targets: pd.DataFrame, known: pd.DataFrame, excluded: Optional[pd.DataFrame], catalogue,
-                  mode: str, history_length: int = 0) -> QuerySet:
+                  mode: str, history_length: int = 0, query_history: str = "before_event") -> QuerySet:
     """Queries asking for `targets` (the held-out events), given what is `known`.
 
     Args:
@@ -66,9 +75,13 @@ def build_queries(targets: pd.DataFrame, known: pd.DataFrame, excluded: Optional
         catalogue: `tfrec.features.catalogue.Catalogue` (user and item indices).
         mode: "per_user" or "per_interaction".
         history_length: length of the `history` column; 0 leaves it out.
+        query_history: "before_event" (default) or "profile": every query of a user
+            sees the latest `history_length` of all their known items and carries a
+            `request_time` column, the end of their known profile.
     """
     if mode not in MODES:
         raise ConfigError(f"`mode` must be one of {', '.join(MODES)}, got {mode!r}.")
+    check_query_history(query_history)
     if len(targets) == 0:
         raise DataError("There are no held-out interactions to build queries from. Fix: check the split.")
     t_user = catalogue.user_index(targets["user_id"])
@@ -100,16 +113,30 @@ def build_queries(targets: pd.DataFrame, known: pd.DataFrame, excluded: Optional
         "user_idx": users.astype(np.int64),
         "timestamp": stamp.astype(np.int64),
     })
+    if query_history == "profile":
+        from tfrec.data.history import profile_times
+
+        queries["request_time"] = profile_times(queries["user_id"], known)
     if history_length:
         queries["history"] = list(_histories(queries, known, mode, history_length))
-    return QuerySet(queries, relevant, exclude, known_m, mode)
+    return QuerySet(queries, relevant, exclude, known_m, mode, query_history)
+
+
+def check_query_history(query_history: str) -> str:
+    """`query_history`, or a `ConfigError` naming the allowed values."""
+    if query_history not in QUERY_HISTORIES:
+        raise ConfigError(f"`query_history` must be one of {', '.join(QUERY_HISTORIES)}, got {query_history!r}. "
+                          "Fix: e.g. `--eval.query_history=profile`.")
+    return query_history
 
 
 def _histories(queries: pd.DataFrame, known: pd.DataFrame, mode: str, history_length: int) -> np.ndarray:
     from tfrec.data.history import histories
 
     events = queries[["user_id", "timestamp"]]
-    if mode == "per_user" and len(known):
+    if "request_time" in queries.columns:  # a profile query: everything known, at its end
+        events = events.assign(timestamp=queries["request_time"].to_numpy())
+    elif mode == "per_user" and len(known):
         # A per-user query knows the user's whole known history, whenever it happened
         # (RecBole's general models, and the temporal split, where it all precedes test).
         events = events.assign(timestamp=int(known["timestamp"].max()) + 1)
@@ -130,7 +157,8 @@ def queries_for_test(protocol: Protocol, split, catalogue, history_length: int =
     """The test queries of `split` under `protocol`."""
     known = _parts(split, protocol.known)
     excluded = _parts(split, protocol.exclude) if protocol.exclude else None
-    return build_queries(split.test, known, excluded, catalogue, protocol.mode, history_length)
+    return build_queries(split.test, known, excluded, catalogue, protocol.mode, history_length,
+                         protocol.query_history)
 
 
 @dataclasses.dataclass
@@ -170,4 +198,5 @@ def queries_for_validation(protocol: Protocol, split, catalogue, history_length:
         source = (f"a {protocol.slice_fraction:.0%} slice of train (seed {protocol.slice_seed}; "
                   "the chosen configuration is refitted on all of train)")
     excluded = fit if "train" in protocol.validation_exclude else None
-    return ValidationTask(fit, build_queries(targets, fit, excluded, catalogue, protocol.mode, history_length), source)
+    return ValidationTask(fit, build_queries(targets, fit, excluded, catalogue, protocol.mode, history_length,
+                                             protocol.query_history), source)

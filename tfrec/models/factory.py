@@ -77,6 +77,11 @@ def build_hybrid(model_cfg, catalogue, items, text_embeddings, query_features, t
 
     if model_cfg.sequence not in ("mean", "gru", "sasrec"):
         raise ConfigError(f"`model.sequence` must be mean, gru or sasrec, got {model_cfg.sequence!r}.")
+    if model_cfg.content_loss_weight < 0:
+        raise ConfigError(f"`model.content_loss_weight` must be >= 0 (0 = off), got {model_cfg.content_loss_weight}.")
+    if model_cfg.content_loss_weight > 0 and not model_cfg.use_id:
+        raise ConfigError("`model.content_loss_weight` > 0 needs `model.use_id=true`: without ids the main loss "
+                          "is already content-only. Set `model.content_loss_weight=0`.")
     if not (model_cfg.use_id or model_cfg.use_text):
         raise ConfigError("The item tower needs `model.use_id` or `model.use_text` (or both).")
     if not (model_cfg.use_id or model_cfg.use_attributes or model_cfg.use_context or model_cfg.use_history):
@@ -113,4 +118,5 @@ def build_hybrid(model_cfg, catalogue, items, text_embeddings, query_features, t
     return HybridRetrieval(lookup, item_tower, query_tower, item_log_probability=logq,
                            temperature=model_cfg.temperature, remove_accidental_hits=model_cfg.remove_accidental_hits,
                            num_random_negatives=model_cfg.num_random_negatives,
-                           history_negatives=model_cfg.history_negatives, seed=seed)
+                           history_negatives=model_cfg.history_negatives, seed=seed,
+                           content_loss_weight=model_cfg.content_loss_weight)

@@ -18,6 +18,11 @@ and a temperature, logQ correction of the in-batch sampling bias, removal of
 accidental hits, and optionally extra uniformly sampled negatives (mixed
 negative sampling). The loss is computed per distinct candidate item (see
 `_distinct_candidate_loss`); it equals TFRS's on the same batch (tested).
+
+Cold items (no trained id) are embedded from their content with the shared OOV id
+vector. `content_loss_weight` adds the same retrieval loss with every candidate's
+id replaced by OOV, so the content path is trained to rank items by itself rather
+than only as a side input to the ids.
 """
 import numpy as np
 import tensorflow as tf
@@ -37,10 +42,14 @@ class HybridRetrieval(tfrs.Model):
             with the query's own history items (a softmax over [positive, history]).
             In-batch negatives almost never include a user's own past items, so
             without it the model happily re-recommends what the user just consumed.
+        content_loss_weight: weight of the content-only retrieval loss (the same loss
+            with every candidate embedded as a cold item: id replaced by OOV). The
+            query side is unchanged. 0 = off.
     """
 
     def __init__(self, lookup, item_tower, query_tower, item_log_probability=None, temperature=0.05,
-                 remove_accidental_hits=True, num_random_negatives=0, history_negatives=0.0, seed=0, **kwargs):
+                 remove_accidental_hits=True, num_random_negatives=0, history_negatives=0.0, seed=0,
+                 content_loss_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         self.lookup = lookup
         self.item_tower = item_tower
@@ -50,6 +59,9 @@ class HybridRetrieval(tfrs.Model):
         self.num_random_negatives = int(num_random_negatives)
         self.history_negatives = float(history_negatives)
         self.seed = int(seed)
+        self.content_loss_weight = float(content_loss_weight)
+        if self.content_loss_weight < 0:
+            raise ValueError(f"`content_loss_weight` must be >= 0, got {content_loss_weight}.")
         self.logq = item_log_probability is not None
         if self.logq:
             ids, logp = item_log_probability
@@ -73,12 +85,13 @@ class HybridRetrieval(tfrs.Model):
         d = self.item_tower.output_dim  # static, so downstream Dense layers know their input size
         return tf.reshape(out, tf.concat([tf.shape(item_ids), [d]], axis=0))
 
-    def _tower_on_ids(self, ids, training=False):
-        """ids: distinct item ids [n] -> [n, d]. With a fine-tuned text encoder the
-        tower runs BERT on these n texts, so callers pass distinct ids only."""
+    def _tower_on_ids(self, ids, training=False, with_content=False):
+        """ids: distinct item ids [n] -> [n, d] (with `with_content`: and their
+        content-only [n, d]). With a fine-tuned text encoder the tower runs BERT on
+        these n texts, so callers pass distinct ids only."""
         feats = self.lookup(ids)
         feats["item_id"] = ids
-        return self.item_tower(feats, training=training)
+        return self.item_tower(feats, training=training, with_content=with_content)
 
     # -- query side --------------------------------------------------------------
     def query_embedding(self, features, training=False, history_vectors=None):
@@ -107,7 +120,11 @@ class HybridRetrieval(tfrs.Model):
                                     dtype=tf.int32, seed=self.seed)
             all_ids.append(tf.gather(self._negative_pool, neg))
         uniq, idx = tf.unique(tf.concat(all_ids, axis=0))  # idx: (batch [+ batch*N] [+ M],) into uniq
-        unique_emb = self._tower_on_ids(uniq, training)  # (n_unique, d): one tower pass per distinct item
+        content_emb = None
+        if self.content_loss_weight > 0:  # (n_unique, d) each
+            unique_emb, content_emb = self._tower_on_ids(uniq, training, with_content=True)
+        else:
+            unique_emb = self._tower_on_ids(uniq, training)  # (n_unique, d): one tower pass per distinct item
         d = self.item_tower.output_dim
         # One gather per role, not slices of one gathered tensor: a gather's gradient is
         # IndexedSlices summed into n_unique rows; a slice's is a zero-padded
@@ -122,25 +139,30 @@ class HybridRetrieval(tfrs.Model):
                                   tf.concat([tf.shape(history), [d]], axis=0))  # (batch, N, d)
             query = self.query_embedding(features, training=training, history_vectors=hist)  # (batch, d)
         log_prob_unique = tf.clip_by_value(self._logq_table.lookup(uniq), _LOG_MIN_PROB, 0.0) if self.logq else None
-
-        if self.num_random_negatives:
-            neg_idx = idx[-self.num_random_negatives:]
-            cand = tf.gather(unique_emb, tf.concat([cand_idx, neg_idx], axis=0))  # (batch + M, d)
-            log_prob = None
-            if self.logq:
-                uniform = -tf.math.log(tf.cast(tf.shape(self._negative_pool)[0], tf.float32))
-                log_prob = tf.concat([tf.gather(log_prob_unique, cand_idx),
-                                      tf.fill([self.num_random_negatives], uniform)], axis=0)
-            loss = in_batch_softmax_loss(query, cand, self.temperature, log_prob,
-                                         tf.concat([cand_idx, neg_idx], axis=0) if self.remove_accidental_hits
-                                         else None)
-        else:
-            loss = self._distinct_candidate_loss(query, unique_emb, cand_idx, log_prob_unique)
+        loss = self._retrieval_loss(query, unique_emb, idx, cand_idx, log_prob_unique)
+        if content_emb is not None:
+            loss += self.content_loss_weight * self._retrieval_loss(query, content_emb, idx, cand_idx,
+                                                                    log_prob_unique)
         if self.history_negatives > 0:
             loss += self.history_negatives * self._history_negative_loss(
                 query, tf.gather(unique_emb, cand_idx), hist, history, cand_ids)
         self.loss_tracker.update_state(loss)
         return loss
+
+    def _retrieval_loss(self, query, unique_emb, idx, cand_idx, log_prob_unique):
+        """The in-batch softmax loss (+ random negatives) of the queries against the
+        candidates, given the distinct items' embeddings `unique_emb` (n_unique, d)."""
+        if not self.num_random_negatives:
+            return self._distinct_candidate_loss(query, unique_emb, cand_idx, log_prob_unique)
+        neg_idx = idx[-self.num_random_negatives:]
+        cand = tf.gather(unique_emb, tf.concat([cand_idx, neg_idx], axis=0))  # (batch + M, d)
+        log_prob = None
+        if self.logq:
+            uniform = -tf.math.log(tf.cast(tf.shape(self._negative_pool)[0], tf.float32))
+            log_prob = tf.concat([tf.gather(log_prob_unique, cand_idx),
+                                  tf.fill([self.num_random_negatives], uniform)], axis=0)
+        return in_batch_softmax_loss(query, cand, self.temperature, log_prob,
+                                     tf.concat([cand_idx, neg_idx], axis=0) if self.remove_accidental_hits else None)
 
     @property
     def _pooled_history(self):

@@ -3,11 +3,15 @@
 The id embedding carries collaborative signal; the projected BERT text embedding
 and the attributes carry content. ID dropout (replacing the id by OOV for a share
 of training examples) makes the tower also work from content alone, which is what
-a cold item nobody has interacted with has.
+a cold item nobody has interacted with has. `call(..., with_content=True)` also
+returns every item's content-only embedding (its id replaced by OOV, exactly how a
+cold item is embedded), for the content-only auxiliary loss of `HybridRetrieval`.
 """
 import tensorflow as tf
 
 from tfrec.models.id_tower import IdTower
+
+OOV_ID = "\x00oov"  # not in any vocabulary: looks up the shared OOV row, as a cold item's id does
 
 
 def mlp(units, output_dim, name, activation="relu"):
@@ -67,13 +71,16 @@ class ItemTower(tf.keras.layers.Layer):
                           for k, v in self.categorical.items()}
         self.fuse = mlp(self.hidden_units, self.output_dim, name="item_fusion")
 
-    def call(self, features, training=False):
+    def call(self, features, training=False, with_content=False):
+        """Returns the item embeddings [..., output_dim]; with `with_content`, also
+        the content-only embeddings (every id replaced by OOV) from the same text and
+        attribute features, so a fine-tuned BERT still runs once."""
         parts = []
         if self.use_id:
             ids = features["item_id"]
             if training and self.id_dropout > 0:
                 drop = tf.random.uniform(tf.shape(ids), seed=self.seed) < self.id_dropout
-                ids = tf.where(drop, tf.fill(tf.shape(ids), "\x00oov"), ids)  # OOV for the dropped share
+                ids = tf.where(drop, tf.fill(tf.shape(ids), OOV_ID), ids)  # OOV for the dropped share
             parts.append(self.ids(ids))
         if self.use_text:
             if self.text_encoder is not None:
@@ -85,6 +92,14 @@ class ItemTower(tf.keras.layers.Layer):
             parts.append(layer(tf.strings.split(features[name], sep="|")))
         for name in self.numeric:
             parts.append(tf.cast(features[name], tf.float32)[..., None])
+        out = self._fuse(parts)
+        if not with_content:
+            return out
+        if self.use_id:  # the id part is parts[0]
+            parts[0] = self.ids(tf.fill(tf.shape(features["item_id"]), OOV_ID))
+        return out, self._fuse(parts)
+
+    def _fuse(self, parts):
         x = self.fuse(tf.concat(parts, axis=-1))
         return tf.math.l2_normalize(x, axis=-1) if self.normalize else x
 

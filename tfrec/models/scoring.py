@@ -2,7 +2,9 @@
 
 A query is an event (user, time): its history comes from `context` (the
 interactions known at that time, strictly before it), so evaluation and serving
-see exactly what a live system would.
+see exactly what a live system would. A whole-profile query ("profile", see
+`tfrec.evaluation.queries.QUERY_HISTORIES`) is the same event moved to the end of
+the user's known profile, so it sees all of it.
 """
 import weakref
 
@@ -46,8 +48,11 @@ class HybridScorer:
         """Raw query features (name -> numpy) for events (user_id, timestamp); a
         `history` column (one sequence per row, e.g. from `tfrec.evaluation.protocols`)
         is used as given, else histories come from `context` (items strictly before
-        each timestamp)."""
+        each timestamp). A `request_time` column (profile queries) is the time the
+        model is asked at, in place of `timestamp`."""
         events = events.reset_index(drop=True)
+        if "request_time" in events.columns:
+            events = events.assign(timestamp=events["request_time"].to_numpy(np.int64))
         if "history" in events.columns:
             n = self.query_features.history_length
             hist = np.array([[""] * (n - len(h)) + [str(x) for x in list(h)[-n:]] for h in events["history"]],
@@ -84,9 +89,11 @@ class HybridScorer:
 class FullCatalogueValidation(tf.keras.callbacks.Callback):
     """Adds `val_recall@K` / `val_ndcg@10` (full catalogue; train items excluded
     unless the protocol keeps seen items) to the epoch logs, so `EarlyStopping`
-    can monitor them."""
+    can monitor them. Each validation user is asked once: at their first validation
+    event ("before_event"), or at the end of their train profile ("profile")."""
 
-    def __init__(self, query_features, train, val, catalogue, k=20, log=print, exclude_seen=True):
+    def __init__(self, query_features, train, val, catalogue, k=20, log=print, exclude_seen=True,
+                 query_history="before_event"):
         super().__init__()
         self.query_features, self.train, self.val, self.catalogue, self.k, self.log = (
             query_features, train, val, catalogue, int(k), log)
@@ -94,13 +101,20 @@ class FullCatalogueValidation(tf.keras.callbacks.Callback):
         self.val_matrix = catalogue.matrix(val)
         self.users = np.unique(self.val_matrix.nonzero()[0])
         self.exclude_seen = bool(exclude_seen)
+        self.query_history = query_history
+        self.events = val
+        if query_history == "profile":
+            from tfrec.data.history import profile_times
+
+            users = val["user_id"].drop_duplicates()
+            self.events = pd.DataFrame({"user_id": users.to_numpy(), "timestamp": profile_times(users, train)})
         self.history = []
 
     def on_epoch_end(self, epoch, logs=None):
         from tfrec.evaluation.ranking import embedding_scorer, evaluate_ranking
 
         scorer = HybridScorer(self.model, self.query_features, self.train, self.catalogue.item_ids)
-        users = scorer.user_matrix(self.catalogue, self.val)
+        users = scorer.user_matrix(self.catalogue, self.events)
         res = evaluate_ranking(embedding_scorer(users, scorer.item_embeddings), self.users, self.val_matrix,
                                exclude=self.train_matrix if self.exclude_seen else None, ks=(10, self.k),
                                return_topk=False).mean()

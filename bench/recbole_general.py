@@ -1,0 +1,183 @@
+"""The hybrid model under RecBole's general protocol on ML-100K (issue #5): which
+query history, history length and encoder, chosen on VALIDATION only, then one
+run of the chosen configuration on test.
+
+    .venv/bin/python bench/recbole_general.py validate [VARIANT ...]   # adds rows to the validation table
+    .venv/bin/python bench/recbole_general.py test VARIANT             # the chosen one, once, on test
+
+The protocol (`recbole_general`): per-user random 80/10/10 split (seed 42), one
+query per user, full ranking with train (+ validation at test) items masked.
+`validate` trains each variant on train with early stopping on the validation
+split, exactly as `tfrec run` does, and records the best validation Recall@20 /
+NDCG@10 (train items masked); the test split is not read. `test` runs `tfrec run
+--eval.protocol=recbole_general --eval.baselines=` with the variant's flags (the
+ranking stage and export off: the target is the retrieval model). Results go to
+bench/results/recbole_general_ml100k.json (rows merged across calls; atomic write).
+"""
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import tfrec  # noqa: E402,F401
+from tfrec.config import load_config  # noqa: E402
+
+OUT = ROOT / "bench" / "results" / "recbole_general_ml100k.json"
+COMMON = ["--train.verbose=0", "--eval.baselines=", "--export.enabled=false", "--ranking.enabled=false"]
+# Validation-only variants. "before_event" is the hybrid as it was (time-ordered queries).
+VARIANTS = {
+    "before_event_h20": ["--eval.query_history=before_event"],
+    "profile_h20": ["--eval.query_history=profile"],
+    "profile_h50": ["--eval.query_history=profile", "--data.history_length=50"],
+    "profile_h100": ["--eval.query_history=profile", "--data.history_length=100"],
+    "profile_h50_sasrec": ["--eval.query_history=profile", "--data.history_length=50", "--model.sequence=sasrec"],
+    "profile_h50_t0.1": ["--eval.query_history=profile", "--data.history_length=50", "--model.temperature=0.1"],
+    "profile_h50_t0.2": ["--eval.query_history=profile", "--data.history_length=50", "--model.temperature=0.2"],
+    "profile_h20_t0.1": ["--eval.query_history=profile", "--model.temperature=0.1"],
+    "profile_h100_t0.1": ["--eval.query_history=profile", "--data.history_length=100", "--model.temperature=0.1"],
+    "profile_h50_t0.1_d128": ["--eval.query_history=profile", "--data.history_length=50", "--model.temperature=0.1",
+                              "--model.embedding_dim=128"],
+    "profile_h50_t0.3": ["--eval.query_history=profile", "--data.history_length=50", "--model.temperature=0.3"],
+    "profile_h50_t0.2_b2048": ["--eval.query_history=profile", "--data.history_length=50",
+                               "--model.temperature=0.2", "--train.batch_size=2048"],
+    "profile_h50_t0.2_udrop0.5": ["--eval.query_history=profile", "--data.history_length=50",
+                                  "--model.temperature=0.2", "--model.user_id_dropout=0.5"],
+    "profile_h50_t0.2_b4096": ["--eval.query_history=profile", "--data.history_length=50",
+                               "--model.temperature=0.2", "--train.batch_size=4096"],
+    "profile_h100_t0.2_b2048": ["--eval.query_history=profile", "--data.history_length=100",
+                                "--model.temperature=0.2", "--train.batch_size=2048"],
+    # The same as profile_h50_t0.2_b2048 with another seed: how much of a difference is noise.
+    "profile_h50_t0.2_b2048_seed1": ["--eval.query_history=profile", "--data.history_length=50",
+                                     "--model.temperature=0.2", "--train.batch_size=2048", "--train.seed=1"],
+    "profile_h50_t0.2_b4096_e40": ["--eval.query_history=profile", "--data.history_length=50",
+                                   "--model.temperature=0.2", "--train.batch_size=4096", "--train.epochs=40"],
+    "profile_h100_t0.2_b4096_e40": ["--eval.query_history=profile", "--data.history_length=100",
+                                    "--model.temperature=0.2", "--train.batch_size=4096", "--train.epochs=40"],
+    "profile_h50_p5": ["--eval.query_history=profile", "--data.history_length=50",
+                       "--train.early_stopping_patience=5", "--train.epochs=40"],
+}
+# For reference only (not produced here): bench/results/baselines_ml100k.json and RecBole's quick start.
+ANCHORS = {"EASE (tfrec baseline, same split)": {"ndcg@10": 0.336, "recall@10": 0.274},
+           "RecBole BPR (published quick start)": {"ndcg@10": 0.292, "recall@10": 0.2523}}
+
+
+def _load():
+    return json.loads(OUT.read_text()) if OUT.exists() else {}
+
+
+def _save(out):
+    out.update({"benchmark": "tfrec hybrid under recbole_general, ML-100K", "anchors": ANCHORS,
+                "timestamp": datetime.datetime.utcnow().isoformat(),
+                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                            "platform": platform.platform()}})
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=OUT.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(out, fh, indent=2)
+    os.replace(tmp, OUT)
+
+
+def _config(flags, tmp, protocol):
+    # Validation variants name their query history explicitly, so they run without a named
+    # protocol (which fixes its own); the split is the protocol's either way (`prepare`).
+    proto = ["--eval.protocol=recbole_general"] if protocol else []
+    return load_config(None, [*COMMON, f"--run_root={tmp}", *proto, *flags])
+
+
+def validate(names):
+    from tfrec.cli.run import encode_item_texts, prepare, train_hybrid
+
+    tmp = tempfile.mkdtemp(prefix="tfrec-recbole-general-")
+    data, _, split, catalogue = prepare(_config([], tmp, protocol=True), log=lambda *a: None)
+    out = _load()
+    table = out.setdefault("validation", {})
+    text_emb = None
+    for name in names:
+        flags = VARIANTS[name]
+        cfg = _config(flags, tmp, protocol=False)
+        if text_emb is None:
+            text_emb, _ = encode_item_texts(cfg, data.items, log=lambda *a: None)
+        t0 = time.perf_counter()
+        _, history, _, _ = train_hybrid(cfg, data, split, catalogue, text_emb, log=lambda *a: None)
+        best = max(history["validation"], key=lambda h: h["val_recall@20"])
+        table[name] = {"flags": flags, "seconds": round(time.perf_counter() - t0, 1),
+                       "epochs_trained": len(history["validation"]), "best_epoch": best["epoch"],
+                       "val_recall@20": best["val_recall@20"], "val_ndcg@10": best["val_ndcg@10"]}
+        print(f"{name:<22} val recall@20 {best['val_recall@20']:.4f}  ndcg@10 {best['val_ndcg@10']:.4f}  "
+              f"(epoch {best['epoch']}/{len(history['validation'])}, {table[name]['seconds']:.0f} s)", flush=True)
+        _save(out)
+
+
+def ease_validation(split, catalogue):
+    """EASE (l2=500, its tuned value on this split) on the same validation queries, for scale."""
+    import numpy as np
+
+    from tfrec.evaluation.baselines.ease import EASE
+    from tfrec.evaluation.ranking import evaluate_ranking
+
+    train, val = catalogue.matrix(split.train), catalogue.matrix(split.val)
+    model = EASE(l2=500.0).fit(train)
+    res = evaluate_ranking(lambda u: np.asarray(model.score(np.asarray(u))), np.unique(val.nonzero()[0]), val,
+                           exclude=train, ks=(10, 20), return_topk=False).mean()
+    return {"val_recall@20": res["recall@20"], "val_ndcg@10": res["ndcg@10"]}
+
+
+def _table(out):
+    lines = ["| variant | val Recall@20 | val NDCG@10 | epochs (best) |", "|---|---|---|---|"]
+    for name, r in out.get("validation", {}).items():
+        lines.append(f"| {name} | {r['val_recall@20']:.4f} | {r['val_ndcg@10']:.4f} | "
+                     f"{r['epochs_trained']} ({r['best_epoch']}) |")
+    ref = out.get("ease_validation")
+    if ref:
+        lines.append(f"| EASE l2=500 (reference) | {ref['val_recall@20']:.4f} | {ref['val_ndcg@10']:.4f} | - |")
+    return "\n".join(lines)
+
+
+def test(name):
+    from tfrec.cli.run import run
+
+    # The named protocol applies its own query history; the variant's must agree with it.
+    flags = [f for f in VARIANTS[name] if not f.startswith("--eval.query_history")]
+    tmp = tempfile.mkdtemp(prefix="tfrec-recbole-general-")
+    t0 = time.perf_counter()
+    res = run(_config(flags, tmp, protocol=True), log=lambda *a: None)
+    model = res.metrics["models"]["tfrec hybrid"]
+    metrics = ("ndcg@10", "recall@10", "mrr@10", "hit_rate@10", "precision@10")
+    out = _load()
+    out["selection"] = (f"{name}: the highest validation NDCG@10 in the table (the headline metric); "
+                        "test was run once, for it only")
+    out["ease_validation"] = ease_validation(res.split, res.catalogue)
+    out["table"] = _table(out)
+    out["test"] = {"variant": name, "command": "tfrec run --eval.protocol=recbole_general " + " ".join(COMMON + flags),
+                   "config": {**res.metrics["config"], "run_root": "<a temporary folder>"}, "seconds": round(time.perf_counter() - t0, 1),
+                   "mean": {m: model["mean"][m] for m in metrics}, "ci95": {m: model["ci95"].get(m) for m in metrics}}
+    _save(out)
+    print(json.dumps({k: out["test"][k] for k in ("variant", "mean", "ci95")}, indent=1))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("stage", choices=("validate", "test"))
+    ap.add_argument("variants", nargs="*", default=[])
+    args = ap.parse_args()
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        sys.exit(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+    if args.stage == "validate":
+        validate(args.variants or list(VARIANTS))
+    else:
+        if len(args.variants) != 1:
+            sys.exit("`test` takes exactly one variant (the one chosen on validation)")
+        test(args.variants[0])
+
+
+if __name__ == "__main__":
+    main()
