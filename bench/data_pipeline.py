@@ -23,7 +23,6 @@ import datetime
 import json
 import os
 import pathlib
-import platform
 import resource
 import shutil
 import subprocess
@@ -32,6 +31,8 @@ import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from bench._common import machine_info, write_json  # noqa: E402
 ML100K = REPO.parent / "shared" / "datasets" / "ml-100k"
 RESULT = "RESULT_JSON:"
 BATCH = 1024
@@ -264,27 +265,6 @@ def _spawn(name, params):
     return res
 
 
-def _machine():
-    import importlib.metadata as md
-
-    info = {"cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()], "platform": platform.platform(),
-            "python": platform.python_version()}
-    for pkg in ("tensorflow", "tensorflow-recommenders", "numpy", "pandas"):
-        try:
-            info[pkg.replace("-", "_") + "_version"] = md.version(pkg)
-        except md.PackageNotFoundError:
-            info[pkg.replace("-", "_") + "_version"] = None
-    return info
-
-
-def _write_json(path: pathlib.Path, obj):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)  # atomic: readers never see a half-written file
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
@@ -298,7 +278,7 @@ def main(argv=None):
 
     params = QUICK if args.quick else FULL
     started = datetime.datetime.now(datetime.timezone.utc)
-    machine = _machine()
+    machine = machine_info()
     cases = {}
     order = (["training", "ml100k_ids", "ml100k_history", "ml100k_ids_batch_gather", "serialize"]
              + [f"tfrecord_{n}" for n in params["tfrecord_rows"]])
@@ -343,7 +323,7 @@ def main(argv=None):
         ],
         "wall_seconds": round((datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(), 1),
     }
-    _write_json(out, result)
+    write_json(out, result)
     print(f"[bench] wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
     print(json.dumps(result["summary"], indent=2))
 

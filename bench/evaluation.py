@@ -31,7 +31,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,8 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from bench._common import machine_info, write_json  # noqa: E402
 DEFAULT_OUT = os.path.join("bench", "results", "evaluation.json")
 DEFAULT_ML100K = os.path.join("..", "shared", "datasets", "ml-100k")
 KS = (5, 10, 20, 50, 100)
@@ -248,40 +249,6 @@ def _run_child(mode, data_path, args, max_users, repeats):
 # ---------------------------------------------------------------------------------
 # Driver
 
-def _write_json_atomic(path, payload):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".evaluation-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def _machine():
-    import importlib.metadata as md
-
-    def version(pkg):
-        try:
-            return md.version(pkg)
-        except md.PackageNotFoundError:
-            return None
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "tensorflow": version("tensorflow") or version("tensorflow-cpu"),
-        "numpy": np.__version__,
-    }
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, for smoke runs")
@@ -370,12 +337,12 @@ def main(argv=None):
         "quick": bool(args.quick),
         "ks": list(KS),
         "target": "evaluate_seconds <= 2 x bare_seconds (bare = matmul + top_k(k=100) per chunk)",
-        "machine": _machine(),
+        "machine": machine_info(packages=("tensorflow", "numpy")),
         "cases": results,
     }
     out = args.out or (None if args.quick else os.path.join(REPO, DEFAULT_OUT))
     if out:
-        _write_json_atomic(out, payload)
+        write_json(out, payload)
         print(f"wrote {out}", file=sys.stderr)
     print(json.dumps(results, indent=2))
 

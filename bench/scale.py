@@ -15,38 +15,20 @@ Usage (from the repository root):
 """
 import argparse
 import datetime
-import json
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import tempfile
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench._common import machine_info, write_json  # noqa: E402
 
 from tests.training.cluster import start_mirrored, start_workers  # noqa: E402
 
 OUT = REPO / "bench" / "results" / "scale.json"
 WAIT_S = 900
-
-
-def _machine():
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 platform.processor())
-    return {"cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)), "cpu_model": model,
-            "platform": platform.platform(), "python": platform.python_version(),
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
-
-
-def _write_json(path: pathlib.Path, obj):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)  # atomic: readers never see a half-written file
 
 
 def _summary(result, batch):
@@ -110,12 +92,12 @@ def main(argv=None):
         else:
             print("bench/scale_streaming.py not found: streaming part skipped", file=sys.stderr)
     if args.part in ("devices", "all"):
-        machine = _machine()
+        machine = machine_info(packages=("tensorflow",))
         result = {"benchmark": "bench/scale.py --part devices",
                   "date": datetime.datetime.now().isoformat(timespec="seconds"),
                   "machine": machine, "devices": run_devices(args)}
         machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-        _write_json(pathlib.Path(args.out), result)
+        write_json(args.out, result)
         print(f"wrote {args.out}")
 
 

@@ -32,7 +32,8 @@ import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from data_pipeline import RESULT, _machine, _write_json  # noqa: E402  (shared bench helpers)
+from data_pipeline import RESULT  # noqa: E402
+from bench._common import machine_info, write_json  # noqa: E402  (shared bench helpers)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 OUT = "bench/results/scale_streaming.json"
@@ -191,7 +192,7 @@ def main(argv=None):
     params = QUICK if args.quick else FULL
     parts = set((args.cases or "memory,catalogue").split(","))
     started = datetime.datetime.now(datetime.timezone.utc)
-    machine = _machine()
+    machine = machine_info()
     cases = {}
     if "memory" in parts:
         for n in params["sizes"]:
@@ -225,7 +226,7 @@ def main(argv=None):
     if out:
         out = pathlib.Path(out)
         out = out if out.is_absolute() else REPO / out
-        _write_json(out, result)
+        write_json(out, result)
         print(f"[bench] wrote {out}")
     print(json.dumps(result["summary"], indent=2))
     return result

@@ -35,7 +35,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,8 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+from bench._common import machine_info, write_json  # noqa: E402
 DEFAULT_OUT = os.path.join("bench", "results", "serving.json")
 DIM = 64
 K = 100
@@ -190,42 +191,6 @@ def child_minilm(spec, folder):
 # ---------------------------------------------------------------------------------
 # Driver
 
-def _write_json_atomic(path, payload):
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".serving-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def _machine():
-    import importlib.metadata as md
-
-    def version(pkg):
-        try:
-            return md.version(pkg)
-        except md.PackageNotFoundError:
-            return None
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "tensorflow": version("tensorflow") or version("tensorflow-cpu"),
-        "tensorflow_text": version("tensorflow-text"),
-        "numpy": np.__version__,
-    }
-
-
 def _run_child(name, spec):
     cmd = [sys.executable, os.path.abspath(__file__), "--_child", json.dumps(spec)]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, cwd=REPO)
@@ -275,7 +240,7 @@ def main(argv=None):
         if unknown:
             parser.error(f"unknown case(s) {sorted(unknown)}; choose from {sorted(cases)}")
         cases = {n: cases[n] for n in args.cases}
-    machine = _machine()
+    machine = machine_info(packages=("tensorflow", "tensorflow-text", "numpy"))
     results = {}
     for name, spec in cases.items():
         t0 = time.perf_counter()
@@ -295,7 +260,7 @@ def main(argv=None):
     }
     out = args.out or (None if args.quick else os.path.join(REPO, DEFAULT_OUT))
     if out:
-        _write_json_atomic(out, payload)
+        write_json(out, payload)
         print(f"wrote {out}", file=sys.stderr)
     print(json.dumps({"targets": payload["targets"]}, indent=2))
 

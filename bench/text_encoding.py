@@ -38,13 +38,12 @@ import datetime
 import json
 import os
 import pathlib
-import platform
 import sys
-import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench._common import machine_info, write_json  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -130,27 +129,11 @@ def _dynamic_pass(tokenize, pool, texts, batch, multiple, pad_last):
 
 
 def _machine():
-    model_name = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                       if line.startswith("model name")), platform.processor())
-    flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
-    import keras_hub
-
-    return {"cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)), "cpu_model": model_name,
-            "avx512f": "avx512f" in flags, "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-            "platform": platform.platform(), "python": platform.python_version(),
-            "tensorflow_version": tf.__version__, "keras_hub_version": keras_hub.__version__,
-            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-            "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
-
-
-def _write_json(path: pathlib.Path, obj):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)  # atomic: readers never see a half-written file
-
+    with open("/proc/cpuinfo") as f:
+        flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    return machine_info(packages=("tensorflow", "keras-hub"), avx512f="avx512f" in flags,
+                        intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads(),
+                        gpus=[d.name for d in tf.config.list_physical_devices("GPU")])
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -299,7 +282,7 @@ def main(argv=None):
                   "fraction_of_peak uses FLOPs at the computed (padded) length: dynamic padding raises texts/s by "
                   "computing fewer FLOPs, not by using the hardware better."],
     }
-    _write_json(pathlib.Path(args.out), result)
+    write_json(args.out, result)
     print(json.dumps(result["summary"], indent=2))
     return result
 

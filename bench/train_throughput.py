@@ -37,13 +37,13 @@ import glob
 import json
 import os
 import pathlib
-import platform
 import sys
 import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench._common import machine_info, write_json  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -285,25 +285,7 @@ def _op_profile(model, ds, steps):
 
 
 def _machine():
-    import pandas as pd
-
-    model_name = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                       if line.startswith("model name")), platform.processor())
-    return {"cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)), "cpu_model": model_name,
-            "load_average_at_start": [round(x, 2) for x in os.getloadavg()], "platform": platform.platform(),
-            "python": platform.python_version(), "tensorflow_version": tf.__version__,
-            "tensorflow_recommenders_version": tfrs.__version__, "numpy_version": np.__version__,
-            "pandas_version": pd.__version__, "gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
-
-
-def _write_json(path: pathlib.Path, obj):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)  # atomic: readers never see a half-written file
-
+    return machine_info(gpus=[d.name for d in tf.config.list_physical_devices("GPU")])
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -423,7 +405,7 @@ def main(argv=None):
                   "step_ms_* come from a per-step callback over all timed epochs: medians are robust to another "
                   "job stalling part of an epoch, best epochs are what a whole epoch costs when the machine is quiet."],
     }
-    _write_json(pathlib.Path(args.out), result)
+    write_json(args.out, result)
     print(json.dumps(result["summary"], indent=2))
     return result
 

@@ -1,0 +1,55 @@
+"""Helpers every benchmark script shares: what machine a result came from, and an
+atomic JSON write (a reader never sees a half-written results file)."""
+import importlib.metadata
+import json
+import os
+import pathlib
+import platform
+import tempfile
+
+DEFAULT_PACKAGES = ("tensorflow", "tensorflow-recommenders", "numpy", "pandas")
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                        platform.processor())
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def package_version(name: str):
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info(packages=DEFAULT_PACKAGES, **extra) -> dict:
+    """CPU count and model, usable CPUs, load average now, platform, Python, and the
+    versions of `packages` (as `<name>_version`, dashes as underscores); `extra`
+    entries are added as they are."""
+    info = {"cpu_count": os.cpu_count(),
+            "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "cpu_model": cpu_model(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+            "platform": platform.platform(), "python": platform.python_version()}
+    info.update({f"{p.replace('-', '_')}_version": package_version(p) for p in packages})
+    info.update(extra)
+    return info
+
+
+def write_json(path, obj) -> None:
+    """Writes `obj` as indented JSON to `path` through a temporary file and a rename."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
