@@ -28,14 +28,13 @@ Example:
     fit.model.candidate_tower(tf.constant(["i0"]))  # (1, 64)
 """
 import dataclasses
-import os
 import time
 from typing import Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
 
-from tfrec.data.tfrecord import read_shards
+from tfrec.data.tfrecord import list_shards, read_shards  # noqa: F401  (list_shards: part of this API)
 from tfrec.errors import ConfigError, DataError
 from tfrec.features.vocabulary import Vocabulary
 
@@ -79,18 +78,6 @@ class StreamingFit:
     seconds: float
     steps: int
     batch_size: int
-
-
-def list_shards(pattern: Union[str, Sequence[str]]) -> list:
-    """The files matching `pattern` (a glob, a file or a list of either), sorted;
-    a DataError naming the pattern when there are none."""
-    patterns = [os.fspath(pattern)] if isinstance(pattern, (str, os.PathLike)) else [os.fspath(p) for p in pattern]
-    files = sorted({f for p in patterns for f in tf.io.gfile.glob(p)})
-    if not files:
-        raise DataError(f"`pattern` {patterns if len(patterns) > 1 else patterns[0]!r} matches no files. Fix: check "
-                        "the path, or write the shards first with `tfrec.data.tfrecord.write_shards` (names are "
-                        "`<prefix>-00000-of-000NN.tfrecord`).")
-    return files
 
 
 def id_column_kinds(files: Sequence[str], columns: Sequence[str], compression: Optional[str] = None,

@@ -120,6 +120,18 @@ def write_shards(frames: Union[pd.DataFrame, Iterable[pd.DataFrame]], path_prefi
     return final
 
 
+def list_shards(pattern: Union[str, Sequence[str]]) -> List[str]:
+    """The files matching `pattern` (a glob, a file or a list of either), sorted;
+    a DataError naming the pattern when there are none."""
+    patterns = [os.fspath(pattern)] if isinstance(pattern, (str, os.PathLike)) else [os.fspath(p) for p in pattern]
+    files = sorted({f for p in patterns for f in tf.io.gfile.glob(p)})
+    if not files:
+        raise DataError(f"`pattern` {patterns if len(patterns) > 1 else patterns[0]!r} matches no files. Fix: check "
+                        "the path, or write the shards first with `tfrec.data.tfrecord.write_shards` (names are "
+                        "`<prefix>-00000-of-000NN.tfrecord`).")
+    return files
+
+
 def read_shards(pattern: Union[str, Sequence[str]], features: Union[Mapping, Sequence[Field]], batch_size: int, *,
                 shuffle_files: bool = True, seed: Optional[int] = None, cycle_length: Optional[int] = None,
                 block_length: int = 256, shuffle_buffer: int = 10_000, deterministic: Optional[bool] = None,
@@ -152,17 +164,12 @@ def read_shards(pattern: Union[str, Sequence[str]], features: Union[Mapping, Seq
     spec = dict(features) if isinstance(features, Mapping) else infer_feature_spec(features)
     if not spec:
         raise ValueError("`features` is empty; name at least one feature to parse.")
-    patterns = [os.fspath(pattern)] if isinstance(pattern, (str, os.PathLike)) else [os.fspath(p) for p in pattern]
-    files = sorted({f for p in patterns for f in tf.io.gfile.glob(p)})
-    if not files:
-        raise DataError(f"`pattern` {patterns if len(patterns) > 1 else patterns[0]!r} matches no files. Fix: "
-                        "check the path, or write the shards first with `write_shards` "
-                        "(names are `<prefix>-00000-of-000NN.tfrecord`).")
+    files = list_shards(pattern)
     if deterministic is None:
         deterministic = seed is not None
     if isinstance(block_length, bool) or not isinstance(block_length, (int, np.integer)) or block_length < 1:
         raise ValueError(f"`block_length` must be an integer >= 1, got {block_length!r}.")
-    ds = tf.data.Dataset.list_files(patterns, shuffle=shuffle_files, seed=seed)
+    ds = tf.data.Dataset.list_files(files, shuffle=shuffle_files, seed=seed)
     # Each interleave element is a block of `block_length` raw records, not one record:
     # a parallel interleave hands every element across threads, which capped reading
     # at ~0.1M records/s; blocks of 256 read ~0.4M/s on the same 2 cores.
