@@ -29,7 +29,13 @@ class TwoStageValidation(tf.keras.callbacks.Callback):
         self.train_matrix = catalogue.matrix(train)
         self.users = np.unique(self.val_matrix.nonzero()[0])
         self.ratings = "rating" in val.columns and "rating" in train.columns
-        self.live = pd.concat([train, val], ignore_index=True) if self.ratings else None
+        # The rating inputs do not change between epochs: built once (histories from train
+        # only, and from everything strictly before each validation event).
+        self.rating_inputs = {}
+        if self.ratings:
+            live = pd.concat([train, val], ignore_index=True)
+            self.rating_inputs = {key: rating_inputs(query_features, val, ctx)
+                                  for key, ctx in (("val_rating_rmse", train), ("val_rating_rmse_online", live))}
         self.exclude_seen = bool(exclude_seen)
         self.history = []
 
@@ -54,8 +60,8 @@ class TwoStageValidation(tf.keras.callbacks.Callback):
             from tfrec.evaluation.rating import rmse
 
             y = self.val["rating"].to_numpy()
-            for key, ctx in (("val_rating_rmse", self.train), ("val_rating_rmse_online", self.live)):
-                entry[key] = rmse(y, ranker_ratings(self.model, self.query_features, self.val, ctx))
+            for key, inputs in self.rating_inputs.items():
+                entry[key] = rmse(y, ranker_ratings(self.model, inputs=inputs))
             msg = f"  val rating rmse {entry['val_rating_rmse']:.4f} (online {entry['val_rating_rmse_online']:.4f})"
         self.history.append(entry)
         self.log(f"  ranker epoch {epoch + 1}: relevance loss {loss:.1f}  "
@@ -82,14 +88,21 @@ def with_history_ratings(feats, query_features, events, context):
     return feats
 
 
-def ranker_ratings(ranker, query_features, events, context) -> np.ndarray:
-    """The rating head's prediction [n] for each event's own item, histories (and
-    their ratings) from `context` strictly before the event."""
-    from tfrec.models.two_stage import rank_candidates
-
+def rating_inputs(query_features, events, context):
+    """(features, item ids [n, 1]) for the rating head on each event's own item, histories
+    (and their ratings) from `context` strictly before the event."""
     events = events.reset_index(drop=True)
     feats = with_history_ratings(query_features.build(events, context=context), query_features, events, context)
-    _, rating = rank_candidates(ranker, feats, events["item_id"].astype(str).to_numpy(dtype=object)[:, None])
+    return feats, events["item_id"].astype(str).to_numpy(dtype=object)[:, None]
+
+
+def ranker_ratings(ranker, query_features=None, events=None, context=None, inputs=None) -> np.ndarray:
+    """The rating head's prediction [n] for each event's own item: on `inputs` from
+    `rating_inputs`, or built here from (`query_features`, `events`, `context`)."""
+    from tfrec.models.two_stage import rank_candidates
+
+    feats, items = inputs if inputs is not None else rating_inputs(query_features, events, context)
+    _, rating = rank_candidates(ranker, feats, items)
     return rating[:, 0]
 
 
@@ -198,8 +211,7 @@ def evaluate_rating_stage(ranker, query_features, split, known, n_boot=1000, see
     online = {"user_item_bias": bias.predict_online(test, live),
               "tfrec ranker": ranker_ratings(ranker, query_features, test, live)}
     online = evaluate_ratings(online, test, n_boot=n_boot, seed=seed, reference="user_item_bias")
-    train_only = BiasBaseline(**params).fit(split.train).predict(test)
-    train_only = evaluate_ratings({"user_item_bias": bias.predict(test), "train_only": train_only}, test,
+    train_only = evaluate_ratings({"train_only": BiasBaseline(**params).fit(split.train).predict(test)}, test,
                                   n_boot=n_boot, seed=seed)["train_only"]
     sees = {"global_mean": "mean of train + validation ratings",
             "user_item_bias": "biases fitted on train + validation; test users absent from them get b_u = 0",
