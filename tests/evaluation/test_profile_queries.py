@@ -205,3 +205,22 @@ def test_query_history_config_rules():
     with pytest.raises(ConfigError, match=r"`query_history` must be one of"):
         Protocol(name="x", title="x", split="temporal", split_params={}, mode="per_user", known=("train",),
                  exclude=(), metrics=("ndcg@10",), ks=(10,), query_history="sometimes")
+
+
+@pytest.mark.slow
+def test_tfrec_run_under_a_profile_protocol_skips_the_ranking_stage_and_says_so(tmp_path, ml100k_path):
+    # The ranker is trained on before-event queries; under recbole_general (profile queries)
+    # the run trains retrieval only, logs why, and reports no two-stage model.
+    from tfrec.cli.run import run
+    from tfrec.config import load_config
+
+    lines = []
+    cfg = load_config(None, [f"--data.source={ml100k_path}", "--eval.protocol=recbole_general", "--eval.baselines=",
+                             "--model.use_text=false", "--train.epochs=1", "--train.verbose=0",
+                             "--eval.n_bootstrap=50", "--export.enabled=false", "--ranking.enabled=true",
+                             f"--run_root={tmp_path / 'runs'}"])
+    result = run(cfg, log=lambda *a: lines.append(" ".join(map(str, a))))
+    assert any(line.startswith("rank: skipped: `eval.protocol=recbole_general` asks profile queries")
+               for line in lines)
+    assert set(result.metrics["models"]) == {"tfrec hybrid"} and "ranking" not in result.metrics
+    assert result.recommender.ranker is None

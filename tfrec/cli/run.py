@@ -281,13 +281,24 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
                 text_emb, text_encoder = encode_item_texts(config, data.items, log) if config.model.use_text else \
                     (np.zeros((catalogue.n_items, 1), np.float32), None)
                 ranker = ranking_info = None
-                if config.ranking.enabled and config.ranking.mode == "joint":
+                ranking_on = config.ranking.enabled
+                if ranking_on:
+                    from tfrec.evaluation.protocols import query_history_for
+
+                    if query_history_for(config.eval) != "before_event":
+                        # The ranker is trained and evaluated on queries at an event's time; a
+                        # protocol asking whole-profile queries would rank with mismatched inputs.
+                        ranking_on = False
+                        log(f"rank: skipped: `eval.protocol={config.eval.protocol}` asks profile queries, and the "
+                            "ranking stage is trained on before-event queries (set `--ranking.enabled=false` to "
+                            "silence this)")
+                if ranking_on and config.ranking.mode == "joint":
                     model, history, train_secs, query_features, ranker, ranking_info = train_joint(
                         config, data, split, catalogue, text_emb, log, log_dir)
                 else:
                     model, history, train_secs, query_features = train_hybrid(config, data, split, catalogue,
                                                                               text_emb, log, log_dir)
-                    if config.ranking.enabled:
+                    if ranking_on:
                         from tfrec.cli.ranking_stage import train_ranker
 
                         ranker, ranking_info = train_ranker(config, data, split, catalogue, text_emb, model,
