@@ -111,24 +111,8 @@ class Explainer:
 
     # -- inputs ---------------------------------------------------------------------
     def features(self, user_id, timestamp=None, history=None, attributes=None) -> dict:
-        """Raw query features (batch 1), built as `Recommender.query_embedding` builds them."""
-        rec = self.recommender
-        ts = int(time.time()) if timestamp is None else int(timestamp)
-        n = rec.query_features.history_length
-        if history is None:
-            known = rec.known
-            mine = known[(known["user_id"].astype(str) == str(user_id)) & (known["timestamp"] < ts)]
-            history = mine.sort_values("timestamp", kind="mergesort")["item_id"].astype(str).tolist()
-        history = [str(h) for h in history][-n:]
-        feats = {"user_id": np.array([str(user_id)], object), "timestamp": np.array([ts], np.int64),
-                 "history": np.array([[PAD] * (n - len(history)) + history], dtype=object)}
-        attrs = rec.query_features.attributes([str(user_id)])
-        for k, v in (attributes or {}).items():
-            if k not in attrs:
-                raise DataError(f"Unknown user attribute `{k}`; the model knows {sorted(attrs) or 'none'}.")
-            attrs[k] = np.array([v], dtype=attrs[k].dtype)
-        feats.update(attrs)
-        return feats
+        """Raw query features (batch 1): `Recommender.query_features_of`."""
+        return self.recommender.query_features_of(user_id, timestamp, history, attributes)
 
     def _rows(self, item_ids):
         rows = self.cooc.rows(item_ids)
