@@ -69,7 +69,8 @@ def cold_scores(flags, epochs, validation, log):
     cold-item report per information setting (see `cold_queries`)."""
     import pandas as pd
 
-    from tfrec.cli.run import encode_item_texts, prepare, train_hybrid
+    from tfrec.cli.retrieval_stage import train_hybrid
+    from tfrec.cli.run import encode_item_texts, prepare
     from tfrec.data.splits import validation_cold_split
     from tfrec.evaluation.cold_start import QUERY_INFORMATION, cold_queries, evaluate_cold_items
     from tfrec.features.catalogue import Catalogue
@@ -98,7 +99,8 @@ def cold_scores(flags, epochs, validation, log):
 
 def warm_scores(flags, epochs):
     """Temporal split: best validation NDCG@10 / Recall@20 (full catalogue) of early stopping."""
-    from tfrec.cli.run import encode_item_texts, prepare, train_hybrid
+    from tfrec.cli.retrieval_stage import train_hybrid
+    from tfrec.cli.run import encode_item_texts, prepare
 
     config = _config(flags, epochs, "temporal")
     data, _, split, catalogue = prepare(config, log=lambda *a: None)

@@ -48,7 +48,8 @@ def main(argv=None):
     import tensorflow as tf
 
     from tfrec.cli.ranking_stage import train_ranker
-    from tfrec.cli.run import encode_item_texts, prepare, train_hybrid
+    from tfrec.cli.retrieval_stage import train_hybrid
+    from tfrec.cli.run import encode_item_texts, prepare
     from tfrec.config import load_config
     from tfrec.models.recommender import Recommender
     from tfrec.models.two_stage import rank_candidates

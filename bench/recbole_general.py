@@ -93,7 +93,8 @@ def _config(flags, tmp, protocol):
 
 
 def validate(names):
-    from tfrec.cli.run import encode_item_texts, prepare, train_hybrid
+    from tfrec.cli.retrieval_stage import train_hybrid
+    from tfrec.cli.run import encode_item_texts, prepare
 
     tmp = tempfile.mkdtemp(prefix="tfrec-recbole-general-")
     data, _, split, catalogue = prepare(_config([], tmp, protocol=True), log=lambda *a: None)

@@ -181,7 +181,7 @@ def load_run(run_dir, log=None) -> LoadedRun:
             out.text_embeddings, out.text_encoder = encode_item_texts(config, data.items, log)
         else:
             out.text_embeddings = np.zeros((catalogue.n_items, 1), np.float32)
-        # As in `tfrec.cli.run.train_hybrid`: fitted on the whole train split.
+        # As in `tfrec.cli.retrieval_stage.train_hybrid`: fitted on the whole train split.
         out.query_features = QueryFeatures.fit(split.train, data.users, config.data.history_length)
         out.model = build_hybrid(config.model, catalogue, data.items, out.text_embeddings, out.query_features,
                                  seed=config.train.seed, text_cfg=config.text)
@@ -189,7 +189,7 @@ def load_run(run_dir, log=None) -> LoadedRun:
         from tfrec.models.two_tower import TwoTowerRetrieval
 
         m = config.model
-        logq = None  # as in `tfrec.cli.run.train_two_tower`
+        logq = None  # as in `tfrec.cli.retrieval_stage.train_two_tower`
         if m.logq_correction:
             counts = np.asarray(catalogue.item_vocab.counts, np.float64)
             logq = dict(zip(catalogue.item_vocab.values, np.log(counts / counts.sum()).tolist()))

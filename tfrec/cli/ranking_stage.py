@@ -111,6 +111,7 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
     """Trains the ranking stage. `retrieval` is the trained retrieval model (separate
     mode), or None for joint mode, where a fresh retrieval model is trained with the
     ranker. Returns (ranker, info dict)."""
+    from tfrec.cli.retrieval_stage import early_stopping_parts, validation_excludes_seen
     from tfrec.data.pipeline import make_dataset
     from tfrec.models.factory import build_hybrid
     from tfrec.models.ranking import build_ranker, hard_negatives
@@ -122,11 +123,7 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
     joint = r.mode == "joint"
     if joint and retrieval is not None:
         raise DataError("Joint ranking trains its own retrieval model; pass retrieval=None.")
-    fit_part, val_part = split.train, split.val
-    if not len(val_part) and r.early_stopping_patience > 0:
-        from tfrec.evaluation.protocols import carve_slice
-
-        fit_part, val_part = carve_slice(split.train, 0.1, t.seed)
+    fit_part, val_part = early_stopping_parts(split, r.early_stopping_patience, t.seed, log, "rank")
     has_ratings = "rating" in fit_part.columns and r.rating_weight > 0
     if r.history_ratings and "rating" not in fit_part.columns:
         raise DataError("`ranking.history_ratings=true` needs a `rating` column in the interactions; set "
@@ -144,13 +141,9 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
     callbacks = []
     validation = None
     if len(val_part) and r.early_stopping_patience > 0:
-        exclude_seen = True
-        if config.eval.protocol:
-            from tfrec.evaluation.protocols import get_protocol
-
-            exclude_seen = bool(get_protocol(config.eval.protocol).exclude)
         validation = TwoStageValidation(retrieval, query_features, fit_part, val_part, catalogue,
-                                        n_candidates=r.candidates, log=log, exclude_seen=exclude_seen)
+                                        n_candidates=r.candidates, log=log,
+                                        exclude_seen=validation_excludes_seen(config.eval))
         callbacks = [validation, tf.keras.callbacks.EarlyStopping(
             monitor="val_two_stage_ndcg@10", mode="max", patience=r.early_stopping_patience,
             restore_best_weights=True)]

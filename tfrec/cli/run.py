@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from tfrec.cli.retrieval_stage import train_hybrid, train_joint, train_two_tower
 from tfrec.config import RunConfig
 from tfrec.errors import ConfigError, DataError
 
@@ -111,129 +112,6 @@ def encode_item_texts(config: RunConfig, items, log=print):
             f"{f', top {t.trainable_layers} layer(s)' if t.finetune == 'top_n' else ', all layers'}): the item tower "
             "runs BERT on the distinct items of each batch; the cached embeddings are not used in training")
     return emb, encoder
-
-
-def _fit(model_fn, ds, config, log, log_dir, callbacks=()):
-    from tfrec.training.strategy import make_strategy
-    from tfrec.training.trainer import train
-
-    t = config.train
-    strategy = make_strategy(t.strategy, collective_timeout_s=t.collective_timeout_s)
-    names = {"_DefaultDistributionStrategy": "default strategy (no GPU)",
-             "CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy"}
-    log(f"train: {config.model.kind}, dim {config.model.embedding_dim}, up to {t.epochs} epochs, batch {t.batch_size}, "
-        f"{names.get(type(strategy).__name__, type(strategy).__name__)} "
-        f"over {strategy.num_replicas_in_sync} replica(s)")
-    ckpt_dir = t.checkpoint_dir
-    if ckpt_dir is None:  # stable across restarts (the run folder is renamed into place only at the end)
-        import hashlib
-
-        digest = hashlib.sha1(config.to_json().encode("utf-8")).hexdigest()[:12]
-        ckpt_dir = str(pathlib.Path(config.run_root) / "checkpoints" / f"{config.name}-{digest}")
-    if t.data_service:
-        from tfrec.training.multi_worker import through_data_service
-
-        ds = through_data_service(ds, config, strategy, log)
-    model, history, secs = train(model_fn, ds, strategy=strategy, epochs=t.epochs, optimizer=t.optimizer,
-                                 learning_rate=t.learning_rate, seed=t.seed, verbose=t.verbose, log_dir=log_dir,
-                                 callbacks=callbacks, checkpoint_dir=ckpt_dir, resume=t.resume, log=log)
-    from tfrec.training.multi_worker import is_chief
-
-    if t.checkpoint_dir is None and is_chief(strategy):  # finished: the default checkpoints were only to resume
-        import shutil
-
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-        try:
-            pathlib.Path(ckpt_dir).parent.rmdir()  # runs/checkpoints/, when no other run is resumable
-        except OSError:
-            pass
-    curve = history.get("mean_batch_loss", history["loss"])
-    log(f"train: {len(curve)} epochs in {secs:.1f} s, mean batch loss {curve[0]:.1f} -> {curve[-1]:.1f}")
-    return model, history, secs
-
-
-def train_two_tower(config: RunConfig, split, catalogue, log=print, log_dir=None):
-    """The id-only two-tower (TFRS tutorial architecture with logQ and accidental-hit removal)."""
-    from tfrec.data.pipeline import interaction_features, make_dataset
-    from tfrec.models.two_tower import TwoTowerRetrieval
-
-    m, t = config.model, config.train
-    logq = None
-    if m.logq_correction:
-        counts = np.asarray(catalogue.item_vocab.counts, np.float64)
-        logq = dict(zip(catalogue.item_vocab.values, np.log(counts / counts.sum()).tolist()))
-    ds = make_dataset(interaction_features(split.train, columns=["user_id", "item_id"]), t.batch_size,
-                      seed=t.seed, shuffle_buffer=t.shuffle_buffer)
-    return _fit(lambda: TwoTowerRetrieval(catalogue.user_vocab.values, catalogue.item_vocab.values, m.embedding_dim,
-                                          item_log_probability=logq,
-                                          remove_accidental_hits=m.remove_accidental_hits),
-                ds, config, log, log_dir)
-
-
-def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log=print, log_dir=None):
-    """The hybrid model; early stopping on full-catalogue validation recall@20."""
-    import tensorflow as tf
-
-    from tfrec.data.pipeline import make_dataset
-    from tfrec.features.query_features import QueryFeatures
-    from tfrec.models.factory import build_hybrid
-    from tfrec.models.scoring import FullCatalogueValidation
-
-    t = config.train
-    qf = QueryFeatures.fit(split.train, data.users, config.data.history_length)
-    fit_part, val_part = split.train, split.val
-    if not len(val_part) and t.early_stopping_patience > 0:
-        # No validation split (the tfrs_tutorial protocol): early-stop on a seeded slice
-        # of train instead, never on test; the model then trains on the rest.
-        from tfrec.evaluation.protocols import carve_slice
-
-        fit_part, val_part = carve_slice(split.train, 0.1, t.seed)
-        log(f"train: no validation split; early stopping on a seeded 10% slice of train ({len(val_part):,} events)")
-    from tfrec.evaluation.protocols import query_history_for
-
-    query_history = query_history_for(config.eval)
-    feats = qf.build(fit_part, context=fit_part)
-    if query_history == "profile":
-        # Trained as it is asked: the user's whole profile at its end, without the target.
-        from tfrec.data.history import profile_histories, profile_times
-
-        feats["history"] = profile_histories(fit_part, qf.history_length, context=fit_part)
-        feats["timestamp"] = profile_times(fit_part["user_id"], fit_part)
-        log(f"train: profile queries (history: the user's latest {qf.history_length} other train items)")
-    feats["item_id"] = fit_part["item_id"].astype(str).to_numpy(dtype=object)
-    # Full batches only: a ragged last batch would also shrink the in-batch negatives.
-    ds = make_dataset(feats, t.batch_size, seed=t.seed, shuffle_buffer=t.shuffle_buffer, drop_remainder=True)
-    callbacks = []
-    validation = None
-    if len(val_part) and t.early_stopping_patience > 0:
-        exclude_seen = True
-        if config.eval.protocol:
-            from tfrec.evaluation.protocols import get_protocol
-
-            exclude_seen = bool(get_protocol(config.eval.protocol).exclude)  # mirror the test rule
-        validation = FullCatalogueValidation(qf, fit_part, val_part, catalogue, k=20, log=log,
-                                             exclude_seen=exclude_seen, query_history=query_history)
-        callbacks = [validation, tf.keras.callbacks.EarlyStopping(
-            monitor="val_recall@20", mode="max", patience=t.early_stopping_patience, restore_best_weights=True)]
-    model, history, secs = _fit(lambda: build_hybrid(config.model, catalogue, data.items, text_embeddings, qf,
-                                                     seed=t.seed, text_cfg=config.text),
-                                ds, config, log, log_dir, callbacks)
-    if validation is not None:
-        best = max(validation.history, key=lambda h: h["val_recall@20"])
-        log(f"train: best validation recall@20 {best['val_recall@20']:.4f} at epoch {best['epoch']} (weights restored)")
-        history["validation"] = validation.history
-    return model, history, secs, qf
-
-
-def train_joint(config: RunConfig, data, split, catalogue, text_embeddings, log=print, log_dir=None):
-    """Retrieval and ranking trained together as one multi-task model
-    (`ranking.mode=joint`); returns what `train_hybrid` returns plus the ranker."""
-    from tfrec.cli.ranking_stage import train_ranker
-    from tfrec.features.query_features import QueryFeatures
-
-    qf = QueryFeatures.fit(split.train, data.users, config.data.history_length)
-    ranker, info = train_ranker(config, data, split, catalogue, text_embeddings, None, qf, log, log_dir)
-    return ranker.retrieval, {"validation": info["validation"]}, info["seconds"], qf, ranker, info
 
 
 def run(config: RunConfig = None, *, log=None) -> RunResult:
