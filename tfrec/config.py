@@ -157,6 +157,9 @@ class RankingConfig:
     history_ratings: bool = True  # validation: online rating RMSE 1.028 -> 0.962 (bench/results/two_stage_ml100k.json)
     history_rating_shrinkage: float = 5.0
     rating_user_bias: bool = True  # per-user-id bias b_u in the rating head
+    # "learned": mu + b_u + b_i trained with the head; "bias": the closed-form bias model's (regularisation
+    # tuned on validation, refitted on train + validation after training), frozen; the head learns the residual.
+    rating_base: str = "learned"
     cold_user_fraction: float = 0.0  # training examples shown as a new user's (no id, no history)
 
 

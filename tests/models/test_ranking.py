@@ -409,3 +409,56 @@ def test_rating_cis_resample_users_not_rows():
                                  n_boot=400, seed=1)
     width = lambda r: r["m"]["rmse_ci95"][1] - r["m"]["rmse_ci95"][0]  # noqa: E731
     assert width(rows_five) < 0.6 * width(rows_once)
+
+
+def test_bias_rating_base_predicts_the_bias_model_then_learns_only_a_residual(world):
+    data, split, cat, text, qf, retrieval, _ = world
+    with pytest.raises(ConfigError, match="rating_base"):
+        _ranker(world, rating_base="median")
+    with pytest.raises(ConfigError, match="rating_base=bias"):
+        _ranker(world).set_rating_base(BiasBaseline().fit(split.train))
+    ranker = _ranker(world, rating_base="bias", history_ratings=False)
+    base = BiasBaseline(reg_user=2.0, reg_item=5.0).fit(split.train)  # its mu is not the ranker's 3.0
+    assert abs(base.mu - 3.0) > 1e-3
+    ranker.set_rating_base(base)
+    ev = split.test.head(40).reset_index(drop=True)  # some unknown users and items: zero biases
+    feats = {k: tf.constant(v) for k, v in qf.build(ev, context=split.train).items()}
+    items = tf.constant(ev["item_id"].astype(str).to_numpy(dtype=object)[:, None])
+    np.testing.assert_allclose(ranker.score(feats, items)["rating"].numpy()[:, 0], base.predict(ev), rtol=1e-5)
+    # Training moves the residual head, never the base's biases.
+    frozen = {w.ref() for w in ranker.user_bias.weights + ranker.item_bias.weights}
+    tables = [w.numpy().copy() for w in ranker.user_bias.weights + ranker.item_bias.weights]
+    batch = {k: v for k, v in _batch(world, n=64).items() if k != "negatives"}
+    ranker.compile(tf.keras.optimizers.Adam(0.01))
+    ranker.fit(tf.data.Dataset.from_tensors(batch).repeat(3), epochs=1, verbose=0)
+    assert not frozen & {w.ref() for w in ranker.trainable_weights}
+    for a, w in zip(tables, ranker.user_bias.weights + ranker.item_bias.weights):
+        np.testing.assert_array_equal(a, w.numpy())
+    assert not np.allclose(ranker.score(feats, items)["rating"].numpy()[:, 0], base.predict(ev), atol=1e-4)
+
+
+def test_train_ranker_refits_the_frozen_rating_base_on_train_and_validation(world):
+    from tfrec.cli.ranking_stage import train_ranker
+    from tfrec.config import RunConfig, TrainConfig
+    from tfrec.evaluation.rating import tune_bias
+
+    data, split, cat, text, qf, retrieval, _ = world
+    cfg = RunConfig(model=ModelConfig(embedding_dim=8), train=TrainConfig(verbose=0),
+                    ranking=RankingConfig(embedding_dim=8, deep_units=(16,), epochs=1, batch_size=128,
+                                          num_hard_negatives=2, candidates=20, rating_base="bias"))
+    ranker, info = train_ranker(cfg, data, split, cat, text, retrieval, qf, log=lambda *a: None)
+    params, _ = tune_bias(split.train, split.val)
+    assert info["rating_base"]["reg_user"] == params["reg_user"]
+    want = BiasBaseline(**params).fit(pd.concat([split.train, split.val]))
+    ids = [str(i) for i in cat.item_vocab.values[:10]]
+    got_items = ranker.item_bias(tf.constant(ids)).numpy()[:, 0]
+    np.testing.assert_allclose(got_items, [want.item_bias.get(i, 0.0) + want.mu - ranker.rating_mean for i in ids],
+                               rtol=1e-5, atol=1e-6)
+    users = [str(u) for u in cat.user_vocab.values[:10]]
+    np.testing.assert_allclose(ranker.user_bias(tf.constant(users)).numpy()[:, 0],
+                               [want.user_bias.get(u, 0.0) for u in users], rtol=1e-5, atol=1e-6)
+    # The frozen tables are saved with the ranker's weights in run folders.
+    from tfrec.cli.artifacts import _ranker_variables
+
+    saved = {w.ref() for w in _ranker_variables(ranker)}
+    assert {w.ref() for w in ranker.item_bias.weights + ranker.user_bias.weights} <= saved

@@ -106,6 +106,21 @@ def ranker_ratings(ranker, query_features=None, events=None, context=None, input
     return rating[:, 0]
 
 
+def rating_base(ranking_cfg, fit_part, val_part, log=print):
+    """The frozen rating base of `ranking.rating_base=bias`: the bias model fitted on
+    `fit_part`, its regularisation tuned on `val_part` (as the rating baseline's), or
+    None for `rating_base=learned`."""
+    if ranking_cfg.rating_base != "bias":
+        return None
+    from tfrec.evaluation.rating import BiasBaseline, tune_bias
+
+    params = tune_bias(fit_part, val_part)[0] if len(val_part) else {}
+    base = BiasBaseline(**params).fit(fit_part)
+    log(f"rank: rating base mu + b_u + b_i (reg_user {base.reg_user:g}, reg_item {base.reg_item:g}, tuned on "
+        f"validation), frozen; the rating head learns the residual")
+    return base
+
+
 def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, query_features, log=print,
                  log_dir=None):
     """Trains the ranking stage. `retrieval` is the trained retrieval model (separate
@@ -148,12 +163,17 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
             monitor="val_two_stage_ndcg@10", mode="max", patience=r.early_stopping_patience,
             restore_best_weights=True)]
 
+    base = rating_base(r, fit_part, val_part, log) if has_ratings else None
+
     def build():
         ret = retrieval
         if joint:
             ret = build_hybrid(config.model, catalogue, data.items, text_embeddings, query_features, seed=t.seed)
-        return build_ranker(r, config.model, catalogue, data.items, text_embeddings, query_features,
-                            retrieval=ret, rating_mean=rating_mean, seed=t.seed)
+        ranker = build_ranker(r, config.model, catalogue, data.items, text_embeddings, query_features,
+                              retrieval=ret, rating_mean=rating_mean, seed=t.seed)
+        if base is not None:
+            ranker.set_rating_base(base)
+        return ranker
 
     strategy = make_strategy(t.strategy)
     log(f"rank: {r.mode} {r.loss} ranker (DCN-v2, {r.cross_layers} cross layers, deep {list(r.deep_units)}), "
@@ -164,6 +184,14 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
                                   callbacks=callbacks)
     info = {"seconds": secs, "mode": r.mode, "loss": r.loss, "epochs": len(history.get("loss", [])),
             "relevance_loss": history.get("relevance_loss"), "validation": validation.history if validation else None}
+    if base is not None:
+        # Like the bias baseline it is compared with, the frozen base is refitted on
+        # everything known before the test period (the residual head stays as trained).
+        known = pd.concat([split.train, split.val], ignore_index=True)
+        ranker.set_rating_base(type(base)(reg_user=base.reg_user, reg_item=base.reg_item).fit(known))
+        info["rating_base"] = {"reg_user": base.reg_user, "reg_item": base.reg_item,
+                               "refitted_on": f"train + validation ({len(known):,} ratings)"}
+        log(f"rank: rating base (mu + b_u + b_i) refitted on train + validation ({len(known):,} ratings)")
     if validation is not None and validation.history:
         best = max(validation.history, key=lambda h: h["val_two_stage_ndcg@10"])
         log(f"rank: {info['epochs']} epochs in {secs:.1f} s; best validation two-stage ndcg@10 "

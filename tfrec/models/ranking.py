@@ -44,6 +44,7 @@ import tensorflow_recommenders as tfrs
 from tfrec.errors import ConfigError
 
 LOSSES = ("listwise", "bce", "rating")
+RATING_BASES = ("learned", "bias")
 NEG = -1e9  # logit of a masked candidate
 
 
@@ -66,6 +67,11 @@ class HybridRanker(tfrs.Model):
         history_rating_shrinkage: the `shrinkage` of its first feature (prior ratings
             a user's bias is shrunk towards zero by, as the bias baseline's reg_user).
         rating_user_bias: keep the per-user-id bias b_u in the rating head.
+        rating_base: "learned" (the biases are trained with the rest, L2 `bias_l2`) or
+            "bias": mu, b_u and b_i are the closed-form regularised bias model's
+            (`tfrec.evaluation.rating.BiasBaseline`), written in by `set_rating_base`
+            and frozen; the rest of the rating head (crossed features from a zero
+            start, history ratings) learns the residual r - (mu + b_u + b_i).
         cold_user_fraction: in training, this fraction of examples is shown as a new
             user's (user id "", empty history and history ratings), so the model also
             learns to score users it knows nothing about (most test users of a
@@ -76,7 +82,7 @@ class HybridRanker(tfrs.Model):
                  projection_dim=None, deep_units=(256, 64), num_random_negatives=8, rating_weight=0.0,
                  relevance_weight=1.0, retrieval_weight=0.0, rating_mean=0.0, bias_l2=1e-4, history_ratings=False,
                  history_rating_shrinkage=5.0, rating_user_bias=True, cold_user_fraction=0.0, seed=0,
-                 **kwargs):
+                 rating_base="learned", **kwargs):
         super().__init__(**kwargs)
         if loss not in LOSSES:
             raise ConfigError(f"`ranking.loss` must be one of {', '.join(LOSSES)}, got {loss!r}.")
@@ -101,6 +107,9 @@ class HybridRanker(tfrs.Model):
         if self.history_rating_shrinkage < 0:
             raise ConfigError("`ranking.history_rating_shrinkage` must be >= 0, got "
                               f"{history_rating_shrinkage}.")
+        if rating_base not in RATING_BASES:
+            raise ConfigError(f"`ranking.rating_base` must be one of {', '.join(RATING_BASES)}, got {rating_base!r}.")
+        self.rating_base = rating_base
         self.seed = int(seed)
         if loss == "rating":
             self.rating_weight = max(self.rating_weight, 1.0)
@@ -109,16 +118,21 @@ class HybridRanker(tfrs.Model):
         self.deep = tf.keras.Sequential([tf.keras.layers.Dense(int(u), activation="relu") for u in deep_units],
                                         name="deep")
         self.relevance_head = tf.keras.layers.Dense(1, name="relevance")
-        self.rating_head = tf.keras.layers.Dense(1, name="rating")
-        # The rating head adds L2-regularised user and item biases (the classic
-        # mu + b_u + b_i baseline) to the crossed features' prediction.
-        reg = tf.keras.regularizers.l2(float(bias_l2))
+        fixed = rating_base == "bias"
+        self.rating_head = tf.keras.layers.Dense(1, kernel_initializer="zeros" if fixed else "glorot_uniform",
+                                                 name="rating")
+        # The rating head adds user and item biases (the classic mu + b_u + b_i
+        # baseline) to the crossed features' prediction: L2-regularised and trained,
+        # or the closed-form bias model's, frozen (`rating_base`).
+        reg = None if fixed else tf.keras.regularizers.l2(float(bias_l2))
 
         def bias(vocab, name):
-            return tf.keras.Sequential([
+            layer = tf.keras.Sequential([
                 tf.keras.layers.StringLookup(vocabulary=[str(v) for v in vocab], mask_token=None, num_oov_indices=1),
                 tf.keras.layers.Embedding(len(vocab) + 1, 1, embeddings_initializer="zeros",
                                           embeddings_regularizer=reg)], name=name)
+            layer.trainable = not fixed
+            return layer
 
         self.user_bias = bias(query_tower.user_vocabulary, "user_bias") if self.rating_user_bias else None
         self.item_bias = bias(item_tower.item_vocabulary, "item_bias")
@@ -145,6 +159,26 @@ class HybridRanker(tfrs.Model):
             frozen = {w.ref() for w in self.retrieval.weights}
             weights = [w for w in weights if w.ref() not in frozen]
         return weights
+
+    def set_rating_base(self, base):
+        """Writes a fitted `BiasBaseline` into the rating head's biases: predictions
+        become base.mu + b_u + b_i + (learned residual). The head's own `rating_mean`
+        is a constant of the traced graph, so base.mu - rating_mean is folded into
+        every item bias (the out-of-vocabulary row included). Users and items the
+        base does not know get its zero bias."""
+        if self.rating_base != "bias":
+            raise ConfigError("`set_rating_base` needs a ranker built with `ranking.rating_base=bias`.")
+        delta = float(base.mu) - self.rating_mean
+        pairs = [(self.item_bias, base.item_bias, delta)]
+        if self.user_bias is not None:
+            pairs.append((self.user_bias, base.user_bias, 0.0))
+        for layer, values, shift in pairs:
+            lookup, table = layer.layers
+            if not table.built:  # only the table: the Sequential builds at its first real call
+                table.build((None,))
+            vocab = lookup.get_vocabulary()  # index 0 = out of vocabulary
+            rows = np.array([0.0] + [values.get(str(v), 0.0) for v in vocab[1:]], np.float32) + shift
+            table.embeddings.assign(rows[:, None])
 
     # -- representations -----------------------------------------------------------
     def _item_vectors(self, ids, training):
@@ -343,4 +377,5 @@ def build_ranker(ranking_cfg, model_cfg, catalogue, items, text_embeddings, quer
                         history_ratings=ranking_cfg.history_ratings,
                         history_rating_shrinkage=ranking_cfg.history_rating_shrinkage,
                         rating_user_bias=ranking_cfg.rating_user_bias,
-                        cold_user_fraction=ranking_cfg.cold_user_fraction, seed=seed, name="hybrid_ranker")
+                        cold_user_fraction=ranking_cfg.cold_user_fraction, rating_base=ranking_cfg.rating_base,
+                        seed=seed, name="hybrid_ranker")

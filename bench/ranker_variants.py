@@ -1,0 +1,88 @@
+"""Ranking-stage variants on one trained retrieval model (issue #6): trains a ranker
+with `ranking.*` overrides on top of a `tfrec run` folder's retrieval model and
+reports validation (per epoch) and test numbers: two-stage vs retrieval NDCG@10
+(paired), rating RMSE vs the bias baseline (static and online).
+
+    .venv/bin/python bench/ranker_variants.py RUN_DIR NAME [key=value ...]
+
+e.g. `bench/ranker_variants.py runs/<make demo run> bias_base rating_base=bias`.
+The retrieval model is the run's (loaded, not retrained); the ranker is trained
+exactly as `tfrec run` trains it (`tfrec.cli.ranking_stage.train_ranker`, early
+stopping on validation two-stage NDCG@10). Choose variants by their validation
+rows; the test rows are reported, not tuned on. Rows are merged by NAME into
+bench/results/ranker_variants_ml100k.json (atomic write).
+"""
+import dataclasses
+import json
+import pathlib
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import tfrec  # noqa: E402,F401
+from bench._common import machine_info, write_json  # noqa: E402
+
+OUT = ROOT / "bench" / "results" / "ranker_variants_ml100k.json"
+
+
+def _parse(cfg, items):
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not hasattr(cfg, key):
+            raise SystemExit(f"unknown ranking option {key!r}")
+        current = getattr(cfg, key)
+        out[key] = value == "true" if isinstance(current, bool) else type(current)(value)
+    return out
+
+
+def main(argv):
+    from tfrec.cli.artifacts import load_run
+    from tfrec.cli.ranking_stage import evaluate_rating_stage, train_ranker
+    from tfrec.evaluation.protocol import evaluate_models
+    from tfrec.evaluation.protocols import protocol_from_config
+    from tfrec.evaluation.queries import _parts
+    from tfrec.models.scoring import HybridScorer
+    from tfrec.models.two_stage import TwoStageScorer
+
+    run_dir, name, overrides = argv[0], argv[1], argv[2:]
+    start = time.time()
+    run = load_run(run_dir, log=print)
+    ov = _parse(run.config.ranking, overrides)
+    cfg = dataclasses.replace(run.config, ranking=dataclasses.replace(run.config.ranking, **ov),
+                              eval=dataclasses.replace(run.config.eval, baselines=[]))
+    split, known, cat = run.split, run.known, run.catalogue
+    ranker, info = train_ranker(cfg, run.data, split, cat, run.text_embeddings, run.model, run.query_features)
+    ratings = evaluate_rating_stage(ranker, run.query_features, split, known, n_boot=cfg.eval.n_bootstrap)
+    scorer = HybridScorer(run.model, run.query_features, known, cat.item_ids)
+    excluded = protocol_from_config(split, cfg.eval).exclude
+    models = {"tfrec hybrid": (scorer.user_matrix(cat, split.test), scorer.item_embeddings),
+              "tfrec two-stage": TwoStageScorer(run.model, ranker, run.query_features, known, cat,
+                                                exclude=_parts(split, excluded) if excluded else None,
+                                                n_candidates=cfg.ranking.candidates)}
+    report = evaluate_models(models, run.data, split, cat, cfg.eval, log=lambda *a: None,
+                             compare=[("tfrec two-stage", "tfrec hybrid")])
+    ranker_r, bias_r = ratings["tfrec ranker"], ratings["user_item_bias"]
+    row = {"overrides": ov, "seconds": round(time.time() - start, 1), "retrieval_run": pathlib.Path(run_dir).name,
+           "validation": info["validation"], "rating_base": info.get("rating_base"),
+           "test": {"two_stage_vs_retrieval": report["comparisons"],
+                    "rating_rmse": {"ranker": ranker_r["rmse"], "bias": bias_r["rmse"],
+                                    "ranker_online": ranker_r["online"]["rmse"],
+                                    "bias_online": bias_r["online"]["rmse"]},
+                    "ranker_minus_bias_squared_error": ranker_r["squared_error_vs_user_item_bias"],
+                    "online_ranker_minus_bias_squared_error":
+                        ranker_r["online"]["squared_error_vs_user_item_bias"]}}
+    doc = json.loads(OUT.read_text()) if OUT.exists() else {"benchmark": "ranker_variants", "rows": {}}
+    doc["rows"][name] = row
+    doc["machine"] = machine_info()
+    write_json(OUT, doc)
+    ndcg = report["comparisons"][0]
+    print(f"{name}: two-stage - retrieval NDCG@10 {ndcg['mean_diff']:+.4f} [{ndcg['low']:+.4f}, {ndcg['high']:+.4f}]; "
+          f"rating RMSE ranker {ranker_r['rmse']:.4f} vs bias {bias_r['rmse']:.4f} (online "
+          f"{ranker_r['online']['rmse']:.4f} vs {bias_r['online']['rmse']:.4f}) -> {OUT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
