@@ -3,9 +3,11 @@ with `ranking.*` overrides on top of a `tfrec run` folder's retrieval model and
 reports validation (per epoch) and test numbers: two-stage vs retrieval NDCG@10
 (paired), rating RMSE vs the bias baseline (static and online).
 
-    .venv/bin/python bench/ranker_variants.py RUN_DIR NAME [key=value ...]
+    .venv/bin/python bench/ranker_variants.py RUN_DIR NAME [key=value ...] [seed=N]
 
-e.g. `bench/ranker_variants.py runs/<make demo run> bias_base rating_base=bias`.
+e.g. `bench/ranker_variants.py runs/<make demo run> bias_base rating_base=bias`;
+`seed=N` sets `train.seed` (the ranker's initialisation, shuffling and hard-negative
+draws) to measure how much a result moves between training runs.
 The retrieval model is the run's (loaded, not retrained); the ranker is trained
 exactly as `tfrec run` trains it (`tfrec.cli.ranking_stage.train_ranker`, early
 stopping on validation two-stage NDCG@10). Choose variants by their validation
@@ -47,11 +49,16 @@ def main(argv):
     from tfrec.models.scoring import HybridScorer
     from tfrec.models.two_stage import TwoStageScorer
 
-    run_dir, name, overrides = argv[0], argv[1], argv[2:]
+    run_dir, name = argv[0], argv[1]
+    seeds = [a for a in argv[2:] if a.startswith("seed=")]
+    overrides = [a for a in argv[2:] if not a.startswith("seed=")]
     start = time.time()
     run = load_run(run_dir, log=print)
     ov = _parse(run.config.ranking, overrides)
-    cfg = dataclasses.replace(run.config, ranking=dataclasses.replace(run.config.ranking, **ov),
+    train = run.config.train
+    if seeds:
+        train = dataclasses.replace(train, seed=int(seeds[-1].partition("=")[2]))
+    cfg = dataclasses.replace(run.config, ranking=dataclasses.replace(run.config.ranking, **ov), train=train,
                               eval=dataclasses.replace(run.config.eval, baselines=[]))
     split, known, cat = run.split, run.known, run.catalogue
     ranker, info = train_ranker(cfg, run.data, split, cat, run.text_embeddings, run.model, run.query_features)
@@ -65,7 +72,7 @@ def main(argv):
     report = evaluate_models(models, run.data, split, cat, cfg.eval, log=lambda *a: None,
                              compare=[("tfrec two-stage", "tfrec hybrid")])
     ranker_r, bias_r = ratings["tfrec ranker"], ratings["user_item_bias"]
-    row = {"overrides": ov, "seconds": round(time.time() - start, 1), "retrieval_run": pathlib.Path(run_dir).name,
+    row = {"overrides": ov, "seed": train.seed, "seconds": round(time.time() - start, 1), "retrieval_run": pathlib.Path(run_dir).name,
            "validation": info["validation"], "rating_base": info.get("rating_base"),
            "test": {"two_stage_vs_retrieval": report["comparisons"],
                     "rating_rmse": {"ranker": ranker_r["rmse"], "bias": bias_r["rmse"],

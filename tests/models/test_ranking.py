@@ -416,7 +416,7 @@ def test_bias_rating_base_predicts_the_bias_model_then_learns_only_a_residual(wo
     with pytest.raises(ConfigError, match="rating_base"):
         _ranker(world, rating_base="median")
     with pytest.raises(ConfigError, match="rating_base=bias"):
-        _ranker(world).set_rating_base(BiasBaseline().fit(split.train))
+        _ranker(world, rating_base="learned").set_rating_base(BiasBaseline().fit(split.train))
     ranker = _ranker(world, rating_base="bias", history_ratings=False)
     base = BiasBaseline(reg_user=2.0, reg_item=5.0).fit(split.train)  # its mu is not the ranker's 3.0
     assert abs(base.mu - 3.0) > 1e-3
