@@ -159,8 +159,8 @@ class RankingConfig:
     rating_user_bias: bool = True  # per-user-id bias b_u in the rating head
     # "learned": mu + b_u + b_i trained with the head; "bias": the closed-form bias model's (regularisation
     # tuned on validation, refitted on train + validation after training), frozen; the head learns the residual.
-    # Validation, 4 training seeds (bench/results/ranker_variants_ml100k.json): rating RMSE 1.058 -> 1.027
-    # (learned: 1.031-1.095 between seeds), online 0.964 both, two-stage NDCG@10 0.330 -> 0.327.
+    # Validation, 4 training seeds (bench/results/ranker_variants_ml100k.json): rating RMSE 1.058 -> 1.025
+    # (learned: 1.031-1.095 between seeds), online 0.964 -> 0.959, two-stage NDCG@10 0.330 -> 0.326.
     rating_base: str = "bias"
     cold_user_fraction: float = 0.0  # training examples shown as a new user's (no id, no history)
 

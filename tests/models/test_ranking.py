@@ -125,15 +125,18 @@ def _set_bias(layer, vocab, values):
     return lambda ids: np.array([[table[index.get(str(x), 0), 0] for x in row] for row in ids])
 
 
-def test_history_rating_term_matches_numpy_on_fixed_weights(world):
+@pytest.mark.parametrize("base", ["learned", "bias"])
+def test_history_rating_term_matches_numpy_on_fixed_weights(world, base):
     data, split, cat, text, qf, retrieval, _ = world
-    ranker = _ranker(world, history_ratings=True, history_rating_shrinkage=3.0)
+    ranker = _ranker(world, history_ratings=True, history_rating_shrinkage=3.0, rating_base=base)
     feats = dict(_batch(world))
     cands = tf.concat([feats["item_id"][:, None], feats["negatives"]], axis=1)
     ranker.score(feats, cands)  # builds the layers
     rng = np.random.default_rng(5)
     vocab = [str(v) for v in ranker.item_tower.item_vocabulary]
     item_bias = _set_bias(ranker.item_bias, vocab, {v: rng.normal(0, 0.5) for v in vocab})
+    users = [str(v) for v in ranker.query_tower.user_vocabulary]
+    user_bias = _set_bias(ranker.user_bias, users, {v: rng.normal(0, 0.5) for v in users})
     hist = feats["history"].numpy().astype(str)
     r = rng.integers(1, 6, hist.shape).astype(np.float32)
     r[0, -1] = 0.0  # rating unknown
@@ -148,13 +151,16 @@ def test_history_rating_term_matches_numpy_on_fixed_weights(world):
     ranker.history_rating_head.set_weights([np.zeros((4, 1), np.float32)])
     without = ranker.score(feats, cands)
 
-    # Independent: the summary by hand, row by row (mu = 3.0 from `_ranker`).
+    # Independent: the summary by hand, row by row (mu = 3.0 from `_ranker`). With the frozen
+    # bias base the deviations are also taken from the user's own b_u (not counted twice).
     want = np.zeros(len(hist))
     bj = item_bias(hist)
+    bu = user_bias(feats["user_id"].numpy().astype(str)[:, None])[:, 0] if base == "bias" else np.zeros(len(hist))
+    assert base == "learned" or np.abs(bu).max() > 0
     for row in range(len(hist)):
         keep = [j for j in range(hist.shape[1]) if hist[row, j] != "" and np.isfinite(r[row, j]) and r[row, j] != 0]
         n = len(keep)
-        d = [r[row, j] - 3.0 - bj[row, j] for j in keep]
+        d = [r[row, j] - 3.0 - bj[row, j] - bu[row] for j in keep]
         std = np.std([r[row, j] for j in keep]) if n else 0.0
         s = [sum(d) / (3.0 + n), sum(d) / max(n, 1), std, np.log1p(n)]
         want[row] = float(np.dot(w, s))

@@ -22,7 +22,9 @@ The rating head predicts mu + b_i (+ b_u) + head(crossed features); with
 `history_ratings=True` it adds w . s, where s summarises the ratings the user gave
 the history items (the optional `history_ratings` feature, float [b, N] aligned
 with `history`; 0 or NaN = unknown, a missing feature = all unknown), with d_j =
-r_j - mu - b_j over the n rated history items:
+r_j - mu - b_j (with `rating_base="bias"`: r_j - mu - b_j - b_u, the frozen base's own
+user bias taken out, so a known user's b_u is not counted twice) over the n rated
+history items:
 
     s = [sum d / (shrinkage + n), sum d / max(n, 1), std(r), log(1 + n)]
 
@@ -210,6 +212,10 @@ class HybridRanker(tfrs.Model):
         # The history items' biases are a fixed reference here, not trained through it.
         bj = tf.stop_gradient(self.item_bias(history)[..., 0])  # (b, N)
         dev = k * (r - self.rating_mean - bj)
+        if self.rating_base == "bias" and self.user_bias is not None:
+            # Deviations from the frozen base's own user bias: what b_u already holds is not
+            # counted twice; a user the base does not know (b_u = 0) keeps the raw deviations.
+            dev -= k * tf.stop_gradient(self.user_bias(features["user_id"]))  # (b, N) - (b, 1)
         n = tf.reduce_sum(k, axis=1)
         total = tf.reduce_sum(dev, axis=1)
         n1 = tf.maximum(n, 1.0)
