@@ -72,8 +72,9 @@ def main(argv):
     report = evaluate_models(models, run.data, split, cat, cfg.eval, log=lambda *a: None,
                              compare=[("tfrec two-stage", "tfrec hybrid")])
     ranker_r, bias_r = ratings["tfrec ranker"], ratings["user_item_bias"]
-    row = {"overrides": ov, "seed": train.seed, "seconds": round(time.time() - start, 1), "retrieval_run": pathlib.Path(run_dir).name,
-           "validation": info["validation"], "rating_base": info.get("rating_base"),
+    row = {"overrides": ov, "seed": train.seed, "seconds": round(time.time() - start, 1),
+           "retrieval_run": pathlib.Path(run_dir).name, "validation": info["validation"],
+           "rating_base": info.get("rating_base"),
            "test": {"two_stage_vs_retrieval": report["comparisons"],
                     "rating_rmse": {"ranker": ranker_r["rmse"], "bias": bias_r["rmse"],
                                     "ranker_online": ranker_r["online"]["rmse"],
