@@ -133,9 +133,9 @@ def test_history_rating_term_matches_numpy_on_fixed_weights(world, base):
     cands = tf.concat([feats["item_id"][:, None], feats["negatives"]], axis=1)
     ranker.score(feats, cands)  # builds the layers
     rng = np.random.default_rng(5)
-    vocab = [str(v) for v in ranker.item_tower.item_vocabulary]
+    vocab = ranker.item_bias.layers[0].get_vocabulary()[1:]  # the tables' own ids (0 = OOV)
     item_bias = _set_bias(ranker.item_bias, vocab, {v: rng.normal(0, 0.5) for v in vocab})
-    users = [str(v) for v in ranker.query_tower.user_vocabulary]
+    users = ranker.user_bias.layers[0].get_vocabulary()[1:]
     user_bias = _set_bias(ranker.user_bias, users, {v: rng.normal(0, 0.5) for v in users})
     hist = feats["history"].numpy().astype(str)
     r = rng.integers(1, 6, hist.shape).astype(np.float32)
@@ -460,7 +460,10 @@ def test_train_ranker_refits_the_frozen_rating_base_on_train_and_validation(worl
     got_items = ranker.item_bias(tf.constant(ids)).numpy()[:, 0]
     np.testing.assert_allclose(got_items, [want.item_bias.get(i, 0.0) + want.mu - ranker.rating_mean for i in ids],
                                rtol=1e-5, atol=1e-6)
-    users = [str(u) for u in cat.user_vocab.values[:10]]
+    # Train users, and users first seen in validation: the refitted base knows them too.
+    val_only = sorted(set(split.val.user_id.astype(str)) - set(split.train.user_id.astype(str)))
+    assert val_only and any(abs(want.user_bias[u]) > 1e-3 for u in val_only)
+    users = [str(u) for u in cat.user_vocab.values[:10]] + val_only
     np.testing.assert_allclose(ranker.user_bias(tf.constant(users)).numpy()[:, 0],
                                [want.user_bias.get(u, 0.0) for u in users], rtol=1e-5, atol=1e-6)
     # The frozen tables are saved with the ranker's weights in run folders.

@@ -74,6 +74,9 @@ class HybridRanker(tfrs.Model):
             (`tfrec.evaluation.rating.BiasBaseline`), written in by `set_rating_base`
             and frozen; the rest of the rating head (crossed features from a zero
             start, history ratings) learns the residual r - (mu + b_u + b_i).
+        bias_vocabularies: (user ids, item ids) of the rating head's bias tables; None =
+            the towers' (train) vocabularies. A frozen base refitted on more data than
+            train needs every id it may know (`build_ranker` passes the catalogue's).
         cold_user_fraction: in training, this fraction of examples is shown as a new
             user's (user id "", empty history and history ratings), so the model also
             learns to score users it knows nothing about (most test users of a
@@ -84,7 +87,7 @@ class HybridRanker(tfrs.Model):
                  projection_dim=None, deep_units=(256, 64), num_random_negatives=8, rating_weight=0.0,
                  relevance_weight=1.0, retrieval_weight=0.0, rating_mean=0.0, bias_l2=1e-4, history_ratings=False,
                  history_rating_shrinkage=5.0, rating_user_bias=True, cold_user_fraction=0.0, seed=0,
-                 rating_base="learned", **kwargs):
+                 rating_base="learned", bias_vocabularies=None, **kwargs):
         super().__init__(**kwargs)
         if loss not in LOSSES:
             raise ConfigError(f"`ranking.loss` must be one of {', '.join(LOSSES)}, got {loss!r}.")
@@ -136,8 +139,9 @@ class HybridRanker(tfrs.Model):
             layer.trainable = not fixed
             return layer
 
-        self.user_bias = bias(query_tower.user_vocabulary, "user_bias") if self.rating_user_bias else None
-        self.item_bias = bias(item_tower.item_vocabulary, "item_bias")
+        users, items = bias_vocabularies or (query_tower.user_vocabulary, item_tower.item_vocabulary)
+        self.user_bias = bias(users, "user_bias") if self.rating_user_bias else None
+        self.item_bias = bias(items, "item_bias")
         self.history_rating_head = None
         if self.history_ratings:
             self.history_rating_head = tf.keras.layers.Dense(
@@ -384,4 +388,8 @@ def build_ranker(ranking_cfg, model_cfg, catalogue, items, text_embeddings, quer
                         history_rating_shrinkage=ranking_cfg.history_rating_shrinkage,
                         rating_user_bias=ranking_cfg.rating_user_bias,
                         cold_user_fraction=ranking_cfg.cold_user_fraction, rating_base=ranking_cfg.rating_base,
+                        # The frozen base is refitted on train + validation: its tables cover every
+                        # known id, not only train's (validation-only users would lose their b_u).
+                        bias_vocabularies=((catalogue.user_ids, catalogue.item_ids)
+                                           if ranking_cfg.rating_base == "bias" else None),
                         seed=seed, name="hybrid_ranker")
