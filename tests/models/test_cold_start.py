@@ -4,30 +4,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrec.config import ModelConfig
-from tfrec.data.splits import make_split, validation_cold_split
-from tfrec.data.synthetic import generate
+from tests.models.worlds import seeded_hybrid, synthetic_world
+from tfrec.data.splits import validation_cold_split
 from tfrec.errors import ConfigError, DataError
-from tfrec.features.catalogue import Catalogue
-from tfrec.features.query_features import QueryFeatures
-from tfrec.models.factory import build_hybrid
 from tfrec.models.item_tower import OOV_ID, ItemTower
 
 
 @pytest.fixture(scope="module")
 def cold():
-    data = generate(n_users=60, n_items=40, n_interactions=1500, seed=5)
-    split = make_split(data.interactions, "cold_items", cold_item_fraction=0.2, seed=1)
-    cat = Catalogue.fit(data.items, split.train, data.interactions, data.users)
-    text = np.random.default_rng(0).normal(size=(cat.n_items, 6)).astype(np.float32)
-    qf = QueryFeatures.fit(split.train, data.users, history_length=4)
-    return data, split, cat, text, qf
+    return synthetic_world(60, 40, 1500, data_seed=5, split="cold_items", text_dim=6, history_length=4,
+                           cold_item_fraction=0.2, seed=1)
 
 
 def _model(cold, **kw):
-    data, split, cat, text, qf = cold
-    tf.keras.utils.set_random_seed(0)
-    return build_hybrid(ModelConfig(embedding_dim=8, **kw), cat, data.items, text, qf)
+    return seeded_hybrid(cold, **kw)
 
 
 def _batch(cold, n=32):

@@ -4,17 +4,11 @@ import sys
 import textwrap
 
 import numpy as np
-import pandas as pd
 import pytest
 import tensorflow as tf
 
-from tfrec.config import ModelConfig
-from tfrec.data.splits import make_split
-from tfrec.data.synthetic import generate
-from tfrec.features.catalogue import Catalogue
-from tfrec.features.query_features import QueryFeatures
+from tests.models.worlds import seeded_hybrid, synthetic_world
 from tfrec.models.catalogue_lookup import CatalogueLookup
-from tfrec.models.factory import build_hybrid
 from tfrec.models.id_tower import IdTower
 from tfrec.models.item_tower import ItemTower
 from tfrec.models.query_tower import QueryTower
@@ -86,19 +80,12 @@ def test_sasrec_is_causal_over_its_last_position_only_through_the_past():
 
 @pytest.fixture(scope="module")
 def small():
-    data = generate(n_users=120, n_items=80, n_interactions=4000, seed=3)
-    split = make_split(data.interactions, "temporal", val_fraction=0.1, test_fraction=0.1)
-    cat = Catalogue.fit(data.items, split.train, data.interactions, data.users)
-    rng = np.random.default_rng(0)
-    text = rng.normal(size=(cat.n_items, 8)).astype(np.float32)
-    qf = QueryFeatures.fit(split.train, data.users, history_length=5)
-    return data, split, cat, text, qf
+    return synthetic_world(120, 80, 4000, data_seed=3, split="temporal", text_dim=8, history_length=5,
+                           val_fraction=0.1, test_fraction=0.1)
 
 
 def _model(small, **kw):
-    data, split, cat, text, qf = small
-    tf.keras.utils.set_random_seed(0)
-    return build_hybrid(ModelConfig(embedding_dim=8, **kw), cat, data.items, text, qf)
+    return seeded_hybrid(small, **kw)
 
 
 def test_item_embeddings_per_distinct_id_equal_the_tower_row_by_row(small):

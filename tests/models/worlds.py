@@ -1,0 +1,28 @@
+"""Small synthetic worlds shared by the model tests: data, a split, the catalogue,
+random text embeddings and fitted query features, and a seeded hybrid on them."""
+import numpy as np
+import tensorflow as tf
+
+from tfrec.config import ModelConfig
+from tfrec.data.splits import make_split
+from tfrec.data.synthetic import generate
+from tfrec.features.catalogue import Catalogue
+from tfrec.features.query_features import QueryFeatures
+from tfrec.models.factory import build_hybrid
+
+
+def synthetic_world(n_users, n_items, n_interactions, data_seed, split, text_dim, history_length, **split_kw):
+    """(data, split, catalogue, text [n_items, text_dim] ~ N(0, 1) from seed 0, query features)."""
+    data = generate(n_users=n_users, n_items=n_items, n_interactions=n_interactions, seed=data_seed)
+    parts = make_split(data.interactions, split, **split_kw)
+    cat = Catalogue.fit(data.items, parts.train, data.interactions, data.users)
+    text = np.random.default_rng(0).normal(size=(cat.n_items, text_dim)).astype(np.float32)
+    qf = QueryFeatures.fit(parts.train, data.users, history_length=history_length)
+    return data, parts, cat, text, qf
+
+
+def seeded_hybrid(world, **model_kw):
+    """`build_hybrid` on a `synthetic_world` (embedding size 8, Keras seed 0)."""
+    data, _, cat, text, qf = world
+    tf.keras.utils.set_random_seed(0)
+    return build_hybrid(ModelConfig(embedding_dim=8, **model_kw), cat, data.items, text, qf)
