@@ -42,12 +42,9 @@ def _parse(cfg, items):
 
 def main(argv):
     from tfrec.cli.artifacts import load_run
-    from tfrec.cli.ranking_stage import evaluate_rating_stage, train_ranker
+    from tfrec.cli.ranking_stage import evaluate_rating_stage, two_stage_for_test, train_ranker
     from tfrec.evaluation.protocol import evaluate_models
-    from tfrec.evaluation.protocols import protocol_from_config
-    from tfrec.evaluation.queries import _parts
     from tfrec.models.scoring import HybridScorer
-    from tfrec.models.two_stage import TwoStageScorer
 
     run_dir, name = argv[0], argv[1]
     seeds = [a for a in argv[2:] if a.startswith("seed=")]
@@ -64,11 +61,9 @@ def main(argv):
     ranker, info = train_ranker(cfg, run.data, split, cat, run.text_embeddings, run.model, run.query_features)
     ratings = evaluate_rating_stage(ranker, run.query_features, split, known, n_boot=cfg.eval.n_bootstrap)
     scorer = HybridScorer(run.model, run.query_features, known, cat.item_ids)
-    excluded = protocol_from_config(split, cfg.eval).exclude
     models = {"tfrec hybrid": (scorer.user_matrix(cat, split.test), scorer.item_embeddings),
-              "tfrec two-stage": TwoStageScorer(run.model, ranker, run.query_features, known, cat,
-                                                exclude=_parts(split, excluded) if excluded else None,
-                                                n_candidates=cfg.ranking.candidates)}
+              "tfrec two-stage": two_stage_for_test(run.model, ranker, run.query_features, known, split, cat,
+                                                    cfg.eval, cfg.ranking.candidates)}
     report = evaluate_models(models, run.data, split, cat, cfg.eval, log=lambda *a: None,
                              compare=[("tfrec two-stage", "tfrec hybrid")])
     ranker_r, bias_r = ratings["tfrec ranker"], ratings["user_item_bias"]

@@ -106,6 +106,20 @@ def ranker_ratings(ranker, query_features=None, events=None, context=None, input
     return rating[:, 0]
 
 
+def two_stage_for_test(retrieval, ranker, query_features, known, split, catalogue, eval_cfg, n_candidates,
+                       protocol=None):
+    """The two-stage model as the test evaluation asks it: histories from `known`,
+    candidates without the items the protocol excludes for each user (`protocol`, or
+    the one `eval_cfg` describes)."""
+    from tfrec.evaluation.protocols import protocol_from_config
+    from tfrec.evaluation.queries import _parts
+    from tfrec.models.two_stage import TwoStageScorer
+
+    excluded = (protocol or protocol_from_config(split, eval_cfg)).exclude
+    return TwoStageScorer(retrieval, ranker, query_features, known, catalogue,
+                          exclude=_parts(split, excluded) if excluded else None, n_candidates=n_candidates)
+
+
 def rating_base(ranking_cfg, fit_part, val_part, log=print):
     """The frozen rating base of `ranking.rating_base=bias`: the bias model fitted on
     `fit_part`, its regularisation tuned on `val_part` (as the rating baseline's), or

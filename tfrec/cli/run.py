@@ -205,14 +205,11 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
 
             models, compare = {label: evaluated}, ()
             if config.model.kind == "hybrid" and ranker is not None:
-                from tfrec.evaluation.protocols import protocol_from_config
-                from tfrec.evaluation.queries import _parts
-                from tfrec.models.two_stage import TwoStageScorer
+                from tfrec.cli.ranking_stage import two_stage_for_test
 
-                excluded = (protocol or protocol_from_config(split, config.eval)).exclude
-                models["tfrec two-stage"] = TwoStageScorer(
-                    model, ranker, query_features, known, catalogue,
-                    exclude=_parts(split, excluded) if excluded else None, n_candidates=config.ranking.candidates)
+                models["tfrec two-stage"] = two_stage_for_test(model, ranker, query_features, known, split,
+                                                               catalogue, config.eval, config.ranking.candidates,
+                                                               protocol=protocol)
                 compare = [("tfrec two-stage", label)]
             report = evaluate_models(models, data, split, catalogue, config.eval, protocol=protocol,
                                      out_dir=run_dir, log=log, item_embeddings={label: item_emb,
