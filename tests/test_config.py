@@ -29,3 +29,28 @@ def test_config_errors(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ConfigError, match=r"could not be parsed"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("ranking.mode=both", r"`ranking.mode` must be one of separate, joint, got 'both'"),
+    ("ranking.loss=hinge", r"`ranking.loss` must be one of listwise, bce, rating, got 'hinge'"),
+    ("ranking.rating_base=median", r"`ranking.rating_base` must be one of learned, bias"),
+    ("ranking.cold_user_fraction=1.0", r"`ranking.cold_user_fraction` must be in \[0, 1\), got 1.0"),
+    ("ranking.history_rating_shrinkage=-1", r"`ranking.history_rating_shrinkage` must be >= 0"),
+    ("ranking.candidates=0", r"`ranking.candidates` must be >= 1, got 0"),
+    ("ranking.num_random_negatives=-2", r"`ranking.num_random_negatives` must be >= 0, got -2"),
+    ("ranking.hard_negative_pool=0", r"`ranking.hard_negative_pool` must be >= 1 .* got 0; or set `ranking.num_hard_negatives=0`"),
+    ("ranking.learning_rate=0", r"`ranking.learning_rate` must be > 0"),
+])
+def test_ranking_values_are_refused_when_the_config_is_loaded(override, message):
+    # `tfrec run` loads its config before anything trains: a typo in a ranking value
+    # must not wait for the retrieval model to finish training to be reported.
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [f"--{override}"])
+
+
+def test_ranking_values_are_checked_after_the_whole_section_is_applied():
+    # One section's keys are applied at once: switching hard negatives off and the pool
+    # to 0 together is fine, though the pool alone would be refused.
+    cfg = load_config(None, ["--ranking.hard_negative_pool=0", "--ranking.num_hard_negatives=0"])
+    assert (cfg.ranking.num_hard_negatives, cfg.ranking.hard_negative_pool) == (0, 0)

@@ -123,6 +123,24 @@ class EvalConfig:
     query_history: Optional[str] = None
 
 
+RANKING_MODES = ("separate", "joint")
+RANKING_LOSSES = ("listwise", "bce", "rating")
+RATING_BASES = ("learned", "bias")
+
+
+def check_ranking_values(*, loss, rating_base, cold_user_fraction, history_rating_shrinkage):
+    """Raises ConfigError naming the first bad ranking-stage value (shared by
+    `RankingConfig` and `tfrec.models.ranking.HybridRanker`)."""
+    if loss not in RANKING_LOSSES:
+        raise ConfigError(f"`ranking.loss` must be one of {', '.join(RANKING_LOSSES)}, got {loss!r}.")
+    if rating_base not in RATING_BASES:
+        raise ConfigError(f"`ranking.rating_base` must be one of {', '.join(RATING_BASES)}, got {rating_base!r}.")
+    if not 0.0 <= float(cold_user_fraction) < 1.0:
+        raise ConfigError(f"`ranking.cold_user_fraction` must be in [0, 1), got {cold_user_fraction}.")
+    if float(history_rating_shrinkage) < 0:
+        raise ConfigError(f"`ranking.history_rating_shrinkage` must be >= 0, got {history_rating_shrinkage}.")
+
+
 @dataclasses.dataclass(frozen=True)
 class RankingConfig:
     """The ranking stage (DCN-v2 cross layers + deep MLP over user, context, history
@@ -163,6 +181,27 @@ class RankingConfig:
     # (learned: 1.031-1.095 between seeds), online 0.964 -> 0.959, two-stage NDCG@10 0.330 -> 0.326.
     rating_base: str = "bias"
     cold_user_fraction: float = 0.0  # training examples shown as a new user's (no id, no history)
+
+    def __post_init__(self):
+        # Checked here, when the config is made (`tfrec run` parses it first), not when the
+        # ranker is built after the retrieval model has trained.
+        if self.mode not in RANKING_MODES:
+            raise ConfigError(f"`ranking.mode` must be one of {', '.join(RANKING_MODES)}, got {self.mode!r}.")
+        check_ranking_values(loss=self.loss, rating_base=self.rating_base, cold_user_fraction=self.cold_user_fraction,
+                             history_rating_shrinkage=self.history_rating_shrinkage)
+        for name in ("embedding_dim", "candidates", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"`ranking.{name}` must be >= 1, got {getattr(self, name)}.")
+        for name in ("rating_weight", "relevance_weight", "retrieval_weight", "num_hard_negatives",
+                     "num_random_negatives", "cross_layers", "early_stopping_patience"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"`ranking.{name}` must be >= 0, got {getattr(self, name)}.")
+        if self.num_hard_negatives > 0 and self.hard_negative_pool < 1:
+            raise ConfigError(f"`ranking.hard_negative_pool` must be >= 1 (the retriever's top items the "
+                              f"{self.num_hard_negatives} hard negatives are drawn from), got {self.hard_negative_pool}; "
+                              "or set `ranking.num_hard_negatives=0`.")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"`ranking.learning_rate` must be > 0, got {self.learning_rate}.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -43,10 +43,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from tfrec.config import check_ranking_values
 from tfrec.errors import ConfigError
 
-LOSSES = ("listwise", "bce", "rating")
-RATING_BASES = ("learned", "bias")
 NEG = -1e9  # logit of a masked candidate
 
 
@@ -89,8 +88,8 @@ class HybridRanker(tfrs.Model):
                  history_rating_shrinkage=5.0, rating_user_bias=True, cold_user_fraction=0.0, seed=0,
                  rating_base="learned", bias_vocabularies=None, **kwargs):
         super().__init__(**kwargs)
-        if loss not in LOSSES:
-            raise ConfigError(f"`ranking.loss` must be one of {', '.join(LOSSES)}, got {loss!r}.")
+        check_ranking_values(loss=loss, rating_base=rating_base, cold_user_fraction=cold_user_fraction,
+                             history_rating_shrinkage=history_rating_shrinkage)
         if retrieval_weight > 0 and retrieval is None:
             raise ConfigError("Joint training (`ranking.retrieval_weight` > 0) needs the retrieval model.")
         self.lookup = lookup
@@ -107,13 +106,6 @@ class HybridRanker(tfrs.Model):
         self.history_rating_shrinkage = float(history_rating_shrinkage)
         self.rating_user_bias = bool(rating_user_bias)
         self.cold_user_fraction = float(cold_user_fraction)
-        if not 0.0 <= self.cold_user_fraction < 1.0:
-            raise ConfigError(f"`ranking.cold_user_fraction` must be in [0, 1), got {cold_user_fraction}.")
-        if self.history_rating_shrinkage < 0:
-            raise ConfigError("`ranking.history_rating_shrinkage` must be >= 0, got "
-                              f"{history_rating_shrinkage}.")
-        if rating_base not in RATING_BASES:
-            raise ConfigError(f"`ranking.rating_base` must be one of {', '.join(RATING_BASES)}, got {rating_base!r}.")
         self.rating_base = rating_base
         self.seed = int(seed)
         if loss == "rating":
@@ -361,8 +353,6 @@ def build_ranker(ranking_cfg, model_cfg, catalogue, items, text_embeddings, quer
     from tfrec.models.item_tower import ItemTower
     from tfrec.models.query_tower import QueryTower
 
-    if ranking_cfg.mode not in ("separate", "joint"):
-        raise ConfigError(f"`ranking.mode` must be separate or joint, got {ranking_cfg.mode!r}.")
     stats = {}
     cols, categorical, numeric = item_columns(items, text_embeddings, stats)
     lookup = CatalogueLookup(catalogue.item_ids, cols, name="ranker_catalogue")
