@@ -28,6 +28,11 @@ class DataConfig:
     history_length: int = 20
     min_rating: Optional[float] = None  # keep interactions rated at least this (None: all)
 
+    def __post_init__(self):
+        if self.history_length < 1:
+            raise ConfigError(f"`data.history_length` must be >= 1 (items of recent history per query), "
+                              f"got {self.history_length}.")
+
 
 @dataclasses.dataclass(frozen=True)
 class SplitConfig:
@@ -59,6 +64,10 @@ class TextConfig:
     cache_dir: str = ".tfrec_cache"
 
 
+MODEL_KINDS = ("hybrid", "two_tower")
+SEQUENCE_ENCODERS = ("mean", "gru", "sasrec")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """kind: "hybrid" (ids + BERT text + attributes + context + history) or
@@ -84,6 +93,37 @@ class ModelConfig:
     # (3 seeds) without lowering warm validation: bench/results/cold_start_ml100k.json.
     content_loss_weight: float = 0.0
 
+    def __post_init__(self):
+        # Checked when the config is made, before data loading and text encoding.
+        if self.kind not in MODEL_KINDS:
+            raise ConfigError(f"Unknown `model.kind` {self.kind!r}; choose hybrid or two_tower.")
+        if self.sequence not in SEQUENCE_ENCODERS:
+            raise ConfigError(f"`model.sequence` must be mean, gru or sasrec, got {self.sequence!r}.")
+        if self.embedding_dim < 1:
+            raise ConfigError(f"`model.embedding_dim` must be >= 1, got {self.embedding_dim}.")
+        if self.temperature <= 0:
+            raise ConfigError(f"`model.temperature` must be > 0, got {self.temperature}.")
+        for name in ("id_dropout", "user_id_dropout"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"`model.{name}` must be in [0, 1], got {getattr(self, name)}.")
+        for name in ("num_random_negatives", "history_negatives"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"`model.{name}` must be >= 0 (0 = off), got {getattr(self, name)}.")
+        if self.content_loss_weight < 0:
+            raise ConfigError(f"`model.content_loss_weight` must be >= 0 (0 = off), got {self.content_loss_weight}.")
+        if self.content_loss_weight > 0 and not self.use_id:
+            raise ConfigError("`model.content_loss_weight` > 0 needs `model.use_id=true`: without ids the main loss "
+                              "is already content-only. Set `model.content_loss_weight=0`.")
+        if not (self.use_id or self.use_text):
+            raise ConfigError("The item tower needs `model.use_id` or `model.use_text` (or both).")
+        if not (self.use_id or self.use_attributes or self.use_context or self.use_history):
+            raise ConfigError("The query tower has no input: enable at least one of `model.use_id`, "
+                              "`model.use_attributes`, `model.use_context`, `model.use_history`.")
+
+
+STRATEGIES = ("mirrored", "one_device", "multi_worker")
+OPTIMIZERS = ("adagrad", "adam", "sgd")
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -105,6 +145,21 @@ class TrainConfig:
     # "grpc://HOST:PORT" of a tf.data service dispatcher: preprocessing runs on its workers
     # (`tfrec data-service dispatcher|worker`); None: in this process.
     data_service: Optional[str] = None
+
+    def __post_init__(self):
+        # Checked when the config is made, before data loading and text encoding.
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"Unknown `train.strategy` {self.strategy!r}; choose one of {', '.join(STRATEGIES)}.")
+        if self.optimizer.lower() not in OPTIMIZERS:
+            raise ConfigError(f"Unknown `train.optimizer` {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
+        for name in ("epochs", "batch_size", "shuffle_buffer"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"`train.{name}` must be >= 1, got {getattr(self, name)}.")
+        if self.early_stopping_patience < 0:
+            raise ConfigError(f"`train.early_stopping_patience` must be >= 0 (0 = off), got {self.early_stopping_patience}.")
+        for name in ("learning_rate", "collective_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"`train.{name}` must be > 0, got {getattr(self, name)}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,6 +259,14 @@ class RankingConfig:
                               "or set `ranking.num_hard_negatives=0`.")
         if self.learning_rate <= 0:
             raise ConfigError(f"`ranking.learning_rate` must be > 0, got {self.learning_rate}.")
+        if self.projection_dim is not None and self.projection_dim < 1:
+            raise ConfigError(f"`ranking.projection_dim` must be >= 1 (low-rank crosses) or null (full rank), "
+                              f"got {self.projection_dim}.")
+        if not self.deep_units or min(self.deep_units) < 1:
+            raise ConfigError(f"`ranking.deep_units` must be a non-empty list of layer sizes >= 1, got {self.deep_units}.")
+
+
+EXPORT_INDEXES = ("brute_force", "kmeans")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +278,17 @@ class ExportConfig:
     index: str = "brute_force"  # brute_force | kmeans (approximate, core TF ops only)
     probes: int = 8  # kmeans: partitions scored per query
     partitions: Optional[int] = None  # kmeans: default ~sqrt(n_items)
+
+    def __post_init__(self):
+        # Checked when the config is made, not after training when the export starts.
+        if self.index not in EXPORT_INDEXES:
+            raise ConfigError(f"`export.index` must be one of {', '.join(EXPORT_INDEXES)}, got {self.index!r}.")
+        if self.k < 1:
+            raise ConfigError(f"`export.k` must be >= 1, got {self.k}.")
+        if self.probes < 1:
+            raise ConfigError(f"`export.probes` must be >= 1, got {self.probes}.")
+        if self.partitions is not None and self.partitions < 1:
+            raise ConfigError(f"`export.partitions` must be >= 1 or null (about sqrt(items)), got {self.partitions}.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -75,18 +75,6 @@ def build_hybrid(model_cfg, catalogue, items, text_embeddings, query_features, t
     from tfrec.models.item_tower import ItemTower
     from tfrec.models.query_tower import QueryTower
 
-    if model_cfg.sequence not in ("mean", "gru", "sasrec"):
-        raise ConfigError(f"`model.sequence` must be mean, gru or sasrec, got {model_cfg.sequence!r}.")
-    if model_cfg.content_loss_weight < 0:
-        raise ConfigError(f"`model.content_loss_weight` must be >= 0 (0 = off), got {model_cfg.content_loss_weight}.")
-    if model_cfg.content_loss_weight > 0 and not model_cfg.use_id:
-        raise ConfigError("`model.content_loss_weight` > 0 needs `model.use_id=true`: without ids the main loss "
-                          "is already content-only. Set `model.content_loss_weight=0`.")
-    if not (model_cfg.use_id or model_cfg.use_text):
-        raise ConfigError("The item tower needs `model.use_id` or `model.use_text` (or both).")
-    if not (model_cfg.use_id or model_cfg.use_attributes or model_cfg.use_context or model_cfg.use_history):
-        raise ConfigError("The query tower has no input: enable at least one of `model.use_id`, "
-                          "`model.use_attributes`, `model.use_context`, `model.use_history`.")
     if text_cfg is not None and text_cfg.finetune not in FINETUNE_MODES:
         raise ConfigError(f"`text.finetune` must be one of {', '.join(FINETUNE_MODES)}, got {text_cfg.finetune!r}.")
     text_encoder = text_encoder_for(text_cfg, seed) if model_cfg.use_text else None

@@ -6,9 +6,8 @@ the last position (see `tfrec.data.history`).
 """
 import tensorflow as tf
 
+from tfrec.config import SEQUENCE_ENCODERS as KINDS
 from tfrec.errors import ConfigError
-
-KINDS = ("mean", "gru", "sasrec")
 
 
 class SequenceEncoder(tf.keras.layers.Layer):

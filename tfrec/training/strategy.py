@@ -2,9 +2,9 @@
 MultiWorkerMirroredStrategy across machines (cluster from `TF_CONFIG`)."""
 import tensorflow as tf
 
+from tfrec.config import STRATEGIES
 from tfrec.errors import ConfigError
 
-STRATEGIES = ("mirrored", "one_device", "multi_worker")
 DEFAULT_COLLECTIVE_TIMEOUT_S = 300.0
 # One MirroredStrategy per device set and process: the ranking stage uses the
 # (frozen) retrieval model's variables, which must belong to the same strategy.
