@@ -2,7 +2,9 @@
 
 Values come from the defaults below, then a YAML/JSON file (`--config`), then
 dotted command-line overrides (`--train.epochs=3`). Every run writes the resolved
-config as `config.json` in its run folder.
+config as `config.json` in its run folder. Each section checks its values when it is
+made (`__post_init__`), so a bad value stops `tfrec run` before any data is read, not
+when its stage starts (the ranker and the export only after training).
 """
 import dataclasses
 import difflib
@@ -12,6 +14,14 @@ import typing
 from typing import Optional, Tuple
 
 from tfrec.errors import ConfigError
+
+
+def _check_at_least(section, cfg, names, low, *, strict=False, note=""):
+    """ConfigError for the first of `names` below `low` (with `strict`: not above it)."""
+    for name in names:
+        value = getattr(cfg, name)
+        if value < low or (strict and value == low):
+            raise ConfigError(f"`{section}.{name}` must be {'>' if strict else '>='} {low}{note}, got {value}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,9 +39,7 @@ class DataConfig:
     min_rating: Optional[float] = None  # keep interactions rated at least this (None: all)
 
     def __post_init__(self):
-        if self.history_length < 1:
-            raise ConfigError(f"`data.history_length` must be >= 1 (items of recent history per query), "
-                              f"got {self.history_length}.")
+        _check_at_least("data", self, ["history_length"], 1, note=" (items of recent history per query)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,23 +102,17 @@ class ModelConfig:
     content_loss_weight: float = 0.0
 
     def __post_init__(self):
-        # Checked when the config is made, before data loading and text encoding.
         if self.kind not in MODEL_KINDS:
             raise ConfigError(f"Unknown `model.kind` {self.kind!r}; choose hybrid or two_tower.")
         if self.sequence not in SEQUENCE_ENCODERS:
             raise ConfigError(f"`model.sequence` must be mean, gru or sasrec, got {self.sequence!r}.")
-        if self.embedding_dim < 1:
-            raise ConfigError(f"`model.embedding_dim` must be >= 1, got {self.embedding_dim}.")
-        if self.temperature <= 0:
-            raise ConfigError(f"`model.temperature` must be > 0, got {self.temperature}.")
+        _check_at_least("model", self, ["embedding_dim"], 1)
+        _check_at_least("model", self, ["temperature"], 0, strict=True)
         for name in ("id_dropout", "user_id_dropout"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"`model.{name}` must be in [0, 1], got {getattr(self, name)}.")
-        for name in ("num_random_negatives", "history_negatives"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"`model.{name}` must be >= 0 (0 = off), got {getattr(self, name)}.")
-        if self.content_loss_weight < 0:
-            raise ConfigError(f"`model.content_loss_weight` must be >= 0 (0 = off), got {self.content_loss_weight}.")
+        _check_at_least("model", self, ["num_random_negatives", "history_negatives", "content_loss_weight"], 0,
+                        note=" (0 = off)")
         if self.content_loss_weight > 0 and not self.use_id:
             raise ConfigError("`model.content_loss_weight` > 0 needs `model.use_id=true`: without ids the main loss "
                               "is already content-only. Set `model.content_loss_weight=0`.")
@@ -147,19 +149,13 @@ class TrainConfig:
     data_service: Optional[str] = None
 
     def __post_init__(self):
-        # Checked when the config is made, before data loading and text encoding.
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"Unknown `train.strategy` {self.strategy!r}; choose one of {', '.join(STRATEGIES)}.")
         if self.optimizer.lower() not in OPTIMIZERS:
             raise ConfigError(f"Unknown `train.optimizer` {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
-        for name in ("epochs", "batch_size", "shuffle_buffer"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"`train.{name}` must be >= 1, got {getattr(self, name)}.")
-        if self.early_stopping_patience < 0:
-            raise ConfigError(f"`train.early_stopping_patience` must be >= 0 (0 = off), got {self.early_stopping_patience}.")
-        for name in ("learning_rate", "collective_timeout_s"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"`train.{name}` must be > 0, got {getattr(self, name)}.")
+        _check_at_least("train", self, ["epochs", "batch_size", "shuffle_buffer"], 1)
+        _check_at_least("train", self, ["early_stopping_patience"], 0, note=" (0 = off)")
+        _check_at_least("train", self, ["learning_rate", "collective_timeout_s"], 0, strict=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,30 +236,22 @@ class RankingConfig:
     cold_user_fraction: float = 0.0  # training examples shown as a new user's (no id, no history)
 
     def __post_init__(self):
-        # Checked here, when the config is made (`tfrec run` parses it first), not when the
-        # ranker is built after the retrieval model has trained.
         if self.mode not in RANKING_MODES:
             raise ConfigError(f"`ranking.mode` must be one of {', '.join(RANKING_MODES)}, got {self.mode!r}.")
         check_ranking_values(loss=self.loss, rating_base=self.rating_base, cold_user_fraction=self.cold_user_fraction,
                              history_rating_shrinkage=self.history_rating_shrinkage)
-        for name in ("embedding_dim", "candidates", "epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"`ranking.{name}` must be >= 1, got {getattr(self, name)}.")
-        for name in ("rating_weight", "relevance_weight", "retrieval_weight", "num_hard_negatives",
-                     "num_random_negatives", "cross_layers", "early_stopping_patience"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"`ranking.{name}` must be >= 0, got {getattr(self, name)}.")
+        _check_at_least("ranking", self, ["embedding_dim", "candidates", "epochs", "batch_size"], 1)
+        _check_at_least("ranking", self, ["rating_weight", "relevance_weight", "retrieval_weight", "num_hard_negatives",
+                                          "num_random_negatives", "cross_layers", "early_stopping_patience"], 0)
+        _check_at_least("ranking", self, ["learning_rate"], 0, strict=True)
         if self.num_hard_negatives > 0 and self.hard_negative_pool < 1:
-            raise ConfigError(f"`ranking.hard_negative_pool` must be >= 1 (the retriever's top items the "
-                              f"{self.num_hard_negatives} hard negatives are drawn from), got {self.hard_negative_pool}; "
-                              "or set `ranking.num_hard_negatives=0`.")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"`ranking.learning_rate` must be > 0, got {self.learning_rate}.")
+            raise ConfigError(f"`ranking.hard_negative_pool` must be >= 1 (hard negatives come from the retriever's "
+                              f"top items), got {self.hard_negative_pool}; or set `ranking.num_hard_negatives=0`.")
         if self.projection_dim is not None and self.projection_dim < 1:
             raise ConfigError(f"`ranking.projection_dim` must be >= 1 (low-rank crosses) or null (full rank), "
                               f"got {self.projection_dim}.")
         if not self.deep_units or min(self.deep_units) < 1:
-            raise ConfigError(f"`ranking.deep_units` must be a non-empty list of layer sizes >= 1, got {self.deep_units}.")
+            raise ConfigError(f"`ranking.deep_units` must be non-empty layer sizes >= 1, got {self.deep_units}.")
 
 
 EXPORT_INDEXES = ("brute_force", "kmeans")
@@ -280,13 +268,9 @@ class ExportConfig:
     partitions: Optional[int] = None  # kmeans: default ~sqrt(n_items)
 
     def __post_init__(self):
-        # Checked when the config is made, not after training when the export starts.
         if self.index not in EXPORT_INDEXES:
             raise ConfigError(f"`export.index` must be one of {', '.join(EXPORT_INDEXES)}, got {self.index!r}.")
-        if self.k < 1:
-            raise ConfigError(f"`export.k` must be >= 1, got {self.k}.")
-        if self.probes < 1:
-            raise ConfigError(f"`export.probes` must be >= 1, got {self.probes}.")
+        _check_at_least("export", self, ["k", "probes"], 1)
         if self.partitions is not None and self.partitions < 1:
             raise ConfigError(f"`export.partitions` must be >= 1 or null (about sqrt(items)), got {self.partitions}.")
 
