@@ -103,7 +103,7 @@ class ModelConfig:
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
-            raise ConfigError(f"Unknown `model.kind` {self.kind!r}; choose hybrid or two_tower.")
+            raise ConfigError(f"Unknown `model.kind` {self.kind!r}; choose {' or '.join(MODEL_KINDS)}.")
         if self.sequence not in SEQUENCE_ENCODERS:
             raise ConfigError(f"`model.sequence` must be mean, gru or sasrec, got {self.sequence!r}.")
         _check_at_least("model", self, ["embedding_dim"], 1)

@@ -185,7 +185,7 @@ def load_run(run_dir, log=None) -> LoadedRun:
         out.query_features = QueryFeatures.fit(split.train, data.users, config.data.history_length)
         out.model = build_hybrid(config.model, catalogue, data.items, out.text_embeddings, out.query_features,
                                  seed=config.train.seed, text_cfg=config.text)
-    elif config.model.kind == "two_tower":
+    else:  # "two_tower" (`ModelConfig` accepts only these two kinds)
         from tfrec.models.two_tower import TwoTowerRetrieval
 
         m = config.model
@@ -195,8 +195,6 @@ def load_run(run_dir, log=None) -> LoadedRun:
             logq = dict(zip(catalogue.item_vocab.values, np.log(counts / counts.sum()).tolist()))
         out.model = TwoTowerRetrieval(catalogue.user_vocab.values, catalogue.item_vocab.values, m.embedding_dim,
                                       item_log_probability=logq, remove_accidental_hits=m.remove_accidental_hits)
-    else:
-        raise ConfigError(f"Unknown `model.kind` {config.model.kind!r} in {run_dir / 'config.json'}.")
     _build(out.model, info["kind"], catalogue, split, out.query_features)
     prefix = str(model_dir / info.get("checkpoint", CHECKPOINT))
     try:

@@ -53,7 +53,7 @@ def export_model(config, model, *, data, split, catalogue, query_features=None, 
             item_embeddings = model.candidate_tower(tf.constant(catalogue.item_ids.astype(str))).numpy()
         path = export_retrieval(model.query_tower, catalogue.item_ids, item_embeddings, root=e.root, name=e.name,
                                 k=e.k, version=version)
-    elif config.model.kind == "hybrid":
+    else:  # "hybrid" (`ModelConfig` accepts only these two kinds)
         from tfrec.models.serving import hybrid_serving_parts
 
         if known is None:
@@ -86,8 +86,6 @@ def export_model(config, model, *, data, split, catalogue, query_features=None, 
                                 example_inputs=example,
                                 index=e.index, index_params=index_params if e.index == "kmeans" else None,
                                 root=e.root, name=e.name, version=version)
-    else:
-        raise ConfigError(f"Unknown `model.kind` {config.model.kind!r}; choose hybrid or two_tower.")
     log(f"export: {path}  (signatures: serving_default, recommend, retrieve, encode_query"
         f"{', encode_items' if config.model.kind == 'hybrid' and text_encoder is not None else ''}"
         f"{', rank' if ranker is not None else ''}{', explain' if config.model.kind == 'hybrid' else ''})")

@@ -17,7 +17,7 @@ import pandas as pd
 
 from tfrec.cli.retrieval_stage import train_hybrid, train_joint, train_two_tower
 from tfrec.config import RunConfig
-from tfrec.errors import ConfigError, DataError
+from tfrec.errors import DataError
 
 
 @dataclasses.dataclass
@@ -151,7 +151,7 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
                 item_emb = model.candidate_tower(tf.constant(catalogue.item_ids.astype(str))).numpy()
                 label, query_features = "tfrec two-tower (ids)", None
                 evaluated = (user_emb, item_emb)
-            elif config.model.kind == "hybrid":
+            else:  # "hybrid" (`ModelConfig` accepts only these two kinds)
                 from tfrec.models.scoring import HybridScorer
 
                 from tfrec.models.recommender import Recommender
@@ -190,8 +190,6 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
                 recommender = Recommender(model, query_features, data.items, text_emb, known,
                                           text_encoder=text_encoder, text_template=config.text.template,
                                           ranker=ranker, n_candidates=config.ranking.candidates)
-            else:
-                raise ConfigError(f"Unknown `model.kind` {config.model.kind!r}; choose hybrid or two_tower.")
             from tfrec.cli.artifacts import save_model
 
             # run_dir/model/ (retrieval and ranker weights): `tfrec.cli.artifacts.load_run` rebuilds them
