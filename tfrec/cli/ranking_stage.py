@@ -112,12 +112,12 @@ def two_stage_for_test(retrieval, ranker, query_features, known, split, catalogu
     candidates without the items the protocol excludes for each user (`protocol`, or
     the one `eval_cfg` describes)."""
     from tfrec.evaluation.protocols import protocol_from_config
-    from tfrec.evaluation.queries import _parts
+    from tfrec.evaluation.queries import split_parts
     from tfrec.models.two_stage import TwoStageScorer
 
     excluded = (protocol or protocol_from_config(split, eval_cfg)).exclude
     return TwoStageScorer(retrieval, ranker, query_features, known, catalogue,
-                          exclude=_parts(split, excluded) if excluded else None, n_candidates=n_candidates)
+                          exclude=split_parts(split, excluded) if excluded else None, n_candidates=n_candidates)
 
 
 def rating_base(ranking_cfg, fit_part, val_part, log=print):

@@ -145,7 +145,8 @@ def _histories(queries: pd.DataFrame, known: pd.DataFrame, mode: str, history_le
     return histories(events, history_length, context=known.assign(user_id=known["user_id"].astype(str)))
 
 
-def _parts(split, names) -> pd.DataFrame:
+def split_parts(split, names) -> pd.DataFrame:
+    """The interactions of the named parts of `split` ("train", "val", "test") in one frame."""
     frames = [getattr(split, name) for name in names]
     frames = [f for f in frames if len(f)]
     if not frames:
@@ -155,8 +156,8 @@ def _parts(split, names) -> pd.DataFrame:
 
 def queries_for_test(protocol: Protocol, split, catalogue, history_length: int = 0) -> QuerySet:
     """The test queries of `split` under `protocol`."""
-    known = _parts(split, protocol.known)
-    excluded = _parts(split, protocol.exclude) if protocol.exclude else None
+    known = split_parts(split, protocol.known)
+    excluded = split_parts(split, protocol.exclude) if protocol.exclude else None
     return build_queries(split.test, known, excluded, catalogue, protocol.mode, history_length,
                          protocol.query_history)
 
