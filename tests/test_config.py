@@ -39,6 +39,7 @@ def test_config_errors(tmp_path):
     (["ranking.history_rating_shrinkage=-1"], r"`ranking.history_rating_shrinkage` must be >= 0"),
     (["ranking.candidates=0"], r"`ranking.candidates` must be >= 1, got 0"),
     (["ranking.num_random_negatives=-2"], r"`ranking.num_random_negatives` must be >= 0, got -2"),
+    (["ranking.popularity_days=-1"], r"`ranking.popularity_days` must be >= 0, got -1"),
     (["ranking.hard_negative_pool=0"],
      r"`ranking.hard_negative_pool` must be >= 1 .* got 0; or set `ranking.num_hard_negatives=0`"),
     (["ranking.learning_rate=0"], r"`ranking.learning_rate` must be > 0"),

@@ -26,9 +26,8 @@ def _check_at_least(section, cfg, names, low, *, strict=False, note=""):
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Where the data comes from. `source`: a folder, a GroupLens zip,
-    "tfds:movielens/100k-ratings" or a registered name ("ml-100k"). None means
-    `TFREC_DATA`, then ../shared/datasets/ml-100k, then TFDS."""
+    """Where the data comes from. `source`: a folder, a GroupLens zip, "tfds:movielens/100k-ratings"
+    or a registered name ("ml-100k"). None: `TFREC_DATA`, then ../shared/datasets/ml-100k, then TFDS."""
 
     source: Optional[str] = None
     dataset: str = "ml-100k"
@@ -44,8 +43,7 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SplitConfig:
-    """How interactions are split. kind: temporal | leave_last_n | random |
-    per_user_random | cold_items."""
+    """How interactions are split. kind: temporal | leave_last_n | random | per_user_random | cold_items."""
 
     kind: str = "temporal"
     val_fraction: float = 0.1
@@ -223,17 +221,18 @@ class RankingConfig:
     # two-stage NDCG@10 0.326 -> 0.331, online rating RMSE 0.959 -> 0.954, rating RMSE 1.025 -> 1.027.
     learning_rate: float = 0.0003
     early_stopping_patience: int = 2  # on validation two-stage NDCG@10
-    # Rating head: + a learned term on the ratings the user gave their history items
-    # (`history_ratings` feature, strictly before the request); see tfrec.models.ranking.
-    history_ratings: bool = True  # validation: online rating RMSE 1.028 -> 0.962 (bench/results/two_stage_ml100k.json)
+    # Rating head: + a learned term on the ratings the user gave their history items (strictly before the
+    # request); validation online rating RMSE 1.028 -> 0.962 (bench/results/two_stage_ml100k.json).
+    history_ratings: bool = True
     history_rating_shrinkage: float = 5.0
     rating_user_bias: bool = True  # per-user-id bias b_u in the rating head
-    # "learned": mu + b_u + b_i trained with the head; "bias": the closed-form bias model's (regularisation
-    # tuned on validation, refitted on train + validation after training), frozen; the head learns the residual.
-    # Validation, 4 training seeds (bench/results/ranker_variants_ml100k.json): rating RMSE 1.058 -> 1.025
-    # (learned: 1.031-1.095 between seeds), online 0.964 -> 0.959, two-stage NDCG@10 0.330 -> 0.326.
+    # "learned": mu + b_u + b_i trained with the head; "bias": the closed-form bias model's (tuned on validation,
+    # refitted on train + validation after training), frozen; the head learns the residual. Validation, 4 seeds:
+    # rating RMSE 1.058 -> 1.025, online 0.964 -> 0.959, two-stage NDCG@10 0.330 -> 0.326.
     rating_base: str = "bias"
     cold_user_fraction: float = 0.0  # training examples shown as a new user's (no id, no history)
+    # Item popularity features (tfrec.models.popularity): events in the N days before the request's day; 0 = off.
+    popularity_days: int = 30  # validation, 4 seeds: two-stage NDCG@10 0.331 -> 0.336; 7/14/60 days flat
 
     def __post_init__(self):
         if self.mode not in RANKING_MODES:
@@ -242,7 +241,8 @@ class RankingConfig:
                              history_rating_shrinkage=self.history_rating_shrinkage)
         _check_at_least("ranking", self, ["embedding_dim", "candidates", "epochs", "batch_size"], 1)
         _check_at_least("ranking", self, ["rating_weight", "relevance_weight", "retrieval_weight", "num_hard_negatives",
-                                          "num_random_negatives", "cross_layers", "early_stopping_patience"], 0)
+                                          "num_random_negatives", "cross_layers", "early_stopping_patience",
+                                          "popularity_days"], 0)
         _check_at_least("ranking", self, ["learning_rate"], 0, strict=True)
         if self.num_hard_negatives > 0 and self.hard_negative_pool < 1:
             raise ConfigError(f"`ranking.hard_negative_pool` must be >= 1 (hard negatives come from the retriever's "

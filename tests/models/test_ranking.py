@@ -51,7 +51,7 @@ def _ranker(world, **kw):
     data, split, cat, text, qf, retrieval, _ = world
     cfg = dataclasses.replace(RankingConfig(embedding_dim=8, deep_units=(16,)), **kw)
     return build_ranker(cfg, ModelConfig(embedding_dim=8), cat, data.items, text, qf, retrieval=retrieval,
-                        rating_mean=3.0, seed=0)
+                        rating_mean=3.0, seed=0, timestamps=data.interactions["timestamp"])
 
 
 def _batch(world, n=6, m=3):
@@ -309,7 +309,8 @@ def test_separate_mode_freezes_retrieval_and_joint_mode_trains_it(world):
         np.testing.assert_array_equal(a, w.numpy())
     joint_ret = build_hybrid(ModelConfig(embedding_dim=8), cat, data.items, text, qf, seed=3)
     joint = build_ranker(RankingConfig(mode="joint", embedding_dim=8, deep_units=(16,)), ModelConfig(embedding_dim=8),
-                         cat, data.items, text, qf, retrieval=joint_ret, rating_mean=3.0)
+                         cat, data.items, text, qf, retrieval=joint_ret, rating_mean=3.0,
+                         timestamps=data.interactions["timestamp"])
     joint.compile(tf.keras.optimizers.Adam(0.01))
     joint(feats | {"candidate_item_ids": tf.constant([["i1"]] * 64)})
     start = [w.numpy().copy() for w in joint_ret.trainable_weights]
@@ -470,4 +471,18 @@ def test_train_ranker_refits_the_frozen_rating_base_on_train_and_validation(worl
     from tfrec.cli.artifacts import _ranker_variables
 
     saved = {w.ref() for w in _ranker_variables(ranker)}
-    assert {w.ref() for w in ranker.item_bias.weights + ranker.user_bias.weights} <= saved
+    assert {w.ref() for w in ranker.item_bias.weights + ranker.user_bias.weights + ranker.popularity.weights} <= saved
+    # The popularity table, like the base, counts train + validation after training.
+    known = pd.concat([split.train, split.val])
+    assert info["popularity"]["counted_on"] == "train + validation"
+    np.testing.assert_array_equal(ranker.popularity.cumulative.numpy()[-1, 1:],
+                                  known["item_id"].astype(str).value_counts().reindex(cat.item_ids.astype(str),
+                                                                                      fill_value=0).to_numpy())
+
+
+def test_build_ranker_needs_timestamps_for_popularity_and_set_popularity_needs_it_on(world):
+    data, split, cat, text, qf, retrieval, _ = world
+    with pytest.raises(ConfigError, match="needs the interactions' `timestamps`"):
+        build_ranker(RankingConfig(embedding_dim=8), ModelConfig(embedding_dim=8), cat, data.items, text, qf)
+    with pytest.raises(ConfigError, match="popularity_days"):
+        _ranker(world, popularity_days=0).set_popularity(split.train)

@@ -126,7 +126,11 @@ def read_run_config(run_dir):
     if not path.exists():
         raise ConfigError(f"`--run` {run_dir} is not a run folder: it has no config.json. Fix: pass a folder that "
                           "`tfrec run` wrote, e.g. runs/<time>-<name>/.")
-    return load_config(path)
+    config = load_config(path)
+    if "popularity_days" not in json.loads(path.read_text()).get("ranking", {}):
+        # Written before the ranker had popularity features: its ranker was trained without them.
+        config = dataclasses.replace(config, ranking=dataclasses.replace(config.ranking, popularity_days=0))
+    return config
 
 
 def _build(model, kind, catalogue, split, query_features):
@@ -221,7 +225,7 @@ def _load_ranker(info, model_dir, out, config):
 
     ranker = build_ranker(config.ranking, config.model, out.catalogue, out.data.items, out.text_embeddings,
                           out.query_features, retrieval=out.model, rating_mean=info["rating_mean"],
-                          seed=config.train.seed)
+                          seed=config.train.seed, timestamps=out.data.interactions["timestamp"])
     feats = out.query_features.build(out.split.train.head(2), context=out.split.train)
     cands = np.asarray(out.catalogue.item_ids[:2]).astype(str).astype(object)
     ranker.score({k: tf.constant(v) for k, v in feats.items()}, tf.constant(np.stack([cands, cands])))

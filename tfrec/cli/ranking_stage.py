@@ -184,9 +184,12 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
         if joint:
             ret = build_hybrid(config.model, catalogue, data.items, text_embeddings, query_features, seed=t.seed)
         ranker = build_ranker(r, config.model, catalogue, data.items, text_embeddings, query_features,
-                              retrieval=ret, rating_mean=rating_mean, seed=t.seed)
+                              retrieval=ret, rating_mean=rating_mean, seed=t.seed,
+                              timestamps=data.interactions["timestamp"])
         if base is not None:
             ranker.set_rating_base(base)
+        if ranker.popularity is not None:
+            ranker.set_popularity(fit_part)
         return ranker
 
     strategy = make_strategy(t.strategy)
@@ -206,6 +209,9 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
         info["rating_base"] = {"reg_user": base.reg_user, "reg_item": base.reg_item,
                                "refitted_on": f"train + validation ({len(known):,} ratings)"}
         log(f"rank: rating base (mu + b_u + b_i) refitted on train + validation ({len(known):,} ratings)")
+    if ranker.popularity is not None:  # as the rating base: counts from everything known before the test period
+        ranker.set_popularity(pd.concat([split.train, split.val], ignore_index=True))
+        info["popularity"] = {"window_days": r.popularity_days, "counted_on": "train + validation"}
     if validation is not None and validation.history:
         best = max(validation.history, key=lambda h: h["val_two_stage_ndcg@10"])
         log(f"rank: {info['epochs']} epochs in {secs:.1f} s; best validation two-stage ndcg@10 "

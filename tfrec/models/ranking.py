@@ -6,7 +6,7 @@ sees a few hundred candidates per request, so it can afford richer interactions.
 history) and an item representation (id, BERT text embedding, genres, year) with
 its own towers, then feeds
 
-    [user, item, user * item, retrieval score]
+    [user, item, user * item, retrieval score, recent and total item popularity]
 
 through DCN-v2 cross layers (`tfrs.layers.dcn.Cross`) and a deep MLP to two heads:
 a relevance logit (what the final list is sorted by) and a rating.
@@ -34,10 +34,9 @@ those ratings. It gives the ranker a user's rating scale without a trained user 
 `history_ratings`, so the two-stage order and the `rank` signature do not need it.
 
 Joint (multi-task) training as in the TFRS multitask tutorial: with
-`retrieval_weight > 0` the retrieval model is trained together with the ranker,
-loss = retrieval_weight * retrieval loss + relevance_weight * ranking loss +
-rating_weight * rating loss. With `retrieval_weight == 0` (stages trained
-separately) the retrieval model is frozen and only provides its score.
+`retrieval_weight > 0` the retrieval model is trained with the ranker, loss =
+retrieval_weight * retrieval + relevance_weight * ranking + rating_weight * rating;
+with 0 (stages trained separately) it is frozen and only provides its score.
 """
 import numpy as np
 import tensorflow as tf
@@ -86,7 +85,7 @@ class HybridRanker(tfrs.Model):
                  projection_dim=None, deep_units=(256, 64), num_random_negatives=8, rating_weight=0.0,
                  relevance_weight=1.0, retrieval_weight=0.0, rating_mean=0.0, bias_l2=1e-4, history_ratings=False,
                  history_rating_shrinkage=5.0, rating_user_bias=True, cold_user_fraction=0.0, seed=0,
-                 rating_base="learned", bias_vocabularies=None, **kwargs):
+                 rating_base="learned", bias_vocabularies=None, popularity=None, **kwargs):
         super().__init__(**kwargs)
         check_ranking_values(loss=loss, rating_base=rating_base, cold_user_fraction=cold_user_fraction,
                              history_rating_shrinkage=history_rating_shrinkage)
@@ -96,6 +95,7 @@ class HybridRanker(tfrs.Model):
         self.item_tower = item_tower
         self.query_tower = query_tower
         self.retrieval = retrieval
+        self.popularity = popularity
         self.loss_kind = loss
         self.num_random_negatives = int(num_random_negatives)
         self.rating_weight = float(rating_weight)
@@ -178,6 +178,13 @@ class HybridRanker(tfrs.Model):
             rows = np.array([0.0] + [values.get(str(v), 0.0) for v in vocab[1:]], np.float32) + shift
             table.embeddings.assign(rows[:, None])
 
+    def set_popularity(self, interactions):
+        """The interactions the popularity features count from now on (train for
+        training, everything known before the test period after it)."""
+        if self.popularity is None:
+            raise ConfigError("`set_popularity` needs a ranker built with `ranking.popularity_days` > 0.")
+        self.popularity.set_counts(interactions)
+
     # -- representations -----------------------------------------------------------
     def _item_vectors(self, ids, training):
         """Item tower over the distinct ids of `ids` [...], gathered back -> [..., d]."""
@@ -234,6 +241,8 @@ class HybridRanker(tfrs.Model):
             rv = self.retrieval.item_embeddings(candidate_ids, training=train_retrieval)  # (b, c, r)
             score = tf.einsum("br,bcr->bc", rq, rv)[..., None] / self.retrieval.temperature
             parts.append(score if train_retrieval else tf.stop_gradient(score))
+        if self.popularity is not None:
+            parts.append(self.popularity(candidate_ids, features["timestamp"]))  # (b, c, 2)
         x0 = tf.concat(parts, axis=-1)
         width = x0.shape[-1]
         x0 = tf.reshape(x0, [-1, width])  # (b*c, D)
@@ -313,10 +322,8 @@ class HybridRanker(tfrs.Model):
 def hard_negatives(scorer, events, catalogue, known, n, pool, seed=0, batch=2048):
     """For each event, `n` item ids drawn uniformly from the retriever's top `pool`
     items for that query, skipping the items the user has in `known` (interactions
-    table) and the event's own item. Returns string [len(events), n].
-
-    These are the candidates the ranker has to separate at serving time, far more
-    informative than uniform negatives (which it also gets, in-graph).
+    table) and the event's own item. Returns string [len(events), n]: the candidates
+    the ranker has to separate at serving time (it also gets uniform ones, in-graph).
     """
     rng = np.random.default_rng(seed)
     events = events.reset_index(drop=True)
@@ -341,12 +348,13 @@ def hard_negatives(scorer, events, catalogue, known, n, pool, seed=0, batch=2048
 
 
 def build_ranker(ranking_cfg, model_cfg, catalogue, items, text_embeddings, query_features, retrieval=None,
-                 rating_mean=0.0, seed=0):
+                 rating_mean=0.0, seed=0, timestamps=None):
     """Returns an uncompiled `HybridRanker` (call inside a strategy scope).
 
-    The ranker has its own catalogue lookup (cached BERT text embeddings and item
-    attributes) and towers; `retrieval` contributes its score as a feature (frozen
-    unless `ranking_cfg.mode == "joint"`).
+    The ranker has its own catalogue lookup (cached BERT text embeddings, attributes)
+    and towers; `retrieval` contributes its score (frozen unless mode is "joint").
+    `timestamps` (the data's, or its min and max) size the popularity table
+    (`ranking.popularity_days` > 0), filled by `set_popularity`.
     """
     from tfrec.models.catalogue_lookup import CatalogueLookup
     from tfrec.models.factory import item_columns
@@ -368,6 +376,13 @@ def build_ranker(ranking_cfg, model_cfg, catalogue, items, text_embeddings, quer
                              sequence=model_cfg.sequence, reference_time=qf.reference_time,
                              user_id_dropout=model_cfg.user_id_dropout, normalize=False, seed=seed + 7,
                              prefixes=qf.prefixes, name="ranker_query_tower")
+    from tfrec.models.popularity import popularity_layer
+
+    popularity = None
+    if ranking_cfg.popularity_days:
+        if timestamps is None:
+            raise ConfigError("`ranking.popularity_days` > 0: build_ranker needs the interactions' `timestamps`.")
+        popularity = popularity_layer(ranking_cfg.popularity_days, catalogue.item_ids, timestamps)
     joint = ranking_cfg.mode == "joint"
     return HybridRanker(lookup, item_tower, query_tower, retrieval=retrieval, loss=ranking_cfg.loss,
                         cross_layers=ranking_cfg.cross_layers, projection_dim=ranking_cfg.projection_dim,
@@ -382,4 +397,4 @@ def build_ranker(ranking_cfg, model_cfg, catalogue, items, text_embeddings, quer
                         # known id, not only train's (validation-only users would lose their b_u).
                         bias_vocabularies=((catalogue.user_ids, catalogue.item_ids)
                                            if ranking_cfg.rating_base == "bias" else None),
-                        seed=seed, name="hybrid_ranker")
+                        popularity=popularity, seed=seed, name="hybrid_ranker")
