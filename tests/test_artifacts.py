@@ -3,6 +3,7 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tfrec.cli.artifacts import INFO_FILE, MODEL_DIR, load_run
@@ -39,10 +40,18 @@ def test_reloaded_run_recommends_exactly_like_the_trained_one(reloaded):
         assert b.recommend(user, k=10, timestamp=1e9)["item_id"].tolist() == \
             a.recommend(user, k=10, timestamp=1e9)["item_id"].tolist()
     # The ranking stage came back too: equal scores for the same candidates.
+    from tfrec.cli.ranking_stage import with_history_ratings
     from tfrec.models.two_stage import rank_candidates
 
     assert run.ranker is not None and run.ranker is not result.recommender.ranker
-    feats = a.query_features.build(events, context=a.known)
+    # Histories with their ratings: the rating head's term reads only those its frozen base was not
+    # fitted on, so the base's (user, item) pairs must come back too (as must the popularity counts).
+    live = pd.concat([a.known, result.split.test], ignore_index=True)  # some history ratings after the base's
+    events = result.split.test.iloc[::250].reset_index(drop=True)
+    feats = with_history_ratings(a.query_features.build(events, context=live), a.query_features, events, live)
+    pairs = set(run.ranker.rating_base_pairs.export()[0].numpy())
+    assert len(pairs) > 80_000 and pairs == set(a.ranker.rating_base_pairs.export()[0].numpy())
+    np.testing.assert_array_equal(run.ranker.popularity.cumulative.numpy(), a.ranker.popularity.cumulative.numpy())
     cands = np.tile(a.item_ids[:50].astype(str).astype(object), (len(events), 1))
     for got, want in zip(rank_candidates(run.ranker, feats, cands), rank_candidates(a.ranker, feats, cands)):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)

@@ -17,7 +17,8 @@ from tfrec.evaluation.rating import BiasBaseline, GlobalMean, evaluate_ratings, 
 from tfrec.features.catalogue import Catalogue
 from tfrec.features.query_features import QueryFeatures
 from tfrec.models.factory import build_hybrid
-from tfrec.models.ranking import build_ranker, hard_negatives
+from tfrec.models.negatives import hard_negatives
+from tfrec.models.ranking import build_ranker
 from tfrec.models.recommender import Recommender
 from tfrec.models.scoring import HybridScorer
 from tfrec.models.two_stage import BELOW, TwoStageScorer, rank_candidates
@@ -145,6 +146,12 @@ def test_history_rating_term_matches_numpy_on_fixed_weights(world, base):
     hist[2] = ""  # a user without history
     feats["history"] = tf.constant(hist.astype(object))
     feats["history_ratings"] = tf.constant(r)
+    uids = feats["user_id"].numpy().astype(str)
+    in_base = set()
+    if base == "bias":  # ratings the frozen base was fitted on: the term skips them
+        in_base = {(uids[3], hist[3, 0]), (uids[3], hist[3, 1]), (uids[4], hist[4, 0])}
+        assert all(h != "" for _, h in in_base)
+        ranker.rating_base_pairs.insert(tf.constant([f"{u}\x1f{h}" for u, h in in_base]), tf.ones(len(in_base)))
     w = np.array([0.7, -0.2, 0.3, 0.1], np.float32)
     ranker.history_rating_head.set_weights([w[:, None]])
     with_term = ranker.score(feats, cands)
@@ -158,7 +165,8 @@ def test_history_rating_term_matches_numpy_on_fixed_weights(world, base):
     bu = user_bias(feats["user_id"].numpy().astype(str)[:, None])[:, 0] if base == "bias" else np.zeros(len(hist))
     assert base == "learned" or np.abs(bu).max() > 0
     for row in range(len(hist)):
-        keep = [j for j in range(hist.shape[1]) if hist[row, j] != "" and np.isfinite(r[row, j]) and r[row, j] != 0]
+        keep = [j for j in range(hist.shape[1]) if hist[row, j] != "" and np.isfinite(r[row, j]) and r[row, j] != 0
+                and (uids[row], hist[row, j]) not in in_base]
         n = len(keep)
         d = [r[row, j] - 3.0 - bj[row, j] - bu[row] for j in keep]
         std = np.std([r[row, j] for j in keep]) if n else 0.0
@@ -472,8 +480,11 @@ def test_train_ranker_refits_the_frozen_rating_base_on_train_and_validation(worl
 
     saved = {w.ref() for w in _ranker_variables(ranker)}
     assert {w.ref() for w in ranker.item_bias.weights + ranker.user_bias.weights + ranker.popularity.weights} <= saved
-    # The popularity table, like the base, counts train + validation after training.
+    # The popularity table, like the base, counts train + validation after training; the
+    # history-ratings term skips exactly the ratings the refitted base holds.
     known = pd.concat([split.train, split.val])
+    pairs = set(ranker.rating_base_pairs.export()[0].numpy().astype(str))
+    assert pairs == {f"{u}\x1f{i}" for u, i in zip(known.user_id.astype(str), known.item_id.astype(str))}
     assert info["popularity"]["counted_on"] == "train + validation"
     np.testing.assert_array_equal(ranker.popularity.cumulative.numpy()[-1, 1:],
                                   known["item_id"].astype(str).value_counts().reindex(cat.item_ids.astype(str),

@@ -70,10 +70,12 @@ def _ranker_variables(ranker):
     return [w for w in ranker.weights if w.ref() not in shared]
 
 
-def _ranker_checkpoint(variables):
+def _ranker_checkpoint(variables, ranker):
+    """The ranker's variables, and the (user, item) pairs of its frozen rating base if any."""
     import tensorflow as tf
 
-    return tf.train.Checkpoint(**{f"v{i}": w for i, w in enumerate(variables)})
+    extra = {"rating_base_pairs": ranker.rating_base_pairs} if ranker.rating_base_pairs is not None else {}
+    return tf.train.Checkpoint(**{f"v{i}": w for i, w in enumerate(variables)}, **extra)
 
 
 def catalogue_fingerprint(catalogue) -> str:
@@ -109,7 +111,7 @@ def save_model(run_dir, model, catalogue=None, ranker=None) -> str:
                 "catalogue_fingerprint": catalogue_fingerprint(catalogue) if catalogue is not None else None}
         if ranker is not None:
             variables = _ranker_variables(ranker)
-            _ranker_checkpoint(variables).write(str(tmp / RANKER_CHECKPOINT))
+            _ranker_checkpoint(variables, ranker).write(str(tmp / RANKER_CHECKPOINT))
             info["ranker"] = {"checkpoint": RANKER_CHECKPOINT, "class": type(ranker).__name__,
                               "rating_mean": float(ranker.rating_mean),
                               "variables": [[w.name, list(w.shape), w.dtype.name] for w in variables]}
@@ -239,5 +241,5 @@ def _load_ranker(info, model_dir, out, config):
                         f"{len(saved)} saved vs {len(rebuilt)} rebuilt variables, first difference at #{i} "
                         f"({info['variables'][i][0] if i < len(saved) else 'none'}). tfrec or the config changed "
                         "since the run. Fix: re-run `tfrec run`.")
-    _ranker_checkpoint(variables).read(str(model_dir / info["checkpoint"])).assert_existing_objects_matched()
+    _ranker_checkpoint(variables, ranker).read(str(model_dir / info["checkpoint"])).assert_existing_objects_matched()
     return ranker

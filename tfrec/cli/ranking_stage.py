@@ -143,7 +143,8 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
     from tfrec.cli.retrieval_stage import early_stopping_parts, validation_excludes_seen
     from tfrec.data.pipeline import make_dataset
     from tfrec.models.factory import build_hybrid
-    from tfrec.models.ranking import build_ranker, hard_negatives
+    from tfrec.models.negatives import hard_negatives
+    from tfrec.models.ranking import build_ranker
     from tfrec.models.scoring import HybridScorer
     from tfrec.training.strategy import make_strategy
     from tfrec.training.trainer import train
@@ -187,7 +188,7 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
                               retrieval=ret, rating_mean=rating_mean, seed=t.seed,
                               timestamps=data.interactions["timestamp"])
         if base is not None:
-            ranker.set_rating_base(base)
+            ranker.set_rating_base(base, fitted_on=fit_part)
         if ranker.popularity is not None:
             ranker.set_popularity(fit_part)
         return ranker
@@ -205,7 +206,7 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
         # Like the bias baseline it is compared with, the frozen base is refitted on
         # everything known before the test period (the residual head stays as trained).
         known = pd.concat([split.train, split.val], ignore_index=True)
-        ranker.set_rating_base(type(base)(reg_user=base.reg_user, reg_item=base.reg_item).fit(known))
+        ranker.set_rating_base(type(base)(reg_user=base.reg_user, reg_item=base.reg_item).fit(known), fitted_on=known)
         info["rating_base"] = {"reg_user": base.reg_user, "reg_item": base.reg_item,
                                "refitted_on": f"train + validation ({len(known):,} ratings)"}
         log(f"rank: rating base (mu + b_u + b_i) refitted on train + validation ({len(known):,} ratings)")
