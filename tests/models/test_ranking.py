@@ -497,3 +497,56 @@ def test_build_ranker_needs_timestamps_for_popularity_and_set_popularity_needs_i
         build_ranker(RankingConfig(embedding_dim=8), ModelConfig(embedding_dim=8), cat, data.items, text, qf)
     with pytest.raises(ConfigError, match="popularity_days"):
         _ranker(world, popularity_days=0).set_popularity(split.train)
+
+
+def test_ranker_with_popularity_and_rating_base_trains_under_mirrored_strategy_on_two_logical_devices():
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import tfrec
+        from tfrec.training.strategy import split_cpu
+        devices = split_cpu(2)
+        import numpy as np, pandas as pd, tensorflow as tf
+        from tfrec.cli.ranking_stage import ranking_features
+        from tfrec.config import ModelConfig, RankingConfig
+        from tfrec.data.pipeline import make_dataset
+        from tfrec.data.splits import make_split
+        from tfrec.data.synthetic import generate
+        from tfrec.evaluation.rating import BiasBaseline
+        from tfrec.features.catalogue import Catalogue
+        from tfrec.features.query_features import QueryFeatures
+        from tfrec.models.factory import build_hybrid
+        from tfrec.models.ranking import build_ranker
+        data = generate(n_users=60, n_items=40, n_interactions=1500, seed=1)
+        ia = data.interactions.assign(rating=np.random.default_rng(0).integers(1, 6, len(data.interactions)) * 1.0)
+        split = make_split(ia, "temporal")
+        cat = Catalogue.fit(data.items, split.train, ia, data.users)
+        text = np.random.default_rng(0).normal(size=(cat.n_items, 8)).astype(np.float32)
+        qf = QueryFeatures.fit(split.train, data.users, 5)
+        feats = ranking_features(qf, split.train, split.train)
+        strategy = tf.distribute.MirroredStrategy(devices)
+        with strategy.scope():
+            retrieval = build_hybrid(ModelConfig(embedding_dim=8), cat, data.items, text, qf)
+            ranker = build_ranker(RankingConfig(embedding_dim=8, deep_units=(16,), rating_base="bias"),
+                                  ModelConfig(embedding_dim=8), cat, data.items, text, qf, retrieval=retrieval,
+                                  rating_mean=3.0, timestamps=ia["timestamp"])
+            ranker.score({k: tf.constant(v[:2]) for k, v in feats.items()},  # builds the layers in scope
+                         tf.constant(np.array([[str(cat.item_ids[0])]] * 2, dtype=object)))
+            ranker.set_rating_base(BiasBaseline().fit(split.train), fitted_on=split.train)
+            ranker.set_popularity(split.train)
+            ranker.compile(tf.keras.optimizers.Adam(0.01))
+        w = ranker.deep.trainable_weights[0]
+        before = w.numpy().copy()
+        h = ranker.fit(make_dataset(feats, 128, seed=0), epochs=2, verbose=0).history["loss"]
+        table = ranker.popularity.cumulative
+        print("REPLICAS", strategy.num_replicas_in_sync, "MIRRORED", type(w).__name__, type(table).__name__,
+              "CHANGED", not np.allclose(before, w.numpy()), "FINITE", bool(np.isfinite(h).all()),
+              "COUNTS", int(table.numpy()[-1].sum()) == len(split.train),
+              "PAIRS", int(ranker.rating_base_pairs.size()) == len(split.train[["user_id", "item_id"]].drop_duplicates()))
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert ("REPLICAS 2 MIRRORED MirroredVariable MirroredVariable CHANGED True FINITE True COUNTS True PAIRS True"
+            in r.stdout), r.stdout[-2000:]
