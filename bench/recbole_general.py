@@ -69,6 +69,7 @@ VARIANTS = {
     "profile_h50_t0.2_b4096_iddrop0": ["--eval.query_history=profile", "--data.history_length=50", "--model.temperature=0.2", "--train.batch_size=4096", "--model.id_dropout=0"],
     "profile_h50_t0.2_b4096_neg2000": ["--eval.query_history=profile", "--data.history_length=50", "--model.temperature=0.2", "--train.batch_size=4096", "--model.num_random_negatives=2000"],
     "profile_h50_t0.2_b4096_noctx": ["--eval.query_history=profile", "--data.history_length=50", "--model.temperature=0.2", "--train.batch_size=4096", "--model.use_context=false"],
+    "profile_h50_t0.2_b4096_nologq": ["--eval.query_history=profile", "--data.history_length=50", "--model.temperature=0.2", "--train.batch_size=4096", "--model.logq_correction=false"],
 }
 # For reference only (not produced here): bench/results/baselines_ml100k.json and RecBole's quick start.
 ANCHORS = {"EASE (tfrec baseline, same split)": {"ndcg@10": 0.336, "recall@10": 0.274},
