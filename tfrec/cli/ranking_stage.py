@@ -196,7 +196,8 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
     strategy = make_strategy(t.strategy)
     log(f"rank: {r.mode} {r.loss} ranker (DCN-v2, {r.cross_layers} cross layers, deep {list(r.deep_units)}), "
         f"rating weight {r.rating_weight if has_ratings else 0}, up to {r.epochs} epochs, batch {r.batch_size}, "
-        f"{r.num_hard_negatives if not joint else 0} hard + {r.num_random_negatives} random negatives")
+        f"{r.num_hard_negatives if not joint else 0} hard + {r.num_random_negatives} random negatives"
+        + (f", item popularity over {r.popularity_days} days" if r.popularity_days else ""))
     ranker, history, secs = train(build, ds, strategy=strategy, epochs=r.epochs, optimizer=t.optimizer,
                                   learning_rate=r.learning_rate, seed=t.seed, verbose=t.verbose, log_dir=log_dir,
                                   callbacks=callbacks)
