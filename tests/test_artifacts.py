@@ -96,3 +96,16 @@ def test_load_run_says_what_is_wrong(ml100k_demo, tmp_path):
     (bare / MODEL_DIR / INFO_FILE).write_text(json.dumps({**info, "ranker": ranker}))
     with pytest.raises(DataError, match="ranker weights in .* do not fit the ranker rebuilt from config.json"):
         load_run(bare)
+
+
+def test_run_folders_from_before_the_popularity_features_reload_without_them(tmp_path):
+    from tfrec.cli.artifacts import read_run_config
+    from tfrec.config import RunConfig
+
+    saved = RunConfig().to_dict()
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert read_run_config(tmp_path).ranking.popularity_days == 30  # written with the key: as written
+    del saved["ranking"]["popularity_days"]  # a run of a tfrec without the key trained its ranker without them
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    config = read_run_config(tmp_path)
+    assert config.ranking.popularity_days == 0 and config.ranking.epochs == RunConfig().ranking.epochs

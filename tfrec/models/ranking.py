@@ -349,6 +349,7 @@ def build_ranker(ranking_cfg, model_cfg, catalogue, items, text_embeddings, quer
     from tfrec.models.catalogue_lookup import CatalogueLookup
     from tfrec.models.factory import item_columns
     from tfrec.models.item_tower import ItemTower
+    from tfrec.models.popularity import popularity_layer
     from tfrec.models.query_tower import QueryTower
 
     stats = {}
@@ -366,8 +367,6 @@ def build_ranker(ranking_cfg, model_cfg, catalogue, items, text_embeddings, quer
                              sequence=model_cfg.sequence, reference_time=qf.reference_time,
                              user_id_dropout=model_cfg.user_id_dropout, normalize=False, seed=seed + 7,
                              prefixes=qf.prefixes, name="ranker_query_tower")
-    from tfrec.models.popularity import popularity_layer
-
     popularity = None
     if ranking_cfg.popularity_days:
         if timestamps is None:
