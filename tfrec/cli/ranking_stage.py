@@ -203,16 +203,16 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
                                   callbacks=callbacks)
     info = {"seconds": secs, "mode": r.mode, "loss": r.loss, "epochs": len(history.get("loss", [])),
             "relevance_loss": history.get("relevance_loss"), "validation": validation.history if validation else None}
+    # Like the bias baseline it is compared with, the frozen rating base is refitted on everything
+    # known before the test period, and the popularity table counts it (the heads stay as trained).
+    known = pd.concat([split.train, split.val], ignore_index=True)
     if base is not None:
-        # Like the bias baseline it is compared with, the frozen base is refitted on
-        # everything known before the test period (the residual head stays as trained).
-        known = pd.concat([split.train, split.val], ignore_index=True)
         ranker.set_rating_base(type(base)(reg_user=base.reg_user, reg_item=base.reg_item).fit(known), fitted_on=known)
         info["rating_base"] = {"reg_user": base.reg_user, "reg_item": base.reg_item,
                                "refitted_on": f"train + validation ({len(known):,} ratings)"}
         log(f"rank: rating base (mu + b_u + b_i) refitted on train + validation ({len(known):,} ratings)")
-    if ranker.popularity is not None:  # as the rating base: counts from everything known before the test period
-        ranker.set_popularity(pd.concat([split.train, split.val], ignore_index=True))
+    if ranker.popularity is not None:
+        ranker.set_popularity(known)
         info["popularity"] = {"window_days": r.popularity_days, "counted_on": "train + validation"}
     if validation is not None and validation.history:
         best = max(validation.history, key=lambda h: h["val_two_stage_ndcg@10"])
