@@ -23,7 +23,7 @@ def demo_overrides(root, ml100k_path, *extra):
     """The main job of `make demo` (hybrid retrieval + ranking stage, MiniLM), shortened to 2
     retrieval epochs, 1 ranking epoch and 3 baselines, writing under `root`."""
     return [f"--data.source={ml100k_path}", "--train.epochs=2", "--train.verbose=0",
-            "--eval.baselines=random,most_popular,ease", "--eval.n_bootstrap=200",
+            "--eval.baselines=random,most_popular,recent_popular,ease", "--eval.n_bootstrap=200",
             "--ranking.enabled=true", "--ranking.epochs=1",  # ~1 min an epoch on 2 cores
             f"--export.root={root / 'saved_models'}", f"--run_root={root / 'runs'}", *extra]
 

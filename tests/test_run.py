@@ -33,7 +33,7 @@ def test_run_writes_a_complete_run_folder(demo):
     assert saved["config"]["train"]["epochs"] == 2 and saved["config"]["model"]["kind"] == "hybrid"
     assert saved["data"]["interactions"] == 100_000
     models = saved["models"]
-    assert set(models) == {"random", "most_popular", "ease", "tfrec hybrid", "tfrec two-stage"}
+    assert set(models) == {"random", "most_popular", "recent_popular", "ease", "tfrec hybrid", "tfrec two-stage"}
     for m in models.values():
         lo, hi = m["ci95"]["ndcg@10"]
         assert lo <= m["mean"]["ndcg@10"] <= hi

@@ -161,7 +161,7 @@ class TrainConfig:
 class EvalConfig:
     ks: Tuple[int, ...] = (5, 10, 20, 50, 100)
     exclude_seen: bool = True
-    baselines: Tuple[str, ...] = ("random", "most_popular", "item_knn", "ease", "implicit_als", "tfidf_content", "tfrs_tutorial")
+    baselines: Tuple[str, ...] = ("random", "most_popular", "recent_popular", "item_knn", "ease", "implicit_als", "tfidf_content", "tfrs_tutorial")
     n_bootstrap: int = 1000
     seed: int = 0
     # A named protocol (tfrs_tutorial | recbole_general | recbole_sequential | temporal) sets the

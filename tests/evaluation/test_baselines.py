@@ -52,7 +52,8 @@ def item_texts(n_items):
 
 def test_registry_names_classes_and_grids():
     assert set(BASELINES) == {
-        "random", "most_popular", "item_knn", "ease", "implicit_als", "tfidf_content", "tfrs_tutorial",
+        "random", "most_popular", "recent_popular", "item_knn", "ease", "implicit_als", "tfidf_content",
+        "tfrs_tutorial",
     }
     for name, cls in BASELINES.items():
         assert issubclass(cls, Baseline)
@@ -75,8 +76,12 @@ def test_params_round_trip_through_json(name):
 @pytest.mark.parametrize("name", sorted(BASELINES))
 def test_scores_shape_dtype_and_independent_of_batch(name):
     dense = weighted_matrix()
+    train = sp.csr_matrix(dense)
+    # Time-aware baselines also get each interaction's (random) timestamp.
+    times = train.copy().astype(np.float64)
+    times.data = np.random.default_rng(1).integers(0, 30 * 86400, times.nnz).astype(np.float64)
     model = BASELINES[name](**FAST.get(name, {})).fit(
-        sp.csr_matrix(dense), item_text=item_texts(dense.shape[1]), seed=0
+        train, item_text=item_texts(dense.shape[1]), seed=0, times=times if BASELINES[name].needs_times else None
     )
     scores = model.score(np.arange(dense.shape[0]))
     assert scores.shape == dense.shape and scores.dtype == np.float32

@@ -82,6 +82,11 @@ def query_scorer(model, queries):
 HISTORY_BASED = ("item_knn", "ease", "implicit_als", "tfidf_content")
 
 
+def _times(catalogue, interactions, cls):
+    """`interactions`' time matrix for a baseline that reads time, else None."""
+    return catalogue.time_matrix(interactions) if cls.needs_times and "timestamp" in interactions.columns else None
+
+
 def with_popularity_fallback(score_fn, history, popularity, row_users=None):
     """Rows whose user's `history` row is empty get `popularity` as their scores.
 
@@ -235,15 +240,18 @@ def evaluate_models(models: dict, data, split, catalogue, cfg, *, protocol=None,
             fit_pop = np.bincount(catalogue.item_index(val_task.fit["item_id"]), minlength=catalogue.n_items)
             model, params, trials = tune(cls, fit, val_task.queries, item_text=item_text, seed=cfg.seed,
                                          metric=protocol.select_metric, grid=grid,
-                                         fallback=fit_pop if name in HISTORY_BASED else None)
+                                         fallback=fit_pop if name in HISTORY_BASED else None,
+                                         times=_times(catalogue, val_task.fit, cls))
             val_scores[name] = max(t[protocol.select_metric] for t in trials)
             if len(val_task.fit) != len(split.train):  # tuned on a slice: refit on all of train
-                model = cls(**params).fit(train, item_text=item_text, seed=cfg.seed)
+                model = cls(**params).fit(train, item_text=item_text, seed=cfg.seed,
+                                          times=_times(catalogue, split.train, cls))
         else:
-            model, params, trials = cls().fit(train, item_text=item_text, seed=cfg.seed), {}, []
+            model, params, trials = cls().fit(train, item_text=item_text, seed=cfg.seed,
+                                              times=_times(catalogue, split.train, cls)), {}, []
         if known_changed:
             # At test time users are scored from everything the protocol lets a query know.
-            model.fold_in(test_q.known)
+            model.fold_in(test_q.known, times=test_q.known_times)
         scorer = query_scorer(model, test_q)
         if name in HISTORY_BASED:
             scorer = with_popularity_fallback(scorer, test_q.known, catalogue.train_item_counts, test_q.user_idx)

@@ -31,7 +31,8 @@ def metric_cutoff(metric: str):
     return int(metric.split("@")[1]) if "@" in metric else None
 
 
-def tune(cls, train, val, *, item_text=None, seed=0, metric="ndcg@10", grid=None, log=None, fallback=None):
+def tune(cls, train, val, *, item_text=None, seed=0, metric="ndcg@10", grid=None, log=None, fallback=None,
+         times=None):
     """Returns (best fitted model, best params, trials) chosen on validation.
 
     Args:
@@ -45,6 +46,7 @@ def tune(cls, train, val, *, item_text=None, seed=0, metric="ndcg@10", grid=None
         grid: overrides `cls.grid`.
         fallback: popularity scores for users with no train history (see
             `protocol.with_popularity_fallback`), or None.
+        times: csr [U, I] of `train`'s timestamps, for baselines that read time.
     """
     from tfrec.evaluation.protocol import with_popularity_fallback
 
@@ -59,7 +61,7 @@ def tune(cls, train, val, *, item_text=None, seed=0, metric="ndcg@10", grid=None
     best = None
     for params in grid_points(cls.grid if grid is None else grid):
         t0 = time.perf_counter()
-        model = cls(**params).fit(train, item_text=item_text, seed=seed)
+        model = cls(**params).fit(train, item_text=item_text, seed=seed, times=times)
         scorer = baseline_scorer(model)
         if fallback is not None:
             scorer = with_popularity_fallback(scorer, train, fallback)

@@ -66,6 +66,21 @@ class Catalogue:
             m.data[:] = 1.0
         return m
 
+    def time_matrix(self, interactions: pd.DataFrame) -> sp.csr_matrix:
+        """User x item CSR (float64) of each pair's latest `timestamp`, with the same
+        nonzeros as `matrix(interactions)`: what time-aware baselines read
+        (`tfrec.evaluation.baselines.RecentPopular`)."""
+        if "timestamp" not in interactions.columns:
+            raise DataError("`time_matrix` needs a `timestamp` column in the interactions.")
+        rows = self.user_index(interactions["user_id"])
+        cols = self.item_index(interactions["item_id"])
+        t = interactions["timestamp"].to_numpy(np.float64)
+        order = np.lexsort((-t, cols, rows))  # per (user, item): the latest first
+        keep = np.ones(order.size, bool)
+        keep[1:] = (np.diff(rows[order]) != 0) | (np.diff(cols[order]) != 0)
+        sel = order[keep]
+        return sp.csr_matrix((t[sel], (rows[sel], cols[sel])), shape=(self.n_users, self.n_items), dtype=np.float64)
+
     def item_sampling_probability(self, ids) -> np.ndarray:
         """Train frequency of each id as the in-batch sampling probability (logQ)."""
         total = max(1, int(self.train_item_counts.sum()))

@@ -1,6 +1,6 @@
 """Reference recommenders on integer indices, for the full-catalogue evaluator.
 
-Each baseline has `fit(train csr [U, I], *, item_text=None, seed=0)`,
+Each baseline has `fit(train csr [U, I], *, item_text=None, seed=0, times=None)`,
 `score(user_idx) -> float32 [b, I]` (seen items not masked), `get_params()`,
 a registry `name` and a tuning `grid`.
 
@@ -15,12 +15,13 @@ from tfrec.evaluation.baselines.item_knn import ItemKNN
 from tfrec.evaluation.baselines.mf import ImplicitALS
 from tfrec.evaluation.baselines.most_popular import MostPopular
 from tfrec.evaluation.baselines.random import Random
+from tfrec.evaluation.baselines.recent_popular import RecentPopular
 from tfrec.evaluation.baselines.tfidf_content import TfidfContent
 from tfrec.evaluation.baselines.tfrs_tutorial import TfrsTutorial
 
 BASELINES = {
     cls.name: cls
-    for cls in (Random, MostPopular, ItemKNN, EASE, ImplicitALS, TfidfContent, TfrsTutorial)
+    for cls in (Random, MostPopular, RecentPopular, ItemKNN, EASE, ImplicitALS, TfidfContent, TfrsTutorial)
 }
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "ItemKNN",
     "MostPopular",
     "Random",
+    "RecentPopular",
     "TfidfContent",
     "TfrsTutorial",
 ]

@@ -32,26 +32,30 @@ class Baseline:
 
     name = "baseline"
     grid = {}
+    needs_times = False  # True: `fit` / `fold_in` need `times` (see RecentPopular)
 
-    def fit(self, train, *, item_text=None, seed=0):
+    def fit(self, train, *, item_text=None, seed=0, times=None):
         """Learns from `train` (csr [U, I], nonzero = interaction, value = weight).
 
         Args:
             train: scipy sparse matrix [U, I]; users 0..U-1, items 0..I-1.
             item_text: one string per item (only content baselines use it).
             seed: makes stochastic baselines reproducible.
+            times: csr [U, I], each interaction's latest timestamp (seconds), for
+                baselines with `needs_times`; the others ignore it.
 
         Returns:
             self.
         """
         self.train_ = _check_train(train)
+        self.times_ = _check_times(times)
         self.n_users_, self.n_items_ = self.train_.shape
         self.seed_ = int(seed)
         self._fit(self.train_, item_text=item_text, seed=self.seed_)
         self.history_ = self.train_
         return self
 
-    def fold_in(self, history):
+    def fold_in(self, history, times=None):
         """Scores users from `history` (csr [U, I]) instead of their train rows,
         without refitting: the interactions known at request time (e.g. train +
         validation when testing after a temporal split). Models that hold per-user
@@ -68,6 +72,7 @@ class Baseline:
                 f"`history` must have the train matrix's shape {self.train_.shape}, got {history.shape}."
             )
         self.history_ = history
+        self.history_times_ = _check_times(times)
         self._fold_in(history)
         return self
 
@@ -135,6 +140,17 @@ def _check_train(train):
         )
     train.eliminate_zeros()
     return train
+
+
+def _check_times(times):
+    if times is None:
+        return None
+    if not sp.issparse(times):
+        raise DataError(f"`times` must be a scipy.sparse [users, items] matrix of timestamps, got "
+                        f"{type(times).__name__}. Fix: `Catalogue.time_matrix(interactions)`.")
+    times = sp.csr_matrix(times, dtype=np.float64, copy=True)
+    times.sort_indices()
+    return times
 
 
 def check_positive(name, value, *, integer=False, allow_zero=False):
