@@ -44,6 +44,11 @@ def test_reloaded_run_recommends_exactly_like_the_trained_one(reloaded):
     from tfrec.models.two_stage import rank_candidates
 
     assert run.ranker is not None and run.ranker is not result.recommender.ranker
+    # The choices made on validation come back: the popularity prior (its counts recomputed from the
+    # data: the item embeddings above include its dimension) and the ranker's blend weight.
+    assert run.model.popularity_prior == result.model.popularity_prior
+    assert float(run.ranker.blend.numpy()) == float(a.ranker.blend.numpy())
+    assert b.item_embeddings.shape[1] == run.config.model.embedding_dim + 1
     # Histories with their ratings: the rating head's term reads only those its frozen base was not
     # fitted on, so the base's (user, item) pairs must come back too (as must the popularity counts).
     live = pd.concat([a.known, result.split.test], ignore_index=True)  # some history ratings after the base's
@@ -109,3 +114,6 @@ def test_run_folders_from_before_the_popularity_features_reload_without_them(tmp
     (tmp_path / "config.json").write_text(json.dumps(saved))
     config = read_run_config(tmp_path)
     assert config.ranking.popularity_days == 0 and config.ranking.epochs == RunConfig().ranking.epochs
+    del saved["model"]["popularity_prior"]  # before the retrieval model's popularity prior: served without it
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert read_run_config(tmp_path).model.popularity_prior == (0.0,)

@@ -63,7 +63,7 @@ def test_gradient_x_input_matches_finite_differences(sequence):
     gxi = GradientTimesInput(rec.model)(feats, vecs)  # (m, N)
     model = rec.model
     tf_feats = {k: tf.constant(v) for k, v in feats.items()}
-    hv = model.item_embeddings(tf_feats["history"]).numpy().astype(np.float64)  # (1, N, d)
+    hv = model.item_vectors(tf_feats["history"]).numpy().astype(np.float64)  # (1, N, d)
     eps = 1e-2
     for m in range(len(items)):
         for j in range(hv.shape[1]):

@@ -41,6 +41,7 @@ def _build(small, finetune=None, layers=1, **model_kw):
     tf.keras.utils.set_random_seed(0)
     text_cfg = None if finetune is None else TextConfig(preset="tiny", sequence_length=SEQ, finetune=finetune,
                                                         trainable_layers=layers)
+    model_kw.setdefault("popularity_prior", (0.0,))  # the towers' own space (the prior is tested in test_hybrid)
     return build_hybrid(ModelConfig(embedding_dim=8, **model_kw), cat, data.items, text, qf, text_cfg=text_cfg)
 
 

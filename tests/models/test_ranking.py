@@ -486,6 +486,9 @@ def test_train_ranker_refits_the_frozen_rating_base_on_train_and_validation(worl
     pairs = set(ranker.rating_base_pairs.export()[0].numpy().astype(str))
     assert pairs == {f"{u}\x1f{i}" for u, i in zip(known.user_id.astype(str), known.item_id.astype(str))}
     assert info["popularity"]["counted_on"] == "train + validation"
+    # The blend with the retriever's score was chosen on validation from the grid.
+    assert info["retrieval_blend"]["blend"] == pytest.approx(float(ranker.blend.numpy()))
+    assert info["retrieval_blend"]["blend"] in [t["blend"] for t in info["retrieval_blend"]["trials"]]
     np.testing.assert_array_equal(ranker.popularity.cumulative.numpy()[-1, 1:],
                                   known["item_id"].astype(str).value_counts().reindex(cat.item_ids.astype(str),
                                                                                       fill_value=0).to_numpy())
@@ -550,3 +553,43 @@ def test_ranker_with_popularity_and_rating_base_trains_under_mirrored_strategy_o
     assert r.returncode == 0, r.stderr[-3000:]
     assert ("REPLICAS 2 MIRRORED MirroredVariable MirroredVariable CHANGED True FINITE True COUNTS True PAIRS True"
             in r.stdout), r.stdout[-2000:]
+
+
+def test_blend_adds_the_retrievers_full_score_with_its_popularity_prior(world):
+    data, split, cat, text, qf, retrieval, _ = world
+    ranker = _ranker(world)
+    feats = dict(_batch(world))
+    cands = tf.constant(np.asarray(cat.item_ids[:9], dtype=object).reshape(3, 3)[np.arange(6) % 3])  # (6, 3)
+    try:
+        retrieval.set_popularity_prior(split.train, 2.0, 5)
+        assert retrieval.prior_scores(cands).numpy().any()  # some candidates inside the window
+        head = ranker.score(feats, cands)["relevance"].numpy()  # blend 0
+        ranker.blend.assign(0.7)
+        got = ranker.score(feats, cands)["relevance"].numpy()
+        # Independently: the retriever's retrieval-space dot products (prior dimension included) / T.
+        q = retrieval.query_embedding(feats).numpy()  # (6, d + 1)
+        v = retrieval.item_embeddings(cands).numpy()  # (6, 3, d + 1)
+        full = np.einsum("bd,bcd->bc", q, v) / retrieval.temperature
+        np.testing.assert_allclose(got, head + 0.7 * full, rtol=1e-4, atol=1e-4)
+    finally:
+        retrieval.set_popularity_prior(split.train, 0.0, 14)
+
+
+def test_tune_blend_picks_the_best_validation_blend_as_the_epoch_metric_measures_it(world):
+    from tfrec.cli.ranking_stage import TwoStageValidation
+
+    data, split, cat, text, qf, retrieval, _ = world
+    ranker = _ranker(world)
+    validation = TwoStageValidation(retrieval, qf, split.train, split.val, cat, n_candidates=20, log=lambda *a: None)
+    validation.set_model(ranker)
+    out = validation.tune_blend(ranker, blends=(0.0, 0.5, 100.0))
+    assert [t["blend"] for t in out["trials"]] == [0.0, 0.5, 100.0]
+    best = max(out["trials"], key=lambda t: t["val_two_stage_ndcg@10"])
+    assert out["blend"] == best["blend"] == pytest.approx(float(ranker.blend.numpy()))
+    # Each trial equals the per-epoch validation metric with that blend set on the ranker
+    # (candidates and relevance scored again through the ranker, not recombined).
+    for trial in out["trials"]:
+        ranker.blend.assign(trial["blend"])
+        logs = {}
+        validation.on_epoch_end(0, logs)
+        assert logs["val_two_stage_ndcg@10"] == pytest.approx(trial["val_two_stage_ndcg@10"], abs=1e-6)

@@ -22,7 +22,9 @@ def synthetic_world(n_users, n_items, n_interactions, data_seed, split, text_dim
 
 
 def seeded_hybrid(world, **model_kw):
-    """`build_hybrid` on a `synthetic_world` (embedding size 8, Keras seed 0)."""
+    """`build_hybrid` on a `synthetic_world` (embedding size 8, Keras seed 0; the
+    popularity prior's extra dimension off unless asked for)."""
     data, _, cat, text, qf = world
+    model_kw.setdefault("popularity_prior", (0.0,))
     tf.keras.utils.set_random_seed(0)
     return build_hybrid(ModelConfig(embedding_dim=8, **model_kw), cat, data.items, text, qf)

@@ -67,6 +67,7 @@ def _ranker_variables(ranker):
     """The ranker's own variables in creation order: its layers' weights without the
     (separately saved) retrieval model's and without optimizer state."""
     shared = {w.ref() for w in ranker.retrieval.weights} if ranker.retrieval is not None else set()
+    shared.add(ranker.blend.ref())  # chosen on validation, saved in the info file
     return [w for w in ranker.weights if w.ref() not in shared]
 
 
@@ -109,11 +110,13 @@ def save_model(run_dir, model, catalogue=None, ranker=None) -> str:
         info = {"kind": kind, "class": type(model).__name__, "checkpoint": CHECKPOINT,
                 "parts": list(WEIGHT_PARTS[kind]), "tensorflow": tf.__version__,
                 "catalogue_fingerprint": catalogue_fingerprint(catalogue) if catalogue is not None else None}
+        if getattr(model, "has_popularity_prior", False):  # chosen on validation; the counts are recomputed
+            info["popularity_prior"] = dict(zip(("weight", "days"), model.popularity_prior))
         if ranker is not None:
             variables = _ranker_variables(ranker)
             _ranker_checkpoint(variables, ranker).write(str(tmp / RANKER_CHECKPOINT))
             info["ranker"] = {"checkpoint": RANKER_CHECKPOINT, "class": type(ranker).__name__,
-                              "rating_mean": float(ranker.rating_mean),
+                              "rating_mean": float(ranker.rating_mean), "retrieval_blend": float(ranker.blend.numpy()),
                               "variables": [[w.name, list(w.shape), w.dtype.name] for w in variables]}
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return str(final)
@@ -129,9 +132,12 @@ def read_run_config(run_dir):
         raise ConfigError(f"`--run` {run_dir} is not a run folder: it has no config.json. Fix: pass a folder that "
                           "`tfrec run` wrote, e.g. runs/<time>-<name>/.")
     config = load_config(path)
-    if "popularity_days" not in json.loads(path.read_text()).get("ranking", {}):
+    saved = json.loads(path.read_text())
+    if "popularity_days" not in saved.get("ranking", {}):
         # Written before the ranker had popularity features: its ranker was trained without them.
         config = dataclasses.replace(config, ranking=dataclasses.replace(config.ranking, popularity_days=0))
+    if "popularity_prior" not in saved.get("model", {}):  # before the retrieval prior: served without it
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, popularity_prior=(0.0,)))
     return config
 
 
@@ -208,6 +214,10 @@ def load_run(run_dir, log=None) -> LoadedRun:
     except (AssertionError, ValueError) as e:
         raise DataError(f"The weights in {model_dir} do not fit the model rebuilt from {run_dir / 'config.json'} "
                         f"({e}). The data or tfrec changed since the run. Fix: re-run `tfrec run`.") from e
+    if config.model.kind == "hybrid":
+        if out.model.has_popularity_prior:  # as after training: the chosen prior, counting everything known
+            prior = info.get("popularity_prior", {"weight": 0.0, "days": 14})
+            out.model.set_popularity_prior(known, prior["weight"], prior["days"])
     if config.model.kind == "hybrid" and info.get("ranker"):
         out.ranker = _load_ranker(info["ranker"], model_dir, out, config)
     if config.model.kind == "hybrid":
@@ -242,4 +252,5 @@ def _load_ranker(info, model_dir, out, config):
                         f"({info['variables'][i][0] if i < len(saved) else 'none'}). tfrec or the config changed "
                         "since the run. Fix: re-run `tfrec run`.")
     _ranker_checkpoint(variables, ranker).read(str(model_dir / info["checkpoint"])).assert_existing_objects_matched()
+    ranker.blend.assign(info.get("retrieval_blend", 0.0))
     return ranker

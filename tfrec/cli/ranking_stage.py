@@ -12,6 +12,11 @@ import tensorflow as tf
 from tfrec.errors import DataError
 
 
+# Candidate weights of the retriever's full score in the final order (`TwoStageValidation.tune_blend`): 0 =
+# the ranker alone; the largest is close to retrieval order.
+BLENDS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+
+
 class TwoStageValidation(tf.keras.callbacks.Callback):
     """Adds `val_two_stage_ndcg@10` (full catalogue, train items excluded) to the
     epoch logs: each validation user's query at their first validation event,
@@ -39,16 +44,46 @@ class TwoStageValidation(tf.keras.callbacks.Callback):
         self.exclude_seen = bool(exclude_seen)
         self.history = []
 
-    def on_epoch_end(self, epoch, logs=None):
-        from tfrec.evaluation.ranking import evaluate_ranking
+    def _scorer(self, ranker):
         from tfrec.models.two_stage import TwoStageScorer
 
-        retrieval = self.retrieval if self.retrieval is not None else self.model.retrieval
-        scorer = TwoStageScorer(retrieval, self.model, self.query_features, self.train, self.catalogue,
-                                exclude=self.train if self.exclude_seen else None, n_candidates=self.n_candidates)
-        fn = scorer.user_matrix_scorer(self.catalogue, self.val)
-        res = evaluate_ranking(fn, self.users, self.val_matrix, exclude=self.train_matrix if self.exclude_seen else None,
-                               ks=(10, 20), return_topk=False).mean()
+        retrieval = self.retrieval if self.retrieval is not None else ranker.retrieval
+        return TwoStageScorer(retrieval, ranker, self.query_features, self.train, self.catalogue,
+                              exclude=self.train if self.exclude_seen else None, n_candidates=self.n_candidates)
+
+    def _evaluate(self, score_fn):
+        from tfrec.evaluation.ranking import evaluate_ranking
+
+        return evaluate_ranking(score_fn, self.users, self.val_matrix, ks=(10, 20), return_topk=False,
+                                exclude=self.train_matrix if self.exclude_seen else None).mean()
+
+    def tune_blend(self, ranker, blends=BLENDS):
+        """Chooses the ranker's `blend` (relevance = head + blend x the retriever's full
+        score) by validation two-stage NDCG@10 (ties: the smaller), sets it; returns
+        {"blend", "trials"}. The candidates and the head are scored once (blend 0)."""
+        from tfrec.models.two_stage import TwoStageScorer, first_events
+
+        ranker.blend.assign(0.0)
+        scorer = self._scorer(ranker)
+        first = first_events(self.catalogue, self.val)
+        scores, cand, head = scorer.ranked_candidates(first)
+        full = np.take_along_axis(scores, cand, axis=1) / scorer.retrieval.model.temperature  # (n, N)
+        rows = pd.Series(np.arange(len(first)), index=first["user_idx"].to_numpy())
+        trials = []
+        for b in blends:
+            out = TwoStageScorer.assemble(scores, cand, head + b * full)
+            res = self._evaluate(lambda u: out[rows.loc[np.asarray(u)].to_numpy()])
+            trials.append({"blend": float(b), "val_two_stage_ndcg@10": float(res["ndcg@10"]),
+                           "val_two_stage_recall@20": float(res["recall@20"])})
+        best = max(trials, key=lambda t: t["val_two_stage_ndcg@10"])  # the first (smallest) of equals
+        ranker.blend.assign(best["blend"])
+        self.log(f"rank: blend with the retriever's score chosen on validation: {best['blend']:g} (val two-stage "
+                 f"ndcg@10 {trials[0]['val_two_stage_ndcg@10']:.4f} at 0 -> {best['val_two_stage_ndcg@10']:.4f})")
+        return {"blend": best["blend"], "trials": trials}
+
+    def on_epoch_end(self, epoch, logs=None):
+        fn = self._scorer(self.model).user_matrix_scorer(self.catalogue, self.val)
+        res = self._evaluate(fn)
         logs = logs if logs is not None else {}
         logs["val_two_stage_ndcg@10"] = res["ndcg@10"]
         loss = float(logs.get("relevance_loss", logs.get("loss", np.nan)))
@@ -140,7 +175,7 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
     """Trains the ranking stage. `retrieval` is the trained retrieval model (separate
     mode), or None for joint mode, where a fresh retrieval model is trained with the
     ranker. Returns (ranker, info dict)."""
-    from tfrec.cli.retrieval_stage import early_stopping_parts, validation_excludes_seen
+    from tfrec.cli.retrieval_stage import early_stopping_parts, validation_excludes_seen, with_popularity_prior
     from tfrec.data.pipeline import make_dataset
     from tfrec.models.factory import build_hybrid
     from tfrec.models.negatives import hard_negatives
@@ -154,6 +189,9 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
     if joint and retrieval is not None:
         raise DataError("Joint ranking trains its own retrieval model; pass retrieval=None.")
     fit_part, val_part = early_stopping_parts(split, r.early_stopping_patience, t.seed, log, "rank")
+    # While the ranker trains, the retriever's popularity prior counts only what training knows (hard
+    # negatives, validation candidates); it is set back to everything known at the end.
+    with_popularity_prior(retrieval, fit_part)
     has_ratings = "rating" in fit_part.columns and r.rating_weight > 0
     if r.history_ratings and "rating" not in fit_part.columns:
         raise DataError("`ranking.history_ratings=true` needs a `rating` column in the interactions; set "
@@ -183,7 +221,8 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
     def build():
         ret = retrieval
         if joint:
-            ret = build_hybrid(config.model, catalogue, data.items, text_embeddings, query_features, seed=t.seed)
+            ret = with_popularity_prior(build_hybrid(config.model, catalogue, data.items, text_embeddings,
+                                                     query_features, seed=t.seed), fit_part)
         ranker = build_ranker(r, config.model, catalogue, data.items, text_embeddings, query_features,
                               retrieval=ret, rating_mean=rating_mean, seed=t.seed,
                               timestamps=data.interactions["timestamp"])
@@ -203,9 +242,12 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
                                   callbacks=callbacks)
     info = {"seconds": secs, "mode": r.mode, "loss": r.loss, "epochs": len(history.get("loss", [])),
             "relevance_loss": history.get("relevance_loss"), "validation": validation.history if validation else None}
+    if validation is not None and ranker.retrieval is not None:
+        info["retrieval_blend"] = validation.tune_blend(ranker)
     # Like the bias baseline it is compared with, the frozen rating base is refitted on everything
     # known before the test period, and the popularity table counts it (the heads stay as trained).
     known = pd.concat([split.train, split.val], ignore_index=True)
+    with_popularity_prior(ranker.retrieval, known)
     if base is not None:
         ranker.set_rating_base(type(base)(reg_user=base.reg_user, reg_item=base.reg_item).fit(known), fitted_on=known)
         info["rating_base"] = {"reg_user": base.reg_user, "reg_item": base.reg_item,

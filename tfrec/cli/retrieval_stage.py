@@ -8,6 +8,7 @@ them directly.
 import pathlib
 
 import numpy as np
+import pandas as pd
 
 from tfrec.config import RunConfig
 
@@ -133,7 +134,52 @@ def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log
         best = max(validation.history, key=lambda h: h["val_recall@20"])
         log(f"train: best validation recall@20 {best['val_recall@20']:.4f} at epoch {best['epoch']} (weights restored)")
         history["validation"] = validation.history
+    if model.has_popularity_prior:
+        history["popularity_prior"] = tune_popularity_prior(model, config.model, fit_part, validation, log)
+        with_popularity_prior(model, split.train, split.val)  # test and serving: everything known
     return model, history, secs, qf
+
+
+def tune_popularity_prior(model, model_cfg, fit_part, validation, log=print):
+    """Chooses the popularity prior's (weight, days) among `model.popularity_prior` x
+    `model.popularity_prior_days` by validation NDCG@10 (counts from `fit_part`; ties
+    go to the smaller weight); without validation the prior stays off. Sets it on
+    `model` and returns {"weight", "days", "trials"}."""
+    from tfrec.models.hybrid import recent_counts
+
+    weights, days = sorted(set(model_cfg.popularity_prior)), sorted(set(model_cfg.popularity_prior_days))
+    if validation is None:
+        model.set_popularity_prior(fit_part, 0.0, days[0])
+        log("train: no validation to choose the popularity prior on: off")
+        return {"weight": 0.0, "days": days[0], "trials": []}
+    model.set_popularity_prior(fit_part, 0.0, days[0])  # the model's own scores (prior column 0)
+    vectors = validation.vectors(model)
+    ids = np.asarray(validation.catalogue.item_ids).astype(str)
+    trials, best = [], None
+    for n in days:
+        item, count = recent_counts(fit_part, n)
+        logn = np.log1p(pd.Series(count, index=item).reindex(ids, fill_value=0).to_numpy(np.float64))
+        for w in weights:
+            if w == 0 and n != days[0]:
+                continue  # the same as (0, days[0])
+            res = validation.evaluate(model, item_bias=w * model.temperature * logn, vectors=vectors)
+            trials.append({"weight": w, "days": n, "val_ndcg@10": float(res["ndcg@10"]),
+                           f"val_recall@{validation.k}": float(res[f"recall@{validation.k}"])})
+            if best is None or trials[-1]["val_ndcg@10"] > best["val_ndcg@10"]:
+                best = trials[-1]
+    model.set_popularity_prior(fit_part, best["weight"], best["days"])
+    off = trials[0]["val_ndcg@10"]
+    log(f"train: popularity prior chosen on validation: weight {best['weight']:g}, {best['days']} days "
+        f"(val ndcg@10 {off:.4f} without -> {best['val_ndcg@10']:.4f}; {len(trials)} candidates)")
+    return {"weight": best["weight"], "days": best["days"], "trials": trials}
+
+
+def with_popularity_prior(model, *parts):
+    """Points the hybrid model's popularity prior (if it has one; weight and days
+    unchanged) at the interactions of `parts`; returns the model."""
+    if model is not None and getattr(model, "has_popularity_prior", False):
+        model.set_popularity_prior(pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0])
+    return model
 
 
 def train_joint(config: RunConfig, data, split, catalogue, text_embeddings, log=print, log_dir=None):
@@ -144,4 +190,16 @@ def train_joint(config: RunConfig, data, split, catalogue, text_embeddings, log=
 
     qf = QueryFeatures.fit(split.train, data.users, config.data.history_length)
     ranker, info = train_ranker(config, data, split, catalogue, text_embeddings, None, qf, log, log_dir)
-    return ranker.retrieval, {"validation": info["validation"]}, info["seconds"], qf, ranker, info
+    history = {"validation": info["validation"]}
+    if ranker.retrieval.has_popularity_prior:
+        from tfrec.evaluation.protocols import query_history_for
+        from tfrec.models.scoring import FullCatalogueValidation
+
+        fit_part, val_part = early_stopping_parts(split, config.train.early_stopping_patience, config.train.seed,
+                                                  log, "train")
+        validation = FullCatalogueValidation(qf, fit_part, val_part, catalogue, k=20, log=log,
+                                             exclude_seen=validation_excludes_seen(config.eval),
+                                             query_history=query_history_for(config.eval)) if len(val_part) else None
+        history["popularity_prior"] = tune_popularity_prior(ranker.retrieval, config.model, fit_part, validation, log)
+        with_popularity_prior(ranker.retrieval, split.train, split.val)
+    return ranker.retrieval, history, info["seconds"], qf, ranker, info

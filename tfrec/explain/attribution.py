@@ -88,7 +88,7 @@ class GradientTimesInput:
     """gradient x input of item scores over the history item vectors of one query.
 
     Args:
-        model: a `HybridRetrieval` (needs `item_embeddings` and `query_embedding(...,
+        model: a `HybridRetrieval` (needs `item_vectors` and `query_embedding(...,
             history_vectors=)`).
     """
 
@@ -100,7 +100,7 @@ class GradientTimesInput:
         # features: batch m (the one query tiled once per item); item_vectors (m, d).
         # Rows are independent at inference, so the gradient of sum_r score_r with
         # respect to row r's history vectors is score_r's own gradient.
-        hv = self.model.item_embeddings(features["history"], training=False)  # (m, N, d)
+        hv = self.model.item_vectors(features["history"], training=False)  # (m, N, d): the towers' own vectors
         with tf.GradientTape() as tape:
             tape.watch(hv)
             q = self.model.query_embedding(features, training=False, history_vectors=hv)  # (m, d)

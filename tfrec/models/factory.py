@@ -107,4 +107,5 @@ def build_hybrid(model_cfg, catalogue, items, text_embeddings, query_features, t
                            temperature=model_cfg.temperature, remove_accidental_hits=model_cfg.remove_accidental_hits,
                            num_random_negatives=model_cfg.num_random_negatives,
                            history_negatives=model_cfg.history_negatives, seed=seed,
-                           content_loss_weight=model_cfg.content_loss_weight)
+                           content_loss_weight=model_cfg.content_loss_weight,
+                           popularity_prior=max(model_cfg.popularity_prior) > 0)

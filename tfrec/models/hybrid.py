@@ -19,6 +19,18 @@ accidental hits, and optionally extra uniformly sampled negatives (mixed
 negative sampling). The loss is computed per distinct candidate item (see
 `_distinct_candidate_loss`); it equals TFRS's on the same batch (tested).
 
+Popularity prior (`popularity_prior=True`): at query time the score of item i is
+cos(q, v_i) / T + w * log(1 + n_i), n_i = the item's interactions in the N days
+before the last known one (`set_popularity_prior(interactions, w, N)`; w = 0
+until it is set, so training and early stopping do not see it).
+Training is unchanged (its logQ correction removes popularity from the learned
+scores; the prior adds back what is popular now). It is one more dimension of
+the retrieval space: `item_embeddings` end with T * w * log(1 + n_i) and
+`query_embedding` with 1, so dot products, exported indexes and TF Serving score
+with it and nothing downstream changes; `item_vectors` / `query_vector` are the
+towers' own d-dimensional outputs. On ML-100K validation it took NDCG@10 from
+0.319 to 0.36 (see the README).
+
 Cold items (no trained id) are embedded from their content with the shared OOV id
 vector. `content_loss_weight` adds the same retrieval loss with every candidate's
 id replaced by OOV, so the content path is trained to rank items by itself rather
@@ -45,12 +57,19 @@ class HybridRetrieval(tfrs.Model):
         content_loss_weight: weight of the content-only retrieval loss (the same loss
             with every candidate embedded as a cold item: id replaced by OOV). The
             query side is unchanged. 0 = off.
+        popularity_prior: give the retrieval space the popularity prior's dimension
+            (module docstring); its weight and window are set by `set_popularity_prior`.
     """
 
     def __init__(self, lookup, item_tower, query_tower, item_log_probability=None, temperature=0.05,
                  remove_accidental_hits=True, num_random_negatives=0, history_negatives=0.0, seed=0,
-                 content_loss_weight=0.0, **kwargs):
+                 content_loss_weight=0.0, popularity_prior=False, **kwargs):
         super().__init__(**kwargs)
+        self.popularity_prior = (0.0, 14)  # (w, N days), see `set_popularity_prior`
+        self._prior = None  # item id -> T * w * log(1 + recent count); unknown ids 0
+        if popularity_prior:
+            self._prior = tf.lookup.experimental.MutableHashTable(tf.string, tf.float32, 0.0,
+                                                                  name="popularity_prior")
         self.lookup = lookup
         self.item_tower = item_tower
         self.query_tower = query_tower
@@ -75,9 +94,54 @@ class HybridRetrieval(tfrs.Model):
         # Keras reports the LAST batch's loss as `loss`; this is the epoch mean.
         self.loss_tracker = tf.keras.metrics.Mean(name="mean_batch_loss")
 
+    # -- popularity prior ----------------------------------------------------------
+    @property
+    def has_popularity_prior(self):
+        """Whether the retrieval space has the prior's dimension (d + 1)."""
+        return self._prior is not None
+
+    def set_popularity_prior(self, interactions, weight=None, days=None):
+        """The prior's weight w and window N (None: keep the current ones) and the
+        interactions (`item_id`, `timestamp`) it counts: each item's in the N days
+        before the latest one (train while training, everything known after it)."""
+        if self._prior is None:
+            raise ValueError("`set_popularity_prior` needs a model built with `popularity_prior=True`.")
+        w, n = self.popularity_prior
+        w, n = float(w if weight is None else weight), int(n if days is None else days)
+        if w < 0 or n < 1:
+            raise ValueError(f"The popularity prior needs a weight >= 0 and days >= 1, got {w} and {n}.")
+        self.popularity_prior = (w, n)
+        ids, counts = recent_counts(interactions, n)
+        values = self.temperature * w * np.log1p(counts)
+        self._prior.remove(self._prior.export()[0])
+        if len(ids):
+            self._prior.insert(tf.constant(ids.astype(object)), tf.constant(values.astype(np.float32)))
+
+    def prior_scores(self, item_ids):
+        """The prior's term of the score / T, w * log(1 + n), for item ids [...] (0 without it)."""
+        if self._prior is None:
+            return tf.zeros(tf.shape(item_ids), tf.float32)
+        return tf.reshape(self._prior.lookup(item_ids), tf.shape(item_ids)) / self.temperature
+
     # -- item side ---------------------------------------------------------------
     def item_embeddings(self, item_ids, training=False):
-        """Embeddings of item ids of any shape [...] -> [..., d], one tower pass per distinct id."""
+        """Retrieval-space vectors of item ids [...] -> [..., d] (d + 1 with the
+        popularity prior: the tower's vector, then T * w * log(1 + recent count))."""
+        v = self.item_vectors(item_ids, training=training)
+        if self._prior is None:
+            return v
+        prior = tf.ensure_shape(self._prior.lookup(item_ids), item_ids.shape)  # (a mutable table's lookup: no shape)
+        return tf.concat([v, prior[..., None]], axis=-1)
+
+    def query_embedding(self, features, training=False, history_vectors=None):
+        """Retrieval-space query vectors [b, d] (d + 1 with the popularity prior: then 1)."""
+        q = self.query_vector(features, training=training, history_vectors=history_vectors)
+        if self._prior is None:
+            return q
+        return tf.concat([q, tf.ones_like(q[:, :1])], axis=-1)
+
+    def item_vectors(self, item_ids, training=False):
+        """The item tower's vectors of item ids of any shape [...] -> [..., d], one tower pass per distinct id."""
         flat = tf.reshape(item_ids, [-1])
         uniq, idx = tf.unique(flat)
         emb = self._tower_on_ids(uniq, training)  # (n_unique, d)
@@ -94,10 +158,11 @@ class HybridRetrieval(tfrs.Model):
         return self.item_tower(feats, training=training, with_content=with_content)
 
     # -- query side --------------------------------------------------------------
-    def query_embedding(self, features, training=False, history_vectors=None):
+    def query_vector(self, features, training=False, history_vectors=None):
+        """The query tower's vectors [b, d]; `history_vectors` [b, N, d] from `item_vectors`."""
         history = features["history"]  # (batch, N) item ids, "" = padding
         if history_vectors is None and self.query_tower.use_history:
-            history_vectors = self.item_embeddings(history, training=training)  # (batch, N, d)
+            history_vectors = self.item_vectors(history, training=training)  # (batch, N, d)
         return self.query_tower(features, history_vectors, tf.not_equal(history, ""), training=training)
 
     def call(self, features, training=False):
@@ -137,7 +202,7 @@ class HybridRetrieval(tfrs.Model):
             if need_history:
                 hist = tf.reshape(tf.gather(unique_emb, idx[batch:batch + n_hist]),
                                   tf.concat([tf.shape(history), [d]], axis=0))  # (batch, N, d)
-            query = self.query_embedding(features, training=training, history_vectors=hist)  # (batch, d)
+            query = self.query_vector(features, training=training, history_vectors=hist)  # (batch, d)
         log_prob_unique = tf.clip_by_value(self._logq_table.lookup(uniq), _LOG_MIN_PROB, 0.0) if self.logq else None
         loss = self._retrieval_loss(query, unique_emb, idx, cand_idx, log_prob_unique)
         if content_emb is not None:
@@ -215,6 +280,15 @@ class HybridRetrieval(tfrs.Model):
         neg = tf.where(valid, neg, tf.fill(tf.shape(neg), -1e9))
         logits = tf.concat([pos, neg], axis=1)  # (batch, 1 + N)
         return tf.reduce_sum(tf.reduce_logsumexp(logits, axis=1) - pos[:, 0])
+
+
+def recent_counts(interactions, days):
+    """(item ids, counts) of the interactions in the `days` days before the latest one."""
+    t = np.asarray(interactions["timestamp"], np.int64)
+    if not len(t):
+        return np.zeros(0, object), np.zeros(0, np.int64)
+    recent = np.asarray(interactions["item_id"]).astype(str)[t > t.max() - int(days) * 86400]
+    return np.unique(recent, return_counts=True)
 
 
 def in_batch_softmax_loss(query, candidates, temperature, log_prob=None, candidate_ids=None):

@@ -98,6 +98,9 @@ class HybridRanker(tfrs.Model):
         self.query_tower = query_tower
         self.retrieval = retrieval
         self.popularity = popularity
+        # relevance = head + blend * the retriever's full score (cosine / T + its popularity prior); 0 while
+        # training, chosen on validation after it (`tfrec.cli.ranking_stage.TwoStageValidation.tune_blend`).
+        self.blend = tf.Variable(0.0, trainable=False, name="retrieval_blend")
         self.loss_kind = loss
         self.num_random_negatives = int(num_random_negatives)
         self.rating_weight = float(rating_weight)
@@ -255,8 +258,10 @@ class HybridRanker(tfrs.Model):
         parts = [qt, v, qt * v]
         if self.retrieval is not None:
             train_retrieval = training and self.retrieval_weight > 0
-            rq = self.retrieval.query_embedding(features, training=train_retrieval)  # (b, r)
-            rv = self.retrieval.item_embeddings(candidate_ids, training=train_retrieval)  # (b, c, r)
+            # The towers' own vectors: the retrieval model's popularity prior (counts as of the last known
+            # day) is not a feature; the ranker has its own, as of each request (`popularity`).
+            rq = self.retrieval.query_vector(features, training=train_retrieval)  # (b, r)
+            rv = self.retrieval.item_vectors(candidate_ids, training=train_retrieval)  # (b, c, r)
             score = tf.einsum("br,bcr->bc", rq, rv)[..., None] / self.retrieval.temperature
             parts.append(score if train_retrieval else tf.stop_gradient(score))
         if self.popularity is not None:
@@ -270,6 +275,8 @@ class HybridRanker(tfrs.Model):
         h = self.deep(x, training=training)
         shape = tf.shape(candidate_ids)
         relevance = tf.reshape(self.relevance_head(h), shape)
+        if self.retrieval is not None and not training:  # + blend x (cosine / T + popularity prior)
+            relevance += self.blend * (score[..., 0] + self.retrieval.prior_scores(candidate_ids))
         biases = self.item_bias(candidate_ids)[..., 0]  # (b, c)
         if self.rating_user_bias:
             biases += self.user_bias(features["user_id"])[:, None, 0]

@@ -110,14 +110,27 @@ class FullCatalogueValidation(tf.keras.callbacks.Callback):
             self.events = pd.DataFrame({"user_id": users.to_numpy(), "timestamp": profile_times(users, train)})
         self.history = []
 
-    def on_epoch_end(self, epoch, logs=None):
+    def evaluate(self, model, item_bias=None, vectors=None):
+        """Mean validation metrics of `model`, its scores plus `item_bias` [I] if given;
+        `vectors`: this model's (user matrix, item embeddings) from `vectors(model)`."""
         from tfrec.evaluation.ranking import embedding_scorer, evaluate_ranking
 
-        scorer = HybridScorer(self.model, self.query_features, self.train, self.catalogue.item_ids)
-        users = scorer.user_matrix(self.catalogue, self.events)
-        res = evaluate_ranking(embedding_scorer(users, scorer.item_embeddings), self.users, self.val_matrix,
-                               exclude=self.train_matrix if self.exclude_seen else None, ks=(10, self.k),
-                               return_topk=False).mean()
+        users, items = vectors if vectors is not None else self.vectors(model)
+        score_fn = embedding_scorer(users, items)
+        if item_bias is not None:
+            bias = np.asarray(item_bias, np.float32)[None, :]
+            score_fn = (lambda fn: lambda u: fn(u) + bias)(score_fn)
+        return evaluate_ranking(score_fn, self.users, self.val_matrix,
+                                exclude=self.train_matrix if self.exclude_seen else None, ks=(10, self.k),
+                                return_topk=False).mean()
+
+    def vectors(self, model):
+        """(user matrix [U, d], item embeddings [I, d]) of `model` for the validation queries."""
+        scorer = HybridScorer(model, self.query_features, self.train, self.catalogue.item_ids)
+        return scorer.user_matrix(self.catalogue, self.events), scorer.item_embeddings
+
+    def on_epoch_end(self, epoch, logs=None):
+        res = self.evaluate(self.model)
         logs = logs if logs is not None else {}
         logs[f"val_recall@{self.k}"] = res[f"recall@{self.k}"]
         logs["val_ndcg@10"] = res["ndcg@10"]

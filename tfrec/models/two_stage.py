@@ -82,20 +82,26 @@ class TwoStageScorer:
         order = np.argsort(-np.take_along_axis(masked, top, axis=1), axis=1, kind="stable")
         return scores, np.take_along_axis(top, order, axis=1), feats
 
-    def score_queries(self, queries: pd.DataFrame) -> np.ndarray:
-        queries = queries.reset_index(drop=True)
-        scores, cand, feats = self.candidates(queries)
+    def ranked_candidates(self, queries: pd.DataFrame):
+        """(retrieval scores [n, I], candidate indices [n, N], ranker relevance [n, N])."""
+        scores, cand, feats = self.candidates(queries.reset_index(drop=True))
         rel, _ = rank_candidates(self.ranker, feats, self.item_ids[cand], self.batch_size)
+        return scores, cand, rel
+
+    @staticmethod
+    def assemble(scores, cand, rel) -> np.ndarray:
+        """Full-catalogue scores: the candidates by `rel`, above the rest in retrieval order."""
         out = scores - (np.max(scores, axis=1, keepdims=True) + BELOW)  # every non-candidate < -BELOW
-        rel = np.clip(rel, -BELOW / 2, None)
-        np.put_along_axis(out, cand, rel, axis=1)
+        np.put_along_axis(out, cand, np.clip(rel, -BELOW / 2, None), axis=1)
         return out.astype(np.float32)
+
+    def score_queries(self, queries: pd.DataFrame) -> np.ndarray:
+        return self.assemble(*self.ranked_candidates(queries))
 
     def user_matrix_scorer(self, catalogue, events: pd.DataFrame):
         """A `score_fn(user_idx) -> [b, I]` with each user's query at their first event of
         `events` (the per-user protocol of `tfrec run`)."""
-        first = events.sort_values("timestamp", kind="mergesort").groupby("user_id", sort=False).head(1)
-        first = first.assign(user_idx=catalogue.user_index(first["user_id"].astype(str)))
+        first = first_events(catalogue, events)
         rows = pd.Series(np.arange(len(first)), index=first["user_idx"].to_numpy())
         full = self.score_queries(first)
 
@@ -104,3 +110,9 @@ class TwoStageScorer:
             return full[rows.loc[idx].to_numpy()]
 
         return fn
+
+
+def first_events(catalogue, events: pd.DataFrame) -> pd.DataFrame:
+    """Each user's first event of `events`, with its `user_idx`."""
+    first = events.sort_values("timestamp", kind="mergesort").groupby("user_id", sort=False).head(1)
+    return first.assign(user_idx=catalogue.user_index(first["user_id"].astype(str))).reset_index(drop=True)

@@ -1,0 +1,100 @@
+"""The retrieval model's query-time popularity prior: the extra retrieval-space
+dimension against a naive pandas count, its choice on validation, config errors."""
+import tfrec  # noqa: F401  (before TensorFlow: sets TF_USE_LEGACY_KERAS)
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from tests.models.worlds import seeded_hybrid, synthetic_world
+from tfrec.config import ModelConfig
+from tfrec.errors import ConfigError
+
+DAY = 86400
+
+
+@pytest.fixture(scope="module")
+def world():
+    return synthetic_world(50, 30, 1200, data_seed=3, split="temporal", text_dim=6, history_length=4)
+
+
+def _naive_counts(interactions, days, ids):
+    """Each id's interactions in the `days` days before the latest one, by pandas."""
+    now = interactions["timestamp"].max()
+    recent = interactions[interactions["timestamp"] > now - days * DAY]
+    return recent["item_id"].astype(str).value_counts().reindex(ids, fill_value=0).to_numpy(np.float64)
+
+
+def test_prior_is_one_more_dimension_scoring_w_log1p_recent_count(world):
+    data, split, cat, text, qf = world
+    model = seeded_hybrid(world, popularity_prior=(0.0, 2.0))
+    assert model.has_popularity_prior and model.popularity_prior == (0.0, 14)  # off until set
+    ids = np.asarray(cat.item_ids).astype(str)
+    feats = {k: tf.constant(v) for k, v in qf.build(split.val.head(5), context=split.train).items()}
+    model.set_popularity_prior(split.train, 2.0, 3)
+    v = model.item_embeddings(tf.constant(ids)).numpy()  # (I, 9)
+    q = model.query_embedding(feats).numpy()  # (5, 9)
+    assert v.shape == (len(ids), 9) and q.shape == (5, 9)
+    np.testing.assert_allclose(v[:, :8], model.item_vectors(tf.constant(ids)).numpy(), atol=1e-6)
+    np.testing.assert_allclose(q[:, :8], model.query_vector(feats).numpy(), atol=1e-6)
+    np.testing.assert_array_equal(q[:, 8], 1.0)
+    counts = _naive_counts(split.train, 3, ids)
+    assert 0 < (counts > 0).sum() < len(ids)  # some items inside the window, some outside
+    # score / T = cos / T + w * log(1 + n)
+    want = q[:, :8] @ v[:, :8].T / model.temperature + 2.0 * np.log1p(counts)[None, :]
+    np.testing.assert_allclose(q @ v.T / model.temperature, want, rtol=1e-5, atol=1e-4)
+    # Unknown ids count nothing; refilling replaces the counts; weight 0 is the towers' score.
+    assert model.item_embeddings(tf.constant(["no-such-item"])).numpy()[0, 8] == 0.0
+    everything = pd.concat([split.train, split.val, split.test])
+    model.set_popularity_prior(everything)  # weight and days kept
+    assert model.popularity_prior == (2.0, 3)
+    got = model.item_embeddings(tf.constant(ids)).numpy()[:, 8] / model.temperature
+    np.testing.assert_allclose(got, 2.0 * np.log1p(_naive_counts(everything, 3, ids)), rtol=1e-5)
+    model.set_popularity_prior(everything, 0.0)
+    assert not model.item_embeddings(tf.constant(ids)).numpy()[:, 8].any()
+    with pytest.raises(ValueError, match="weight >= 0 and days >= 1"):
+        model.set_popularity_prior(everything, -1.0)
+
+
+def test_model_without_the_prior_keeps_the_towers_space(world):
+    model = seeded_hybrid(world)  # popularity_prior=(0.0,)
+    assert not model.has_popularity_prior
+    assert model.item_embeddings(tf.constant(["i1"])).shape[-1] == 8
+    with pytest.raises(ValueError, match="popularity_prior=True"):
+        model.set_popularity_prior(world[1].train)
+
+
+def test_tuning_picks_the_best_validation_pair_and_matches_the_real_prior(world):
+    from tfrec.cli.retrieval_stage import tune_popularity_prior
+    from tfrec.models.scoring import FullCatalogueValidation
+
+    data, split, cat, text, qf = world
+    cfg = ModelConfig(embedding_dim=8, popularity_prior=(0.0, 1.0, 8.0), popularity_prior_days=(2, 30))
+    model = seeded_hybrid(world, popularity_prior=cfg.popularity_prior, popularity_prior_days=cfg.popularity_prior_days)
+    validation = FullCatalogueValidation(qf, split.train, split.val, cat, k=20, log=lambda *a: None)
+    out = tune_popularity_prior(model, cfg, split.train, validation, log=lambda *a: None)
+    pairs = [(t["weight"], t["days"]) for t in out["trials"]]
+    assert pairs == [(0.0, 2), (1.0, 2), (8.0, 2), (1.0, 30), (8.0, 30)]  # w = 0 once
+    best = max(out["trials"], key=lambda t: t["val_ndcg@10"])
+    assert (out["weight"], out["days"]) == (best["weight"], best["days"]) == model.popularity_prior
+    # Independently: each pair set on the model for real (its embeddings' extra dimension),
+    # the validation metrics recomputed from those embeddings.
+    for trial in out["trials"]:
+        model.set_popularity_prior(split.train, trial["weight"], trial["days"])
+        res = validation.evaluate(model)
+        assert res["ndcg@10"] == pytest.approx(trial["val_ndcg@10"], abs=1e-6), trial
+        assert res["recall@20"] == pytest.approx(trial["val_recall@20"], abs=1e-6), trial
+    # Without validation the prior stays off.
+    assert tune_popularity_prior(model, cfg, split.train, None, log=lambda *a: None)["weight"] == 0.0
+    assert model.popularity_prior[0] == 0.0
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"popularity_prior": (-1.0,)}, "weights >= 0"),
+    ({"popularity_prior": ()}, "weights >= 0"),
+    ({"popularity_prior_days": (0, 7)}, "days >= 1"),
+])
+def test_bad_prior_config_is_explained(kw, message):
+    with pytest.raises(ConfigError, match=message):
+        ModelConfig(**kw)
