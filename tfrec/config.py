@@ -94,9 +94,7 @@ class ModelConfig:
     user_id_dropout: float = 0.1
     num_random_negatives: int = 0
     history_negatives: float = 0.0  # weight of the "own history items are negatives" loss
-    # Weight of the content-only retrieval loss (candidates embedded with their id
-    # replaced by OOV, as cold items are); 0 = off. 2.0 raised validation-cold NDCG@10
-    # (3 seeds) without lowering warm validation: bench/results/cold_start_ml100k.json.
+    # Content-only retrieval loss (candidates embedded with their id replaced by OOV, as cold items are); 0 = off.
     content_loss_weight: float = 0.0
     # Query-time popularity prior (hybrid): score + w * log(1 + the item's interactions in the last N days), the
     # (w, N) pair chosen on validation after training from these candidates; (0,) = off. README, "popularity prior".
@@ -168,21 +166,19 @@ class TrainConfig:
 class EvalConfig:
     ks: Tuple[int, ...] = (5, 10, 20, 50, 100)
     exclude_seen: bool = True
-    baselines: Tuple[str, ...] = ("random", "most_popular", "recent_popular", "item_knn", "ease", "implicit_als", "tfidf_content", "tfrs_tutorial")
+    baselines: Tuple[str, ...] = ("random", "most_popular", "recent_popular", "item_knn", "ease", "implicit_als",
+                                  "tfidf_content", "tfrs_tutorial")
     n_bootstrap: int = 1000
     seed: int = 0
     # A named protocol (tfrs_tutorial | recbole_general | recbole_sequential | temporal) sets the
     # split, the queries and the exclusions; None: `split.*` with one query per test user.
     protocol: Optional[str] = None
-    # What the hybrid's queries see (tfrec.evaluation.queries.QUERY_HISTORIES): "before_event" (items
-    # strictly before the request) | "profile" (the user's whole known profile; training examples: the
-    # user's other train items). None: the protocol's own (recbole_general: profile; others: before_event).
+    # What the hybrid's queries see (tfrec.evaluation.queries.QUERY_HISTORIES): "before_event" | "profile" (the
+    # user's whole known profile). None: the protocol's own (recbole_general: profile; others: before_event).
     query_history: Optional[str] = None
 
 
-RANKING_MODES = ("separate", "joint")
-RANKING_LOSSES = ("listwise", "bce", "rating")
-RATING_BASES = ("learned", "bias")
+RANKING_MODES, RANKING_LOSSES, RATING_BASES = ("separate", "joint"), ("listwise", "bce", "rating"), ("learned", "bias")
 
 
 def check_ranking_values(*, loss, rating_base, cold_user_fraction, history_rating_shrinkage):
@@ -225,21 +221,17 @@ class RankingConfig:
     candidates: int = 200  # items retrieved per request before ranking
     epochs: int = 10
     batch_size: int = 512
-    # 0.001 -> 0.0003 on validation, 4 seeds: two-stage NDCG@10 0.326 -> 0.331, online rating RMSE 0.959 -> 0.954
-    learning_rate: float = 0.0003  # (rating RMSE 1.025 -> 1.027; bench/results/ranker_variants_ml100k.json)
+    learning_rate: float = 0.0003  # chosen on validation: bench/results/ranker_variants_ml100k.json
     early_stopping_patience: int = 2  # on validation two-stage NDCG@10
-    # Rating head: + a learned term on the ratings the user gave their history items (strictly before the
-    # request); validation online rating RMSE 1.028 -> 0.962 (bench/results/two_stage_ml100k.json).
-    history_ratings: bool = True
+    history_ratings: bool = True  # rating head: + a term on the ratings of the user's history items
     history_rating_shrinkage: float = 5.0
     rating_user_bias: bool = True  # per-user-id bias b_u in the rating head
     # "learned": mu + b_u + b_i trained with the head; "bias": the closed-form bias model's (tuned on validation,
-    # refitted on train + validation after training), frozen; the head learns the residual. Validation, 4 seeds:
-    # rating RMSE 1.058 -> 1.025, online 0.964 -> 0.959, two-stage NDCG@10 0.330 -> 0.326.
+    # refitted on train + validation after training), frozen; the head learns the residual.
     rating_base: str = "bias"
     cold_user_fraction: float = 0.0  # training examples shown as a new user's (no id, no history)
     # Item popularity features (tfrec.models.popularity): events in the N days before the request's day; 0 = off.
-    popularity_days: int = 30  # validation, 4 seeds: two-stage NDCG@10 0.331 -> 0.336; 7/14/60 days flat
+    popularity_days: int = 30
 
     def __post_init__(self):
         if self.mode not in RANKING_MODES:
