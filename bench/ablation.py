@@ -8,9 +8,12 @@ Variants (fixed in advance; every other setting is the default config):
     text_only      no ids: items are text (MiniLM, cached) + attributes, users their history of such items
     hybrid         ids + text
     +user_context  + user attributes and request-time features
-    +sequence      + the behaviour-sequence encoder (the full model, `tfrec run`'s default)
+    +sequence      + the behaviour-sequence encoder
+    +popularity_prior  + the query-time popularity prior chosen on validation (the full
+                   model, `tfrec run`'s default; the rows above run without it)
 Each variant trains with early stopping on validation recall@20; test metrics with
-95% bootstrap CIs come from the same evaluation code as `tfrec run`.
+95% bootstrap CIs come from the same evaluation code as `tfrec run`. Retrieval only
+(`--ranking.enabled=false`).
 """
 import argparse
 import datetime
@@ -29,14 +32,16 @@ import tfrec  # noqa: E402,F401
 from tfrec.cli.run import run  # noqa: E402
 from tfrec.config import load_config  # noqa: E402
 
-OFF = ["--model.use_attributes=false", "--model.use_context=false", "--model.use_history=false"]
+NO_PRIOR = "--model.popularity_prior=0"
+OFF = ["--model.use_attributes=false", "--model.use_context=false", "--model.use_history=false", NO_PRIOR]
 VARIANTS = {
     "id_only": ["--model.use_text=false", *OFF],
     # No ids anywhere: items are their text + attributes, users are their history of such items.
-    "text_only": ["--model.use_id=false", "--model.use_attributes=false", "--model.use_context=false"],
+    "text_only": ["--model.use_id=false", "--model.use_attributes=false", "--model.use_context=false", NO_PRIOR],
     "hybrid": OFF,
-    "+user_context": ["--model.use_history=false"],
-    "+sequence": [],
+    "+user_context": ["--model.use_history=false", NO_PRIOR],
+    "+sequence": [NO_PRIOR],
+    "+popularity_prior": [],
 }
 METRICS = ("ndcg@10", "recall@20", "recall@10", "hit_rate@10")
 
@@ -51,7 +56,8 @@ def main():
     rows = {}
     for name, flags in VARIANTS.items():
         cfg = load_config(None, [f"--train.epochs={args.epochs}", "--train.verbose=0", "--eval.baselines=",
-                                 "--export.enabled=false", f"--run_root={tmp}", f"--name={name.strip('+')}",
+                                 "--export.enabled=false", "--ranking.enabled=false", f"--run_root={tmp}",
+                                 f"--name={name.strip('+')}",
                                  *flags, *args.extra])
         t0 = time.perf_counter()
         res = run(cfg, log=lambda *a: None)

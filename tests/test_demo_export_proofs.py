@@ -212,7 +212,7 @@ def _explain_reference(rec, feats, q, item_ids, meta):
 
 
 def _item_reference(rec, inputs):
-    """Catalogue items: their cached embeddings. New items: the path of `Recommender.index_items`
+    """Catalogue items: their index vectors. New items: the path of `Recommender.index_items`
     (Python template -> MiniLM -> item tower with the catalogue's attribute statistics)."""
     from tfrec.models.factory import item_columns
     from tfrec.text.cache import encode_texts
@@ -234,7 +234,10 @@ def _item_reference(rec, inputs):
         cols, _, _ = item_columns(df, emb, rec.model.lookup.item_stats)
         feats = {k: tf.constant(v) for k, v in cols.items()}
         feats["item_id"] = tf.constant(df["item_id"].astype(str).to_numpy(dtype=object))
-        out[new] = rec.model.item_tower(feats, training=False).numpy()
+        v = rec.model.item_tower(feats, training=False).numpy()
+        if rec.model.has_popularity_prior:  # the prior's column: 0, a new item has no interactions yet
+            v = np.concatenate([v, np.zeros((len(v), 1), v.dtype)], axis=1)
+        out[new] = v
     return out
 
 

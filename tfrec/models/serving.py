@@ -40,13 +40,14 @@ class HybridQueryModel(tf.Module):
 
 
 class HybridItemEncoder(tf.Module):
-    """Raw item fields -> item embedding: template text -> BERT -> item tower (then a
-    0, with the model's popularity prior: a new item has no recent interactions)."""
+    """Raw item fields -> item embedding: template text -> BERT -> item tower (then, with
+    the retrieval model's popularity prior, its column: the catalogue's as in the index,
+    0 for a new item, which has no interactions yet)."""
 
-    def __init__(self, item_tower, text_encoder, stats, template, columns, prior_dim=False):
+    def __init__(self, item_tower, text_encoder, stats, template, columns, prior_model=None):
         super().__init__(name="hybrid_item_encoder")
         self.item_tower = item_tower
-        self.prior_dim = bool(prior_dim)
+        self.prior_model = prior_model  # the `HybridRetrieval`, when it has the prior
         self.text_encoder = text_encoder
         self.stats = {k: (float(v[0]), float(v[1])) for k, v in (stats or {}).items()}
         self.template = template
@@ -68,7 +69,10 @@ class HybridItemEncoder(tf.Module):
             ok = tf.math.is_finite(v) & ((v >= 0) if c == "year" else tf.ones_like(v, tf.bool))
             feats[c] = tf.where(ok, (v - mean) / std, 0.0)
         v = tower(feats, training=False)
-        return tf.concat([v, tf.zeros_like(v[:, :1])], axis=-1) if self.prior_dim else v
+        if self.prior_model is None:
+            return v
+        m = self.prior_model
+        return tf.concat([v, m.temperature * m.prior_scores(features["item_id"])[:, None]], axis=-1)
 
 
 def hybrid_serving_parts(model, query_features, items=None, text_encoder=None, text_template=None):
@@ -83,7 +87,8 @@ def hybrid_serving_parts(model, query_features, items=None, text_encoder=None, t
         item_spec.update({c: tf.TensorSpec([None], tf.string, name=c) for c in tower.categorical})
         item_spec.update({c: tf.TensorSpec([None], tf.float32, name=c) for c in tower.numeric})
         item_encoder = HybridItemEncoder(tower, text_encoder, getattr(model.lookup, "item_stats", None),
-                                         text_template, items.columns, prior_dim=model.has_popularity_prior)
+                                         text_template, items.columns,
+                                         prior_model=model if model.has_popularity_prior else None)
     return query_model, query_spec(query_features), item_encoder, item_spec
 
 
