@@ -98,8 +98,8 @@ class ModelConfig:
     content_loss_weight: float = 0.0
     # Query-time popularity prior (hybrid): score + w * log(1 + the item's interactions in the last N days), the
     # (w, N) pair chosen on validation after training from these candidates; (0,) = off. README, "popularity prior".
-    popularity_prior: Tuple[float, ...] = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0)
-    popularity_prior_days: Tuple[int, ...] = (7, 14, 30)
+    popularity_prior: Tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+    popularity_prior_days: Tuple[int, ...] = (7, 14, 30, 0)  # 0 = all time
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
@@ -108,9 +108,9 @@ class ModelConfig:
             raise ConfigError(f"`model.sequence` must be {', '.join(SEQUENCE_ENCODERS[:-1])} or "
                               f"{SEQUENCE_ENCODERS[-1]}, got {self.sequence!r}.")
         _check_at_least("model", self, ["embedding_dim"], 1)
-        if not self.popularity_prior or min(self.popularity_prior) < 0 or min(self.popularity_prior_days or [0]) < 1:
+        if not self.popularity_prior or min(self.popularity_prior) < 0 or min(self.popularity_prior_days or [-1]) < 0:
             raise ConfigError("`model.popularity_prior` needs weights >= 0 (0 = off) and `model.popularity_prior_days` "
-                              f"days >= 1, got {self.popularity_prior} and {self.popularity_prior_days}.")
+                              f"days >= 0 (0 = all time), got {self.popularity_prior} / {self.popularity_prior_days}.")
         _check_at_least("model", self, ["temperature"], 0, strict=True)
         for name in ("id_dropout", "user_id_dropout"):
             if not 0.0 <= getattr(self, name) <= 1.0:

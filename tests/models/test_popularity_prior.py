@@ -51,9 +51,13 @@ def test_prior_is_one_more_dimension_scoring_w_log1p_recent_count(world):
     assert model.popularity_prior == (2.0, 3)
     got = model.item_embeddings(tf.constant(ids)).numpy()[:, 8] / model.temperature
     np.testing.assert_allclose(got, 2.0 * np.log1p(_naive_counts(everything, 3, ids)), rtol=1e-5)
+    model.set_popularity_prior(everything, 1.5, 0)  # 0 days: all-time counts
+    got = model.item_embeddings(tf.constant(ids)).numpy()[:, 8] / model.temperature
+    all_time = everything["item_id"].astype(str).value_counts().reindex(ids, fill_value=0).to_numpy(np.float64)
+    np.testing.assert_allclose(got, 1.5 * np.log1p(all_time), rtol=1e-5)
     model.set_popularity_prior(everything, 0.0)
     assert not model.item_embeddings(tf.constant(ids)).numpy()[:, 8].any()
-    with pytest.raises(ValueError, match="weight >= 0 and days >= 1"):
+    with pytest.raises(ValueError, match="weight >= 0 and days >= 0"):
         model.set_popularity_prior(everything, -1.0)
 
 
@@ -93,7 +97,7 @@ def test_tuning_picks_the_best_validation_pair_and_matches_the_real_prior(world)
 @pytest.mark.parametrize("kw, message", [
     ({"popularity_prior": (-1.0,)}, "weights >= 0"),
     ({"popularity_prior": ()}, "weights >= 0"),
-    ({"popularity_prior_days": (0, 7)}, "days >= 1"),
+    ({"popularity_prior_days": (-1, 7)}, "days >= 0"),
 ])
 def test_bad_prior_config_is_explained(kw, message):
     with pytest.raises(ConfigError, match=message):

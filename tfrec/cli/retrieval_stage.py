@@ -169,7 +169,8 @@ def tune_popularity_prior(model, model_cfg, fit_part, validation, log=print):
                 best = trials[-1]
     model.set_popularity_prior(fit_part, best["weight"], best["days"])
     off = trials[0]["val_ndcg@10"]
-    log(f"train: popularity prior chosen on validation: weight {best['weight']:g}, {best['days']} days "
+    window = f"{best['days']} days" if best["days"] else "all time"
+    log(f"train: popularity prior chosen on validation: weight {best['weight']:g}, {window} "
         f"(val ndcg@10 {off:.4f} without -> {best['val_ndcg@10']:.4f}; {len(trials)} candidates)")
     return {"weight": best["weight"], "days": best["days"], "trials": trials}
 

@@ -21,7 +21,7 @@ negative sampling). The loss is computed per distinct candidate item (see
 
 Popularity prior (`popularity_prior=True`): at query time the score of item i is
 cos(q, v_i) / T + w * log(1 + n_i), n_i = the item's interactions in the N days
-before the last known one (`set_popularity_prior(interactions, w, N)`; w = 0
+before the last known one (N = 0: all of them) (`set_popularity_prior(interactions, w, N)`; w = 0
 until it is set, so training and early stopping do not see it).
 Training is unchanged (its logQ correction removes popularity from the learned
 scores; the prior adds back what is popular now). It is one more dimension of
@@ -108,8 +108,8 @@ class HybridRetrieval(tfrs.Model):
             raise ValueError("`set_popularity_prior` needs a model built with `popularity_prior=True`.")
         w, n = self.popularity_prior
         w, n = float(w if weight is None else weight), int(n if days is None else days)
-        if w < 0 or n < 1:
-            raise ValueError(f"The popularity prior needs a weight >= 0 and days >= 1, got {w} and {n}.")
+        if w < 0 or n < 0:
+            raise ValueError(f"The popularity prior needs a weight >= 0 and days >= 0 (0 = all time), got {w} and {n}.")
         self.popularity_prior = (w, n)
         ids, counts = recent_counts(interactions, n)
         values = self.temperature * w * np.log1p(counts)
@@ -283,11 +283,13 @@ class HybridRetrieval(tfrs.Model):
 
 
 def recent_counts(interactions, days):
-    """(item ids, counts) of the interactions in the `days` days before the latest one."""
+    """(item ids, counts) of the interactions in the `days` days before the latest one
+    (`days` 0: all of them)."""
     t = np.asarray(interactions["timestamp"], np.int64)
     if not len(t):
         return np.zeros(0, object), np.zeros(0, np.int64)
-    recent = np.asarray(interactions["item_id"]).astype(str)[t > t.max() - int(days) * 86400]
+    ids = np.asarray(interactions["item_id"]).astype(str)
+    recent = ids if int(days) <= 0 else ids[t > t.max() - int(days) * 86400]
     return np.unique(recent, return_counts=True)
 
 
