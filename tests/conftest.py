@@ -21,7 +21,7 @@ def ml100k_path() -> pathlib.Path:
 
 def demo_overrides(root, ml100k_path, *extra):
     """The main job of `make demo` (hybrid retrieval + ranking stage, MiniLM), shortened to 2
-    retrieval epochs, 1 ranking epoch and 3 baselines, writing under `root`."""
+    retrieval epochs, 1 ranking epoch and 4 baselines, writing under `root`."""
     return [f"--data.source={ml100k_path}", "--train.epochs=2", "--train.verbose=0",
             "--eval.baselines=random,most_popular,recent_popular,ease", "--eval.n_bootstrap=200",
             "--ranking.enabled=true", "--ranking.epochs=1",  # ~1 min an epoch on 2 cores
