@@ -98,15 +98,13 @@ def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log
     import tensorflow as tf
 
     from tfrec.data.pipeline import make_dataset
+    from tfrec.evaluation.protocols import query_history_for
     from tfrec.features.query_features import QueryFeatures
     from tfrec.models.factory import build_hybrid
-    from tfrec.models.scoring import FullCatalogueValidation
 
     t = config.train
     qf = QueryFeatures.fit(split.train, data.users, config.data.history_length)
     fit_part, val_part = early_stopping_parts(split, t.early_stopping_patience, t.seed, log, "train")
-    from tfrec.evaluation.protocols import query_history_for
-
     query_history = query_history_for(config.eval)
     feats = qf.build(fit_part, context=fit_part)
     if query_history == "profile":
@@ -122,9 +120,7 @@ def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log
     callbacks = []
     validation = None
     if len(val_part) and t.early_stopping_patience > 0:
-        validation = FullCatalogueValidation(qf, fit_part, val_part, catalogue, k=20, log=log,
-                                             exclude_seen=validation_excludes_seen(config.eval),
-                                             query_history=query_history)
+        validation = retrieval_validation(config, qf, fit_part, val_part, catalogue, log)
         callbacks = [validation, tf.keras.callbacks.EarlyStopping(
             monitor="val_recall@20", mode="max", patience=t.early_stopping_patience, restore_best_weights=True)]
     model, history, secs = _fit(lambda: build_hybrid(config.model, catalogue, data.items, text_embeddings, qf,
@@ -140,19 +136,29 @@ def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log
     return model, history, secs, qf
 
 
+def retrieval_validation(config, query_features, fit_part, val_part, catalogue, log=print):
+    """The retriever's full-catalogue validation (an early-stopping callback, also what
+    the popularity prior is chosen on), as the run's protocol asks its queries."""
+    from tfrec.evaluation.protocols import query_history_for
+    from tfrec.models.scoring import FullCatalogueValidation
+
+    return FullCatalogueValidation(query_features, fit_part, val_part, catalogue, k=20, log=log,
+                                   exclude_seen=validation_excludes_seen(config.eval),
+                                   query_history=query_history_for(config.eval))
+
+
 def tune_popularity_prior(model, model_cfg, fit_part, validation, log=print):
     """Chooses the popularity prior's (weight, days) among `model.popularity_prior` x
-    `model.popularity_prior_days` by validation NDCG@10 (counts from `fit_part`; ties
-    go to the smaller weight); without validation the prior stays off. Sets it on
-    `model` and returns {"weight", "days", "trials"}."""
+    `model.popularity_prior_days` by validation NDCG@10 (counts from `fit_part`; of
+    equals, the first in (days, weight) order); without validation the prior stays
+    off. Sets it on `model` and returns {"weight", "days", "trials"}."""
     from tfrec.models.hybrid import recent_counts
 
     weights, days = sorted(set(model_cfg.popularity_prior)), sorted(set(model_cfg.popularity_prior_days))
+    model.set_popularity_prior(fit_part, 0.0, days[0])  # the model's own scores (prior column 0)
     if validation is None:
-        model.set_popularity_prior(fit_part, 0.0, days[0])
         log("train: no validation to choose the popularity prior on: off")
         return {"weight": 0.0, "days": days[0], "trials": []}
-    model.set_popularity_prior(fit_part, 0.0, days[0])  # the model's own scores (prior column 0)
     vectors = validation.vectors(model)
     ids = np.asarray(validation.catalogue.item_ids).astype(str)
     trials, best = [], None
@@ -193,14 +199,9 @@ def train_joint(config: RunConfig, data, split, catalogue, text_embeddings, log=
     ranker, info = train_ranker(config, data, split, catalogue, text_embeddings, None, qf, log, log_dir)
     history = {"validation": info["validation"]}
     if ranker.retrieval.has_popularity_prior:
-        from tfrec.evaluation.protocols import query_history_for
-        from tfrec.models.scoring import FullCatalogueValidation
-
         fit_part, val_part = early_stopping_parts(split, config.train.early_stopping_patience, config.train.seed,
                                                   log, "train")
-        validation = FullCatalogueValidation(qf, fit_part, val_part, catalogue, k=20, log=log,
-                                             exclude_seen=validation_excludes_seen(config.eval),
-                                             query_history=query_history_for(config.eval)) if len(val_part) else None
+        validation = retrieval_validation(config, qf, fit_part, val_part, catalogue, log) if len(val_part) else None
         history["popularity_prior"] = tune_popularity_prior(ranker.retrieval, config.model, fit_part, validation, log)
         with_popularity_prior(ranker.retrieval, split.train, split.val)
     return ranker.retrieval, history, info["seconds"], qf, ranker, info

@@ -117,11 +117,16 @@ class HybridRetrieval(tfrs.Model):
         if len(ids):
             self._prior.insert(tf.constant(ids.astype(object)), tf.constant(values.astype(np.float32)))
 
-    def prior_scores(self, item_ids):
-        """The prior's term of the score / T, w * log(1 + n), for item ids [...] (0 without it)."""
+    def prior_column(self, item_ids):
+        """The items' last retrieval-space coordinate, T * w * log(1 + n), for item ids [...]
+        (0 without the prior)."""
         if self._prior is None:
             return tf.zeros(tf.shape(item_ids), tf.float32)
-        return tf.reshape(self._prior.lookup(item_ids), tf.shape(item_ids)) / self.temperature
+        return tf.ensure_shape(self._prior.lookup(item_ids), item_ids.shape)  # (a mutable table's lookup: no shape)
+
+    def prior_scores(self, item_ids):
+        """The prior's term of the score / T, w * log(1 + n), for item ids [...] (0 without it)."""
+        return self.prior_column(item_ids) / self.temperature
 
     # -- item side ---------------------------------------------------------------
     def item_embeddings(self, item_ids, training=False):
@@ -130,8 +135,7 @@ class HybridRetrieval(tfrs.Model):
         v = self.item_vectors(item_ids, training=training)
         if self._prior is None:
             return v
-        prior = tf.ensure_shape(self._prior.lookup(item_ids), item_ids.shape)  # (a mutable table's lookup: no shape)
-        return tf.concat([v, prior[..., None]], axis=-1)
+        return tf.concat([v, self.prior_column(item_ids)[..., None]], axis=-1)
 
     def query_embedding(self, features, training=False, history_vectors=None):
         """Retrieval-space query vectors [b, d] (d + 1 with the popularity prior: then 1)."""

@@ -71,8 +71,7 @@ class HybridItemEncoder(tf.Module):
         v = tower(feats, training=False)
         if self.prior_model is None:
             return v
-        m = self.prior_model
-        return tf.concat([v, m.temperature * m.prior_scores(features["item_id"])[:, None]], axis=-1)
+        return tf.concat([v, self.prior_model.prior_column(features["item_id"])[:, None]], axis=-1)
 
 
 def hybrid_serving_parts(model, query_features, items=None, text_encoder=None, text_template=None):
