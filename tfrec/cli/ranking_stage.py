@@ -61,7 +61,8 @@ class TwoStageValidation(tf.keras.callbacks.Callback):
         """Chooses the ranker's `blend` (relevance = head + blend x the retriever's full
         score) by validation two-stage NDCG@10 (ties: the smaller), sets it; returns
         {"blend", "trials"}. The candidates and the head are scored once (blend 0)."""
-        from tfrec.models.two_stage import TwoStageScorer, first_events
+        from tfrec.models.scoring import first_events
+        from tfrec.models.two_stage import TwoStageScorer
 
         ranker.blend.assign(0.0)
         scorer = self._scorer(ranker)

@@ -34,6 +34,7 @@ import numpy as np
 
 from tfrec.evaluation import beyond
 from tfrec.evaluation.protocols import protocol_from_config, queries_for_test, queries_for_validation
+from tfrec.evaluation.queries import split_parts
 from tfrec.evaluation.ranking import embedding_scorer, evaluate_ranking
 from tfrec.evaluation.stats import bootstrap_ci, cluster_bootstrap, cluster_paired_test, paired_test  # noqa: F401
 from tfrec.evaluation.tuning import baseline_scorer, tune
@@ -251,7 +252,7 @@ def evaluate_models(models: dict, data, split, catalogue, cfg, *, protocol=None,
                                               times=_times(catalogue, split.train, cls)), {}, []
         if known_changed:
             # At test time users are scored from everything the protocol lets a query know.
-            model.fold_in(test_q.known, times=test_q.known_times)
+            model.fold_in(test_q.known, times=_times(catalogue, split_parts(split, protocol.known), cls))
         scorer = query_scorer(model, test_q)
         if name in HISTORY_BASED:
             scorer = with_popularity_fallback(scorer, test_q.known, catalogue.train_item_counts, test_q.user_idx)

@@ -45,8 +45,6 @@ class QuerySet:
             baselines fold in, and what decides the popularity fallback).
         mode: "per_user" or "per_interaction".
         query_history: "before_event" or "profile" (see `QUERY_HISTORIES`).
-        known_times: csr [U, I], the latest timestamp of each `known` pair (for
-            time-aware baselines), or None when the interactions have no time.
     """
 
     queries: pd.DataFrame
@@ -55,7 +53,6 @@ class QuerySet:
     known: sp.csr_matrix
     mode: str
     query_history: str = "before_event"
-    known_times: Optional[sp.csr_matrix] = None
 
     @property
     def n(self) -> int:
@@ -122,8 +119,7 @@ def build_queries(targets: pd.DataFrame, known: pd.DataFrame, excluded: Optional
         queries["request_time"] = profile_times(queries["user_id"], known)
     if history_length:
         queries["history"] = list(_histories(queries, known, mode, history_length))
-    known_t = catalogue.time_matrix(known) if "timestamp" in known.columns else None
-    return QuerySet(queries, relevant, exclude, known_m, mode, query_history, known_t)
+    return QuerySet(queries, relevant, exclude, known_m, mode, query_history)
 
 
 def check_query_history(query_history: str) -> str:

@@ -79,11 +79,17 @@ class HybridScorer:
     def user_matrix(self, catalogue, events: pd.DataFrame) -> np.ndarray:
         """[U, d] query embeddings at each user's FIRST event in `events` (the start of
         their evaluation period); zero rows for users without events."""
-        first = events.sort_values("timestamp", kind="mergesort").groupby("user_id", sort=False).head(1)
+        first = first_events(catalogue, events)
         emb = self.query_embeddings(first)
         out = np.zeros((catalogue.n_users, emb.shape[1]), np.float32)
-        out[catalogue.user_index(first["user_id"])] = emb
+        out[first["user_idx"].to_numpy()] = emb
         return out
+
+
+def first_events(catalogue, events: pd.DataFrame) -> pd.DataFrame:
+    """Each user's first event of `events` (ties: the earlier row), with its `user_idx`."""
+    first = events.sort_values("timestamp", kind="mergesort").groupby("user_id", sort=False).head(1)
+    return first.assign(user_idx=catalogue.user_index(first["user_id"].astype(str))).reset_index(drop=True)
 
 
 class FullCatalogueValidation(tf.keras.callbacks.Callback):
@@ -116,11 +122,9 @@ class FullCatalogueValidation(tf.keras.callbacks.Callback):
         from tfrec.evaluation.ranking import embedding_scorer, evaluate_ranking
 
         users, items = vectors if vectors is not None else self.vectors(model)
-        score_fn = embedding_scorer(users, items)
-        if item_bias is not None:
-            bias = np.asarray(item_bias, np.float32)[None, :]
-            score_fn = (lambda fn: lambda u: fn(u) + bias)(score_fn)
-        return evaluate_ranking(score_fn, self.users, self.val_matrix,
+        scores = embedding_scorer(users, items)
+        bias = 0.0 if item_bias is None else np.asarray(item_bias, np.float32)[None, :]
+        return evaluate_ranking(lambda u: scores(u) + bias, self.users, self.val_matrix,
                                 exclude=self.train_matrix if self.exclude_seen else None, ks=(10, self.k),
                                 return_topk=False).mean()
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrec.models.scoring import HybridScorer
+from tfrec.models.scoring import HybridScorer, first_events
 
 BELOW = 1e3  # non-candidates are shifted this far below the candidates (scores stay finite)
 _FUNCTIONS = weakref.WeakKeyDictionary()
@@ -110,9 +110,3 @@ class TwoStageScorer:
             return full[rows.loc[idx].to_numpy()]
 
         return fn
-
-
-def first_events(catalogue, events: pd.DataFrame) -> pd.DataFrame:
-    """Each user's first event of `events`, with its `user_idx`."""
-    first = events.sort_values("timestamp", kind="mergesort").groupby("user_id", sort=False).head(1)
-    return first.assign(user_idx=catalogue.user_index(first["user_id"].astype(str))).reset_index(drop=True)
