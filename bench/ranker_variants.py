@@ -69,7 +69,7 @@ def main(argv):
     ranker_r, bias_r = ratings["tfrec ranker"], ratings["user_item_bias"]
     row = {"overrides": ov, "seed": train.seed, "seconds": round(time.time() - start, 1),
            "retrieval_run": pathlib.Path(run_dir).name, "validation": info["validation"],
-           "rating_base": info.get("rating_base"),
+           "rating_base": info.get("rating_base"), "retrieval_blend": info.get("retrieval_blend"),
            "test": {"two_stage_vs_retrieval": report["comparisons"],
                     "rating_rmse": {"ranker": ranker_r["rmse"], "bias": bias_r["rmse"],
                                     "ranker_online": ranker_r["online"]["rmse"],
@@ -82,6 +82,11 @@ def main(argv):
     doc["machine"] = machine_info()
     write_json(OUT, doc)
     ndcg = report["comparisons"][0]
+    blend = info.get("retrieval_blend") or {}
+    chosen = [t for t in blend.get("trials", []) if t["blend"] == blend.get("blend")]
+    if chosen:
+        val = chosen[0]["val_two_stage_ndcg@10"]
+        print(f"{name}: blend {blend['blend']:g}, validation two-stage NDCG@10 {val:.4f}")
     print(f"{name}: two-stage - retrieval NDCG@10 {ndcg['mean_diff']:+.4f} [{ndcg['low']:+.4f}, {ndcg['high']:+.4f}]; "
           f"rating RMSE ranker {ranker_r['rmse']:.4f} vs bias {bias_r['rmse']:.4f} (online "
           f"{ranker_r['online']['rmse']:.4f} vs {bias_r['online']['rmse']:.4f}) -> {OUT.relative_to(ROOT)}")
