@@ -69,26 +69,33 @@ def test_model_without_the_prior_keeps_the_towers_space(world):
         model.set_popularity_prior(world[1].train)
 
 
-def test_tuning_picks_the_best_validation_pair_and_matches_the_real_prior(world):
+@pytest.mark.parametrize("metric", ["ndcg@10", "hit_rate@100", "mrr@10"])  # tfrec's default, tfrs_tutorial, RecBole
+def test_tuning_picks_the_best_validation_pair_and_matches_the_real_prior(world, metric):
     from tfrec.cli.retrieval_stage import tune_popularity_prior
     from tfrec.models.scoring import FullCatalogueValidation
 
     data, split, cat, text, qf = world
     cfg = ModelConfig(embedding_dim=8, popularity_prior=(0.0, 1.0, 8.0), popularity_prior_days=(2, 30))
     model = seeded_hybrid(world, popularity_prior=cfg.popularity_prior, popularity_prior_days=cfg.popularity_prior_days)
-    validation = FullCatalogueValidation(qf, split.train, split.val, cat, k=20, log=lambda *a: None)
+    validation = FullCatalogueValidation(qf, split.train, split.val, cat, k=20, log=lambda *a: None,
+                                         select_metric=metric)
     out = tune_popularity_prior(model, cfg, split.train, validation, log=lambda *a: None)
+    assert out["metric"] == metric
     pairs = [(t["weight"], t["days"]) for t in out["trials"]]
     assert pairs == [(0.0, 2), (1.0, 2), (8.0, 2), (1.0, 30), (8.0, 30)]  # w = 0 once
-    best = max(out["trials"], key=lambda t: t["val_ndcg@10"])
+    best = max(out["trials"], key=lambda t: t[f"val_{metric}"])  # the first of equals, as the tuner
     assert (out["weight"], out["days"]) == (best["weight"], best["days"]) == model.popularity_prior
     # Independently: each pair set on the model for real (its embeddings' extra dimension),
-    # the validation metrics recomputed from those embeddings.
+    # the validation metrics recomputed from those embeddings by the plain evaluator.
+    from tfrec.evaluation.ranking import embedding_scorer, evaluate_ranking
+
     for trial in out["trials"]:
         model.set_popularity_prior(split.train, trial["weight"], trial["days"])
-        res = validation.evaluate(model)
-        assert res["ndcg@10"] == pytest.approx(trial["val_ndcg@10"], abs=1e-6), trial
-        assert res["recall@20"] == pytest.approx(trial["val_recall@20"], abs=1e-6), trial
+        users, items = validation.vectors(model)
+        res = evaluate_ranking(embedding_scorer(users, items), validation.users, validation.val_matrix,
+                               exclude=validation.train_matrix, ks=(10, 20, 100), return_topk=False).mean()
+        for name in ("ndcg@10", "recall@20", metric):
+            assert res[name] == pytest.approx(trial[f"val_{name}"], abs=1e-6), (name, trial)
     # Without validation the prior stays off.
     assert tune_popularity_prior(model, cfg, split.train, None, log=lambda *a: None)["weight"] == 0.0
     assert model.popularity_prior[0] == 0.0
@@ -102,3 +109,24 @@ def test_tuning_picks_the_best_validation_pair_and_matches_the_real_prior(world)
 def test_bad_prior_config_is_explained(kw, message):
     with pytest.raises(ConfigError, match=message):
         ModelConfig(**kw)
+
+
+def test_metric_cutoff_reads_the_k_of_a_metric_name():
+    from tfrec.models.scoring import metric_cutoff
+
+    assert [metric_cutoff(m) for m in ("hit_rate@100", "mrr@10", "ndcg@10", "auc", "mrr")] == [100, 10, 10, None, None]
+
+
+def test_run_validation_selects_on_the_protocols_metric(world):
+    """`tfrec run`'s validation (what the prior is chosen on) carries the named
+    protocol's selection metric, the one its baselines are tuned on."""
+    from tfrec.cli.retrieval_stage import retrieval_validation
+    from tfrec.config import load_config
+    from tfrec.evaluation.protocols import PROTOCOLS
+
+    data, split, cat, text, qf = world
+    for name, want in [(None, "ndcg@10"), *((p, PROTOCOLS[p].select_metric) for p in PROTOCOLS)]:
+        cfg = load_config(None, [f"--eval.protocol={name}"] if name else [])
+        v = retrieval_validation(cfg, qf, split.train, split.val, cat, log=lambda *a: None)
+        assert v.select_metric == want, name
+    assert PROTOCOLS["tfrs_tutorial"].select_metric == "hit_rate@100"

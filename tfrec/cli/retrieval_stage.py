@@ -139,19 +139,21 @@ def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log
 def retrieval_validation(config, query_features, fit_part, val_part, catalogue, log=print):
     """The retriever's full-catalogue validation (an early-stopping callback, also what
     the popularity prior is chosen on), as the run's protocol asks its queries."""
-    from tfrec.evaluation.protocols import query_history_for
+    from tfrec.evaluation.protocols import get_protocol, query_history_for
     from tfrec.models.scoring import FullCatalogueValidation
 
+    metric = get_protocol(config.eval.protocol).select_metric if config.eval.protocol else "ndcg@10"
     return FullCatalogueValidation(query_features, fit_part, val_part, catalogue, k=20, log=log,
                                    exclude_seen=validation_excludes_seen(config.eval),
-                                   query_history=query_history_for(config.eval))
+                                   query_history=query_history_for(config.eval), select_metric=metric)
 
 
 def tune_popularity_prior(model, model_cfg, fit_part, validation, log=print):
     """Chooses the popularity prior's (weight, days) among `model.popularity_prior` x
-    `model.popularity_prior_days` by validation NDCG@10 (counts from `fit_part`; of
-    equals, the first in (days, weight) order); without validation the prior stays
-    off. Sets it on `model` and returns {"weight", "days", "trials"}."""
+    `model.popularity_prior_days` by `validation.select_metric` (the run's protocol's
+    selection metric, as the baselines are tuned; NDCG@10 under tfrec's default), counts
+    from `fit_part`; of equals, the first in (days, weight) order. Without validation the
+    prior stays off. Sets it on `model` and returns {"weight", "days", "metric", "trials"}."""
     from tfrec.models.hybrid import recent_counts
 
     weights, days = sorted(set(model_cfg.popularity_prior)), sorted(set(model_cfg.popularity_prior_days))
@@ -161,6 +163,8 @@ def tune_popularity_prior(model, model_cfg, fit_part, validation, log=print):
         return {"weight": 0.0, "days": days[0], "trials": []}
     vectors = validation.vectors(model)
     ids = np.asarray(validation.catalogue.item_ids).astype(str)
+    metric = validation.select_metric
+    key = f"val_{metric}"
     trials, best = [], None
     for n in days:
         item, count = recent_counts(fit_part, n)
@@ -170,15 +174,15 @@ def tune_popularity_prior(model, model_cfg, fit_part, validation, log=print):
                 continue  # the same as (0, days[0])
             res = validation.evaluate(model, item_bias=w * model.temperature * logn, vectors=vectors)
             trials.append({"weight": w, "days": n, "val_ndcg@10": float(res["ndcg@10"]),
-                           f"val_recall@{validation.k}": float(res[f"recall@{validation.k}"])})
-            if best is None or trials[-1]["val_ndcg@10"] > best["val_ndcg@10"]:
+                           f"val_recall@{validation.k}": float(res[f"recall@{validation.k}"]), key: float(res[metric])})
+            if best is None or trials[-1][key] > best[key]:
                 best = trials[-1]
     model.set_popularity_prior(fit_part, best["weight"], best["days"])
-    off = trials[0]["val_ndcg@10"]
+    off = trials[0][key]
     window = f"{best['days']} days" if best["days"] else "all time"
-    log(f"train: popularity prior chosen on validation: weight {best['weight']:g}, {window} "
-        f"(val ndcg@10 {off:.4f} without -> {best['val_ndcg@10']:.4f}; {len(trials)} candidates)")
-    return {"weight": best["weight"], "days": best["days"], "trials": trials}
+    log(f"train: popularity prior chosen on validation {metric}: weight {best['weight']:g}, {window} "
+        f"({off:.4f} without -> {best[key]:.4f}; {len(trials)} candidates)")
+    return {"weight": best["weight"], "days": best["days"], "metric": metric, "trials": trials}
 
 
 def with_popularity_prior(model, *parts):

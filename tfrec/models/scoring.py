@@ -92,6 +92,12 @@ def first_events(catalogue, events: pd.DataFrame) -> pd.DataFrame:
     return first.assign(user_idx=catalogue.user_index(first["user_id"].astype(str))).reset_index(drop=True)
 
 
+def metric_cutoff(metric):
+    """The K of an "@K" metric name ("hit_rate@100" -> 100), None without one ("auc")."""
+    _, at, k = str(metric).partition("@")
+    return int(k) if at and k.isdigit() else None
+
+
 class FullCatalogueValidation(tf.keras.callbacks.Callback):
     """Adds `val_recall@K` / `val_ndcg@10` (full catalogue; train items excluded
     unless the protocol keeps seen items) to the epoch logs, so `EarlyStopping`
@@ -99,10 +105,14 @@ class FullCatalogueValidation(tf.keras.callbacks.Callback):
     event ("before_event"), or at the end of their train profile ("profile")."""
 
     def __init__(self, query_features, train, val, catalogue, k=20, log=print, exclude_seen=True,
-                 query_history="before_event"):
+                 query_history="before_event", select_metric="ndcg@10"):
         super().__init__()
         self.query_features, self.train, self.val, self.catalogue, self.k, self.log = (
             query_features, train, val, catalogue, int(k), log)
+        # What choices made on this validation after training maximise (the popularity prior): the
+        # protocol's selection metric, as for the baselines; `evaluate` computes it too.
+        self.select_metric = str(select_metric)
+        self.ks = tuple(sorted({10, self.k, metric_cutoff(self.select_metric)} - {None}))
         self.train_matrix = catalogue.matrix(train)
         self.val_matrix = catalogue.matrix(val)
         self.users = np.unique(self.val_matrix.nonzero()[0])
@@ -125,7 +135,7 @@ class FullCatalogueValidation(tf.keras.callbacks.Callback):
         scores = embedding_scorer(users, items)
         bias = 0.0 if item_bias is None else np.asarray(item_bias, np.float32)[None, :]
         return evaluate_ranking(lambda u: scores(u) + bias, self.users, self.val_matrix,
-                                exclude=self.train_matrix if self.exclude_seen else None, ks=(10, self.k),
+                                exclude=self.train_matrix if self.exclude_seen else None, ks=self.ks,
                                 return_topk=False).mean()
 
     def vectors(self, model):
