@@ -53,3 +53,32 @@ def write_json(path, obj) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def load_run_folder(doc: str, out_name: str, argv=None):
+    """For a benchmark that reads one `tfrec run` folder: parses `RUN_DIR [--out FILE]`
+    (default bench/results/`out_name`; the description is `doc`'s first line) and loads
+    the run (`tfrec.cli.artifacts.load_run`). Returns (args, run, start time)."""
+    import argparse
+    import time
+
+    from tfrec.cli.artifacts import load_run
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("run_dir")
+    ap.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parent / "results" / out_name))
+    args = ap.parse_args(argv)
+    start = time.time()
+    return args, load_run(args.run_dir, log=print), start
+
+
+def run_result(script: str, args, start: float, **fields) -> dict:
+    """The JSON document of a `load_run_folder` benchmark: what it measured (`fields`),
+    the command that reproduces it, the run folder's name, the seconds and the machine."""
+    import datetime
+    import time
+
+    name = pathlib.Path(args.run_dir).name
+    return {**fields, "timestamp": datetime.datetime.now().isoformat(timespec="seconds"),
+            "command": f"python bench/{script} runs/{name}", "run": name,
+            "seconds": round(time.time() - start, 1), "machine": machine_info()}

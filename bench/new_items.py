@@ -19,18 +19,15 @@ coordinate), so the model is not modified.
 
     .venv/bin/python bench/new_items.py RUN_DIR [--out bench/results/new_items_ml100k.json]
 """
-import argparse
 import dataclasses
-import datetime
 import pathlib
 import sys
-import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import tfrec  # noqa: E402,F401
-from bench._common import machine_info, write_json  # noqa: E402
+from bench._common import load_run_folder, run_result, write_json  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -47,18 +44,11 @@ def new_item_hits(scores, users, items, ks=(20, 50)):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run_dir")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "new_items_ml100k.json"))
-    args = ap.parse_args(argv)
-
-    from tfrec.cli.artifacts import load_run
+    args, run, start = load_run_folder(__doc__, "new_items_ml100k.json", argv)
     from tfrec.evaluation.protocol import evaluate_models
     from tfrec.models.hybrid import recent_counts
     from tfrec.models.scoring import HybridScorer
 
-    start = time.time()
-    run = load_run(args.run_dir, log=print)
     model, split, cat, known = run.model, run.split, run.catalogue, run.known
     if not model.has_popularity_prior:
         raise SystemExit(f"{args.run_dir}: the model has no popularity prior (`model.popularity_prior=0`).")
@@ -109,15 +99,13 @@ def main(argv=None):
         print(f"{name}: NDCG@10 {r['ndcg@10']:.4f} Recall@20 {r['recall@20']:.4f}; new-item events in top 20 / 50: "
               f"{r['new_item_events_in_top'][20]} / {r['new_item_events_in_top'][50]} of {len(new_events)}; "
               f"share of top-10 slots {r['new_item_share_of_top10']:.3f}")
-    doc = {"benchmark": "new items (first interaction in the test period) in the hybrid's full-catalogue lists, "
-                        "ML-100K temporal split",
-           "timestamp": datetime.datetime.now().isoformat(timespec="seconds"),
-           "command": f"python bench/new_items.py runs/{pathlib.Path(args.run_dir).name}",
-           "run": pathlib.Path(args.run_dir).name, "prior": {"weight": w, "days": days},
-           "new_items": int(is_new.sum()), "new_item_test_events": int(len(new_events)),
-           "new_item_test_users": int(new_events["user_id"].nunique()), "test_users": int(test_users.size),
-           "items_arrived_in_last_30_days": int(len(arrived)), "settings": out,
-           "seconds": round(time.time() - start, 1), "machine": machine_info()}
+    doc = run_result("new_items.py", args, start,
+                     benchmark="new items (first interaction in the test period) in the hybrid's full-catalogue "
+                               "lists, ML-100K temporal split",
+                     prior={"weight": w, "days": days}, new_items=int(is_new.sum()),
+                     new_item_test_events=int(len(new_events)),
+                     new_item_test_users=int(new_events["user_id"].nunique()), test_users=int(test_users.size),
+                     items_arrived_in_last_30_days=int(len(arrived)), settings=out)
     write_json(args.out, doc)
     print(f"-> {args.out}")
 

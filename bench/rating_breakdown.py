@@ -12,17 +12,14 @@ Also the RMSE of bias + a x (ranker - bias) for a few a: how much of the learned
 
     .venv/bin/python bench/rating_breakdown.py RUN_DIR [--out bench/results/rating_breakdown_ml100k.json]
 """
-import argparse
-import datetime
 import pathlib
 import sys
-import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import tfrec  # noqa: E402,F401
-from bench._common import machine_info, write_json  # noqa: E402
+from bench._common import load_run_folder, run_result, write_json  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -45,17 +42,10 @@ def breakdown(y, bias, ranker, known_user):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run_dir")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "rating_breakdown_ml100k.json"))
-    args = ap.parse_args(argv)
-
-    from tfrec.cli.artifacts import load_run
+    args, run, start = load_run_folder(__doc__, "rating_breakdown_ml100k.json", argv)
     from tfrec.cli.ranking_stage import ranker_ratings
     from tfrec.evaluation.rating import BiasBaseline, tune_bias
 
-    start = time.time()
-    run = load_run(args.run_dir, log=print)
     if run.ranker is None or run.config.ranking.rating_base != "bias":
         raise SystemExit(f"{args.run_dir}: needs a run with a ranker and `ranking.rating_base=bias`.")
     split, known, qf = run.split, run.known, run.query_features
@@ -77,11 +67,9 @@ def main(argv=None):
                   f"{g['mean_ranker_minus_bias']:+.3f}")
         print(f"{name:10s} bias + a x (ranker - bias): " +
               ", ".join(f"a {a}: {v:.4f}" for a, v in parts[name]["shrunk_residual_rmse"].items()))
-    doc = {"benchmark": "rating RMSE of the ranker vs the user/item-bias model, by user group, ML-100K temporal split",
-           "timestamp": datetime.datetime.now().isoformat(timespec="seconds"),
-           "command": f"python bench/rating_breakdown.py runs/{pathlib.Path(args.run_dir).name}",
-           "run": pathlib.Path(args.run_dir).name, "bias_params": params, **parts,
-           "seconds": round(time.time() - start, 1), "machine": machine_info()}
+    doc = run_result("rating_breakdown.py", args, start,
+                     benchmark="rating RMSE of the ranker vs the user/item-bias model, by user group, ML-100K "
+                               "temporal split", bias_params=params, **parts)
     write_json(args.out, doc)
     print(f"-> {args.out}")
 

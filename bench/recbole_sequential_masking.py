@@ -10,33 +10,23 @@ user's known items (train + validation) excluded. The second number is NOT a pro
     .venv/bin/python bench/recbole_sequential_masking.py RUN_DIR [--out FILE]
     (default FILE: bench/results/recbole_sequential_masking_ml100k.json)
 """
-import argparse
 import dataclasses
-import datetime
 import pathlib
 import sys
-import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import tfrec  # noqa: E402,F401
-from bench._common import machine_info, write_json  # noqa: E402
+from bench._common import load_run_folder, run_result, write_json  # noqa: E402
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run_dir")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "recbole_sequential_masking_ml100k.json"))
-    args = ap.parse_args(argv)
-
-    from tfrec.cli.artifacts import load_run
+    args, run, start = load_run_folder(__doc__, "recbole_sequential_masking_ml100k.json", argv)
     from tfrec.evaluation.protocol import evaluate_models
     from tfrec.evaluation.protocols import get_protocol
     from tfrec.models.scoring import HybridScorer
 
-    start = time.time()
-    run = load_run(args.run_dir, log=print)
     if run.config.eval.protocol != "recbole_sequential":
         raise SystemExit(f"{args.run_dir}: not a `--eval.protocol=recbole_sequential` run.")
     cfg = dataclasses.replace(run.config.eval, baselines=[])
@@ -53,13 +43,10 @@ def main(argv=None):
         print(f"{name}: NDCG@10 {out[name]['ndcg@10']:.4f}  Hit@10 {out[name]['hit_rate@10']:.4f}  "
               f"MRR@10 {out[name]['mrr@10']:.4f}")
     info = run.model.popularity_prior if run.model.has_popularity_prior else None
-    doc = {"benchmark": "recbole_sequential: the hybrid with and without its already-seen items in the ranking",
-           "timestamp": datetime.datetime.now().isoformat(timespec="seconds"),
-           "command": f"python bench/recbole_sequential_masking.py runs/{pathlib.Path(args.run_dir).name}",
-           "run": pathlib.Path(args.run_dir).name, "popularity_prior": info,
-           "targets": {"ndcg@10": 0.08, "hit_rate@10": 0.16},
-           "anchor": "RecBole GRU4Rec (not masked): NDCG@10 0.0513, Hit@10 0.1103", "results": out,
-           "seconds": round(time.time() - start, 1), "machine": machine_info()}
+    doc = run_result("recbole_sequential_masking.py", args, start,
+                     benchmark="recbole_sequential: the hybrid with and without its already-seen items in the ranking",
+                     popularity_prior=info, targets={"ndcg@10": 0.08, "hit_rate@10": 0.16},
+                     anchor="RecBole GRU4Rec (not masked): NDCG@10 0.0513, Hit@10 0.1103", results=out)
     write_json(args.out, doc)
     print(f"-> {args.out}")
 
