@@ -1,11 +1,14 @@
 """Helpers every benchmark script shares: what machine a result came from, and an
 atomic JSON write (a reader never sees a half-written results file)."""
+import argparse
+import datetime
 import importlib.metadata
 import json
 import os
 import pathlib
 import platform
 import tempfile
+import time
 
 DEFAULT_PACKAGES = ("tensorflow", "tensorflow-recommenders", "numpy", "pandas")
 
@@ -59,9 +62,6 @@ def load_run_folder(doc: str, out_name: str, argv=None):
     """For a benchmark that reads one `tfrec run` folder: parses `RUN_DIR [--out FILE]`
     (default bench/results/`out_name`; the description is `doc`'s first line) and loads
     the run (`tfrec.cli.artifacts.load_run`). Returns (args, run, start time)."""
-    import argparse
-    import time
-
     from tfrec.cli.artifacts import load_run
 
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
@@ -75,9 +75,6 @@ def load_run_folder(doc: str, out_name: str, argv=None):
 def run_result(script: str, args, start: float, **fields) -> dict:
     """The JSON document of a `load_run_folder` benchmark: what it measured (`fields`),
     the command that reproduces it, the run folder's name, the seconds and the machine."""
-    import datetime
-    import time
-
     name = pathlib.Path(args.run_dir).name
     return {**fields, "timestamp": datetime.datetime.now().isoformat(timespec="seconds"),
             "command": f"python bench/{script} runs/{name}", "run": name,

@@ -111,10 +111,13 @@ def test_bad_prior_config_is_explained(kw, message):
         ModelConfig(**kw)
 
 
-def test_metric_cutoff_reads_the_k_of_a_metric_name():
-    from tfrec.models.scoring import metric_cutoff
+def test_validation_computes_its_selection_metric_at_its_cutoff(world):
+    from tfrec.models.scoring import FullCatalogueValidation
 
-    assert [metric_cutoff(m) for m in ("hit_rate@100", "mrr@10", "ndcg@10", "auc", "mrr")] == [100, 10, 10, None, None]
+    data, split, cat, text, qf = world
+    for metric, ks in [("ndcg@10", (10, 20)), ("hit_rate@100", (10, 20, 100)), ("mrr@10", (10, 20)), ("auc", (10, 20))]:
+        v = FullCatalogueValidation(qf, split.train, split.val, cat, k=20, log=lambda *a: None, select_metric=metric)
+        assert v.ks == ks, metric
 
 
 def test_run_validation_selects_on_the_protocols_metric(world):

@@ -92,12 +92,6 @@ def first_events(catalogue, events: pd.DataFrame) -> pd.DataFrame:
     return first.assign(user_idx=catalogue.user_index(first["user_id"].astype(str))).reset_index(drop=True)
 
 
-def metric_cutoff(metric):
-    """The K of an "@K" metric name ("hit_rate@100" -> 100), None without one ("auc")."""
-    _, at, k = str(metric).partition("@")
-    return int(k) if at and k.isdigit() else None
-
-
 class FullCatalogueValidation(tf.keras.callbacks.Callback):
     """Adds `val_recall@K` / `val_ndcg@10` (full catalogue; train items excluded
     unless the protocol keeps seen items) to the epoch logs, so `EarlyStopping`
@@ -106,6 +100,8 @@ class FullCatalogueValidation(tf.keras.callbacks.Callback):
 
     def __init__(self, query_features, train, val, catalogue, k=20, log=print, exclude_seen=True,
                  query_history="before_event", select_metric="ndcg@10"):
+        from tfrec.evaluation.tuning import metric_cutoff
+
         super().__init__()
         self.query_features, self.train, self.val, self.catalogue, self.k, self.log = (
             query_features, train, val, catalogue, int(k), log)
