@@ -1,5 +1,6 @@
-"""Helpers every benchmark script shares: what machine a result came from, and an
-atomic JSON write (a reader never sees a half-written results file)."""
+"""Helpers the benchmark scripts share: what machine a result came from, an atomic JSON
+write (a reader never sees a half-written results file), and the argument parsing and
+result header of the benchmarks that read one `tfrec run` folder."""
 import argparse
 import datetime
 import importlib.metadata
