@@ -139,10 +139,10 @@ def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log
 def retrieval_validation(config, query_features, fit_part, val_part, catalogue, log=print):
     """The retriever's full-catalogue validation (an early-stopping callback, also what
     the popularity prior is chosen on), as the run's protocol asks its queries."""
-    from tfrec.evaluation.protocols import get_protocol, query_history_for
+    from tfrec.evaluation.protocols import SELECT_METRIC, get_protocol, query_history_for
     from tfrec.models.scoring import FullCatalogueValidation
 
-    metric = get_protocol(config.eval.protocol).select_metric if config.eval.protocol else "ndcg@10"
+    metric = get_protocol(config.eval.protocol).select_metric if config.eval.protocol else SELECT_METRIC
     return FullCatalogueValidation(query_features, fit_part, val_part, catalogue, k=20, log=log,
                                    exclude_seen=validation_excludes_seen(config.eval),
                                    query_history=query_history_for(config.eval), select_metric=metric)

@@ -40,7 +40,6 @@ from tfrec.evaluation.stats import bootstrap_ci, cluster_bootstrap, cluster_pair
 from tfrec.evaluation.tuning import baseline_scorer, tune
 
 HEADLINE = ("ndcg@10", "recall@10", "recall@20", "hit_rate@10", "precision@10", "map@10", "mrr", "auc")
-SELECT_METRIC = "ndcg@10"
 
 
 def _scorer(model):

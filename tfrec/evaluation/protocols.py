@@ -92,6 +92,10 @@ from tfrec.evaluation.queries import (  # noqa: F401
 PARTS = ("train", "val")
 
 
+# What tuning maximises on validation unless a protocol names another (tfrec's default protocol).
+SELECT_METRIC = "ndcg@10"
+
+
 @dataclasses.dataclass(frozen=True)
 class Protocol:
     """One evaluation protocol: split, query unit, exclusions, known history, metrics.
@@ -137,7 +141,7 @@ class Protocol:
     exclude: tuple
     metrics: tuple
     ks: tuple
-    select_metric: str = "ndcg@10"
+    select_metric: str = SELECT_METRIC
     tune_on: str = "val"
     slice_fraction: float = 0.1
     slice_seed: int = 42
