@@ -40,7 +40,8 @@ import tfrec  # noqa: E402,F401
 
 VARIANTS = {  # the first six fixed before any number; dropout_0.8, dropout_1.0 and text_only
     # were added after validation favoured more dropout
-    "default": ["--model.content_loss_weight=0.0"],  # the defaults before this benchmark (pinned)
+    # the defaults before this benchmark (pinned; cold neighbours, session 9, pinned off)
+    "default": ["--model.content_loss_weight=0.0", "--model.cold_neighbours=0"],
     "dropout_0.5": ["--model.id_dropout=0.5"],
     "content_0.5": ["--model.content_loss_weight=0.5"],
     "content_1.0": ["--model.content_loss_weight=1.0"],
@@ -53,12 +54,19 @@ VARIANTS = {  # the first six fixed before any number; dropout_0.8, dropout_1.0 
     # the whole known profile TF-IDF folds in (median 50 known items per cold user)
     "history_50": ["--model.content_loss_weight=0.0", "--data.history_length=50"],
     "content_2.0+history_50": ["--model.content_loss_weight=2.0", "--data.history_length=50"],
+    # session 9: cold items mixed with their 50 nearest trained items (`tfrec.models.cold_neighbours`); its
+    # settings were chosen on validation-cold items by a grid over the trained default's vectors (README)
+    "neighbours": ["--model.content_loss_weight=0.0", "--model.cold_neighbours=50",
+                   "--model.cold_neighbour_settings=0.1,0.5,0.0"],
 }
 OUT = ROOT / "bench" / "results" / "cold_start_ml100k.json"
 
 
 def _config(flags, epochs, kind):
     from tfrec.config import load_config
+
+    if not any(f.startswith("--model.cold_neighbours=") for f in flags):
+        flags = [*flags, "--model.cold_neighbours=0"]  # variants measured before session 9 ran without it
 
     return load_config(None, [f"--train.epochs={epochs}", "--train.verbose=0", f"--split.kind={kind}",
                               "--export.enabled=false", "--ranking.enabled=false", *flags])

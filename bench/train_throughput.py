@@ -16,6 +16,8 @@ Models (embedding size 64 everywhere):
                         default: a table lookup costs the same whatever it holds);
   hybrid_<ablation>     the same with parts switched off through `ModelConfig`, to show
                         where the time goes;
+  hybrid_string_ids     hybrid_full fed item ids as strings (`item_id`, `history`), as before
+                        `tfrec.models.hybrid.catalogue_rows` (session 9): the same loss;
   hybrid_previous       hybrid_full with the training step as it was before the exact
                         rewrites now in the library (subclassed here): string-hash ids for the
                         accidental-hit mask, one gather then slices, TFRS's dense softmax, and
@@ -191,7 +193,10 @@ def _build_models(names, config, data, catalogue, qf, feats, text):
     def ds(f):
         return make_dataset(f, BATCH, seed=t.seed, shuffle_buffer=t.shuffle_buffer, drop_remainder=True)
 
-    hybrid_ds = ds(feats)
+    from tfrec.models.hybrid import catalogue_rows
+
+    hybrid_ds = ds(catalogue_rows(feats, catalogue.item_ids))  # as `train_hybrid` feeds it
+    hybrid_string_ds = ds(feats)  # item ids as strings (hybrid_previous, hybrid_string_ids)
     string_ds = ds({"user_id": feats["user_id"], "item_id": feats["item_id"]})
     models = {}
     for name in names:
@@ -207,6 +212,8 @@ def _build_models(names, config, data, catalogue, qf, feats, text):
             models[name] = (model, string_ds)
             continue
         overrides = ABLATIONS.get(name, {})
+        if name == "hybrid_string_ids":
+            overrides = {}
         model_cfg = dataclasses.replace(config.model, embedding_dim=DIM, **overrides)
         strategy = make_strategy("mirrored") if name == "hybrid_mirrored" else tf.distribute.get_strategy()
         with strategy.scope():
@@ -217,26 +224,28 @@ def _build_models(names, config, data, catalogue, qf, feats, text):
                 if model_cfg.sequence == "mean":
                     model.query_tower.encoder.__class__ = ProjectThenMeanEncoder
             model.compile(optimizer=make_optimizer(t.optimizer, t.learning_rate))
-        models[name] = (model, hybrid_ds)
+        models[name] = (model, hybrid_string_ds if name in ("hybrid_previous", "hybrid_string_ids") else hybrid_ds)
     return models
 
 
 def _check_exactness(config, data, catalogue, qf, feats, text):
     """|loss difference| on one fixed batch between the library's compute_loss and the previous one."""
     from tfrec.models.factory import build_hybrid
-    from tfrec.models.hybrid import HybridRetrieval
+    from tfrec.models.hybrid import HybridRetrieval, catalogue_rows
     from tfrec.models.sequence_encoder import SequenceEncoder
 
     PreviousHybrid, ProjectThenMeanEncoder = _previous_classes()
     model = build_hybrid(config.model, catalogue, data.items, text, qf, seed=0)
     batch = {k: tf.constant(v[:BATCH]) for k, v in feats.items()}
     library = float(HybridRetrieval.compute_loss(model, batch, training=False))
+    rows = {k: tf.constant(v[:BATCH]) for k, v in catalogue_rows(feats, catalogue.item_ids).items()}
+    library_rows = float(HybridRetrieval.compute_loss(model, rows, training=False))
     model.query_tower.encoder.__class__ = ProjectThenMeanEncoder
     PreviousHybrid.attach(model)
     previous = float(PreviousHybrid.compute_loss(model, batch, training=False))
     model.query_tower.encoder.__class__ = SequenceEncoder
-    return {"loss_library": library, "loss_previous": previous, "abs_difference": abs(library - previous),
-            "relative_difference": abs(library - previous) / abs(previous)}
+    return {"loss_library": library, "loss_library_catalogue_rows": library_rows, "loss_previous": previous,
+            "abs_difference": abs(library - previous), "relative_difference": abs(library - previous) / abs(previous)}
 
 
 def _pipeline_epoch(ds):
@@ -302,7 +311,7 @@ def main(argv=None):
 
     config, data, catalogue, qf, feats, text = _data(args.text)
     ablations = QUICK_ABLATIONS if args.quick else tuple(ABLATIONS)
-    names = ("tutorial", "tutorial_string_ids") + ablations + ("hybrid_previous",)
+    names = ("tutorial", "tutorial_string_ids") + ablations + ("hybrid_string_ids", "hybrid_previous")
     if not args.quick:
         names += ("hybrid_mirrored",)
     check = _check_exactness(config, data, catalogue, qf, feats, text)
@@ -312,6 +321,7 @@ def main(argv=None):
     examples = steps * BATCH
 
     pipeline = {"hybrid_columns": min(_pipeline_epoch(models["hybrid_full"][1]) for _ in range(2)),
+                "hybrid_string_columns": min(_pipeline_epoch(models["hybrid_string_ids"][1]) for _ in range(2)),
                 "tutorial_columns": min(_pipeline_epoch(models["tutorial"][1]) for _ in range(2))}
     warmup = {}
     for name, (model, ds) in models.items():
@@ -383,6 +393,8 @@ def main(argv=None):
                                                                  ["seconds_per_epoch"], 2),
                     "ratio_hybrid_previous_to_tutorial": round(previous / tutorial, 2),
                     "speedup_hybrid_full_vs_previous": round(previous / full, 2),
+                    "speedup_catalogue_rows_vs_string_ids": round(
+                        variants["hybrid_string_ids"]["seconds_per_epoch"] / full, 2),
                     "target_ratio_max": TARGET_RATIO, "target_met": full / tutorial <= TARGET_RATIO},
         "breakdown_vs_hybrid_full": breakdown,
         "exactness_check": check,
@@ -395,6 +407,9 @@ def main(argv=None):
                   "per distinct candidate with log-multiplicity logits and a sparse softmax (no [batch, batch] "
                   "one-hot, equality mask or duplicate columns); without use_history (and history negatives) the "
                   "history ids skip the item tower. exactness_check compares the losses on one fixed batch.",
+                  "Session 9: `tfrec run` feeds the hybrid item ids as rows of its catalogue lookup "
+                  "(`tfrec.models.hybrid.catalogue_rows`), so the input pipeline gathers int32 instead of strings "
+                  "and the step de-duplicates integers; hybrid_string_ids is the same model fed strings.",
                   "profile op times are summed over the executor threads (2 cores), so they exceed wall time, "
                   "and include time an op waited for a core taken by another process.",
                   "tf.data autotune quirk: destroying an iterator of make_dataset's pipeline waits for the "

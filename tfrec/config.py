@@ -100,6 +100,9 @@ class ModelConfig:
     # (w, N) pair chosen on validation after training from these candidates; (0,) = off. README, "popularity prior".
     popularity_prior: Tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
     popularity_prior_days: Tuple[int, ...] = (7, 14, 30, 0)  # 0 = all time
+    # Items without a trained id: mixed with their K nearest trained items' vectors (0 = off); see cold_neighbours.py
+    cold_neighbours: int = 0
+    cold_neighbour_settings: Tuple[float, ...] = (0.1, 0.5, 0.0)  # softmax temperature, category weight, own share
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
@@ -115,7 +118,8 @@ class ModelConfig:
         for name in ("id_dropout", "user_id_dropout"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"`model.{name}` must be in [0, 1], got {getattr(self, name)}.")
-        _check_at_least("model", self, ["num_random_negatives", "history_negatives", "content_loss_weight"], 0,
+        _check_at_least("model", self, ["num_random_negatives", "history_negatives", "content_loss_weight",
+                                        "cold_neighbours"], 0,
                         note=" (0 = off)")
         if self.content_loss_weight > 0 and not self.use_id:
             raise ConfigError("`model.content_loss_weight` > 0 needs `model.use_id=true`: without ids the main loss "
@@ -310,14 +314,10 @@ def _coerce(value, tp, where: str):
         return tuple(_coerce(v, args[0], where) for v in value)
     try:
         if tp is bool:
-            if isinstance(value, str):
-                low = value.strip().lower()
-                if low in ("1", "true", "yes", "on"):
-                    return True
-                if low in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
-            if isinstance(value, (bool, int)):
+            low = value.strip().lower() if isinstance(value, str) else None
+            if low in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                return low in ("1", "true", "yes", "on")
+            if isinstance(value, (bool, int)) and low is None:
                 return bool(value)
             raise ValueError(value)
         if tp is int:

@@ -250,3 +250,36 @@ def test_top_n_finetuning_trains_under_mirrored_strategy_on_two_logical_devices(
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "REPLICAS 2 MIRRORED MirroredVariable TOP True LOW False FINITE True" in r.stdout
+
+
+@pytest.mark.parametrize("kw", [{}, {"remove_accidental_hits": False}, {"use_history": False}, {"sequence": "gru"},
+                                {"sequence": "sasrec"}, {"history_negatives": 1.0},
+                                {"num_random_negatives": 16, "content_loss_weight": 0.5}])
+def test_catalogue_rows_give_the_string_batches_loss(small, kw):
+    """`catalogue_rows` batches (int rows of the lookup) must train the same loss as the
+    string-id batches: same distinct items, same order, same masks."""
+    from tfrec.models.hybrid import catalogue_rows
+
+    data, cat, qf, feats, text = small
+    model = _build(small, **kw)
+    strings = {k: v[:128] for k, v in feats.items()}
+    rows = catalogue_rows(strings, cat.item_ids)
+    assert "item_id" not in rows and rows["history_row"].dtype == np.int32
+    # Independent mapping: padding -> the unknown row (one past the catalogue), ids -> their position.
+    position = {str(x): i for i, x in enumerate(cat.item_ids)}
+    want_rows = [[position.get(x, len(position)) if x else len(position) for x in h] for h in strings["history"]]
+    assert rows["history_row"].tolist() == want_rows
+    assert (strings["history"] == "").any()  # padding is exercised
+    losses = []
+    for batch in (strings, rows):
+        tf.keras.utils.set_random_seed(3)  # the same random negatives for both
+        losses.append(float(model.compute_loss({k: tf.constant(v) for k, v in batch.items()})))
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6)
+
+
+def test_catalogue_rows_leave_batches_with_unknown_ids_as_strings(small):
+    from tfrec.models.hybrid import catalogue_rows
+
+    feats = {k: v[:4].copy() for k, v in small[3].items()}
+    feats["history"][0, 0] = "not-in-the-catalogue"
+    assert catalogue_rows(feats, small[1].item_ids) is feats

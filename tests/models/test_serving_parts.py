@@ -77,3 +77,47 @@ def test_scorer_uses_a_given_history_exactly_like_a_built_one(parts):
     given = ev.assign(history=[[h for h in row if h] for row in hist])  # unpadded, as protocols give it
     np.testing.assert_allclose(scorer.query_embeddings(given), built, atol=1e-6)
     assert scorer.score_queries(given).shape == (6, len(data.items))
+
+
+def test_encode_items_places_new_items_through_their_nearest_trained_items(parts):
+    """With `set_cold_neighbours`, a new item sent to `encode_items` gets the mixed vector
+    the model gives an untrained catalogue item with the same text and attributes."""
+    data, _, _, qf, model, enc, _ = parts
+    items = data.items.iloc[:4]
+    new_ids = [f"new-{i}" for i in range(len(items))]
+    plain = hybrid_serving_parts(model, qf, data.items, enc)[2]
+    model.set_cold_neighbours(k=5, temperature=0.1, category_weight=0.5, content_weight=0.0)
+    try:
+        _, _, item_encoder, item_spec = hybrid_serving_parts(model, qf, data.items, enc)
+        raw = {}
+        for name, spec in item_spec.items():
+            col = pd.Series(new_ids) if name == "item_id" else items[name]
+            raw[name] = tf.constant(col.astype(str).tolist() if spec.dtype == tf.string
+                                    else col.astype(np.float32).to_numpy())
+        got = item_encoder(raw).numpy()[:, :model.item_tower.output_dim]  # (the prior's column: 0 for new items)
+        # The same items through the catalogue lookup, ids unknown to the tower (OOV).
+        ids = tf.constant(items["item_id"].astype(str).tolist())
+        feats = {**model.lookup(ids), "item_id": tf.constant(new_ids)}
+        own = model.item_tower(feats)
+        want = model.cold_neighbours(model.item_tower, tf.constant(new_ids), feats, own).numpy()
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        assert not np.allclose(got, plain(raw).numpy()[:, :got.shape[1]], atol=1e-3)  # the mix is applied
+        trained = model.item_vectors(ids).numpy()  # catalogue items keep their own vectors
+        np.testing.assert_allclose(trained, model.item_tower({**model.lookup(ids), "item_id": ids}).numpy(),
+                                   atol=1e-6)
+    finally:
+        model.set_cold_neighbours()
+
+
+def test_with_cold_neighbours_follows_the_config_and_skips_what_it_cannot_place(parts):
+    from tfrec.cli.retrieval_stage import with_cold_neighbours
+
+    model = parts[4]
+    lines = []
+    try:
+        with_cold_neighbours(model, ModelConfig(), lines.append)  # default: off
+        assert model.cold_neighbours is None and not lines
+        with_cold_neighbours(model, ModelConfig(cold_neighbours=7), lines.append)
+        assert model.cold_neighbours.k == 7 and "nearest trained items" in lines[-1]
+    finally:
+        model.set_cold_neighbours()

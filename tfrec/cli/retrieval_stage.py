@@ -101,6 +101,7 @@ def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log
     from tfrec.evaluation.protocols import query_history_for
     from tfrec.features.query_features import QueryFeatures
     from tfrec.models.factory import build_hybrid
+    from tfrec.models.hybrid import catalogue_rows
 
     t = config.train
     qf = QueryFeatures.fit(split.train, data.users, config.data.history_length)
@@ -115,6 +116,8 @@ def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log
         feats["timestamp"] = profile_times(fit_part["user_id"], fit_part)
         log(f"train: profile queries (history: the user's latest {qf.history_length} other train items)")
     feats["item_id"] = fit_part["item_id"].astype(str).to_numpy(dtype=object)
+    # Item ids as rows of the model's catalogue lookup: the same loss, integer work per step.
+    feats = catalogue_rows(feats, catalogue.item_ids)
     # Full batches only: a ragged last batch would also shrink the in-batch negatives.
     ds = make_dataset(feats, t.batch_size, seed=t.seed, shuffle_buffer=t.shuffle_buffer, drop_remainder=True)
     callbacks = []
@@ -130,10 +133,30 @@ def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log
         best = max(validation.history, key=lambda h: h["val_recall@20"])
         log(f"train: best validation recall@20 {best['val_recall@20']:.4f} at epoch {best['epoch']} (weights restored)")
         history["validation"] = validation.history
+    with_cold_neighbours(model, config.model, log)  # before the prior is chosen: the vectors it is chosen with
     if model.has_popularity_prior:
         history["popularity_prior"] = tune_popularity_prior(model, config.model, fit_part, validation, log)
         with_popularity_prior(model, split.train, split.val)  # test and serving: everything known
     return model, history, secs, qf
+
+
+def with_cold_neighbours(model, model_cfg, log=print):
+    """Items without a trained id get mixed with their nearest trained items (`model.cold_neighbours`);
+    skipped, with a log line, where the model cannot (fine-tuned text, no item ids)."""
+    from tfrec.errors import ConfigError
+    from tfrec.models.cold_neighbours import neighbour_settings
+
+    settings = neighbour_settings(model_cfg)
+    if settings is None:
+        return
+    try:
+        model.set_cold_neighbours(**settings)
+    except ConfigError as e:
+        log(f"cold items: tower vectors only ({e})")
+        return
+    n = len(model.lookup.item_ids) - len(set(model.lookup.item_ids) & set(model.item_tower.item_vocabulary))
+    log(f"cold items: {n} catalogue items without a trained id are placed by their {settings['k']} nearest trained "
+        "items")
 
 
 def retrieval_validation(config, query_features, fit_part, val_part, catalogue, log=print):
@@ -202,6 +225,7 @@ def train_joint(config: RunConfig, data, split, catalogue, text_embeddings, log=
     qf = QueryFeatures.fit(split.train, data.users, config.data.history_length)
     ranker, info = train_ranker(config, data, split, catalogue, text_embeddings, None, qf, log, log_dir)
     history = {"validation": info["validation"]}
+    with_cold_neighbours(ranker.retrieval, config.model, log)
     if ranker.retrieval.has_popularity_prior:
         fit_part, val_part = early_stopping_parts(split, config.train.early_stopping_patience, config.train.seed,
                                                   log, "train")

@@ -66,6 +66,7 @@ class HybridRetrieval(tfrs.Model):
                  content_loss_weight=0.0, popularity_prior=False, **kwargs):
         super().__init__(**kwargs)
         self.popularity_prior = (0.0, 14)  # (w, N days), see `set_popularity_prior`
+        self.cold_neighbours = None  # `set_cold_neighbours`: how items without a trained id are placed
         self._prior = None  # item id -> T * w * log(1 + recent count); unknown ids 0
         if popularity_prior:
             self._prior = tf.lookup.experimental.MutableHashTable(tf.string, tf.float32, 0.0,
@@ -144,11 +145,24 @@ class HybridRetrieval(tfrs.Model):
             return q
         return tf.concat([q, tf.ones_like(q[:, :1])], axis=-1)
 
+    def set_cold_neighbours(self, **settings):
+        """Items without a trained id get their vectors mixed with their nearest trained
+        items' (`tfrec.models.cold_neighbours.ColdNeighbours`; its keyword arguments).
+        A snapshot of the trained items: call it after training. No arguments: off."""
+        from tfrec.models import scoring
+        from tfrec.models.cold_neighbours import ColdNeighbours
+
+        self.cold_neighbours = ColdNeighbours(self, **settings) if settings else None
+        scoring._FUNCTIONS.pop(self, None)  # functions traced before captured the previous placement
+
     def item_vectors(self, item_ids, training=False):
-        """The item tower's vectors of item ids of any shape [...] -> [..., d], one tower pass per distinct id."""
+        """The item tower's vectors of item ids of any shape [...] -> [..., d], one tower pass per distinct id
+        (items without a trained id: mixed with their neighbours', see `set_cold_neighbours`)."""
         flat = tf.reshape(item_ids, [-1])
         uniq, idx = tf.unique(flat)
         emb = self._tower_on_ids(uniq, training)  # (n_unique, d)
+        if self.cold_neighbours is not None:
+            emb = self.cold_neighbours(self.item_tower, uniq, self.lookup(uniq), emb)
         out = tf.gather(emb, idx)
         d = self.item_tower.output_dim  # static, so downstream Dense layers know their input size
         return tf.reshape(out, tf.concat([tf.shape(item_ids), [d]], axis=0))
@@ -162,33 +176,49 @@ class HybridRetrieval(tfrs.Model):
         return self.item_tower(feats, training=training, with_content=with_content)
 
     # -- query side --------------------------------------------------------------
-    def query_vector(self, features, training=False, history_vectors=None):
-        """The query tower's vectors [b, d]; `history_vectors` [b, N, d] from `item_vectors`."""
-        history = features["history"]  # (batch, N) item ids, "" = padding
-        if history_vectors is None and self.query_tower.use_history:
-            history_vectors = self.item_vectors(history, training=training)  # (batch, N, d)
-        return self.query_tower(features, history_vectors, tf.not_equal(history, ""), training=training)
+    def query_vector(self, features, training=False, history_vectors=None, history_mask=None):
+        """The query tower's vectors [b, d]; `history_vectors` [b, N, d] from `item_vectors`
+        and their `history_mask` [b, N] (default: the `history` ids that are not "")."""
+        if history_mask is None:
+            history = features["history"]  # (batch, N) item ids, "" = padding
+            history_mask = tf.not_equal(history, "")
+            if history_vectors is None and self.query_tower.use_history:
+                history_vectors = self.item_vectors(history, training=training)  # (batch, N, d)
+        return self.query_tower(features, history_vectors, history_mask, training=training)
 
     def call(self, features, training=False):
         return self.query_embedding(features, training=training)
 
     # -- training ----------------------------------------------------------------
     def compute_loss(self, features, training=False):
-        cand_ids = features["item_id"]  # (batch,)
-        history = features["history"]  # (batch, N)
-        batch = tf.shape(cand_ids)[0]
+        # Batches carry item ids as strings (`item_id`, `history`) or as rows of the
+        # catalogue lookup (`item_row`, `history_row`, from `catalogue_rows`): the same
+        # loss, but the input pipeline gathers and the step de-duplicates integers.
+        rows = "item_row" in features
+        if rows:
+            row_ids = tf.constant(self.lookup.item_ids + [""])  # row -> id; the unknown row -> ""
+            cand_key, history = features["item_row"], features["history_row"]  # (batch,), (batch, N)
+            hist_valid = tf.not_equal(history, len(self.lookup.item_ids))
+        else:
+            cand_key, history = features["item_id"], features["history"]
+            hist_valid = tf.not_equal(history, "")
+        batch = tf.shape(cand_key)[0]
         n_hist = tf.size(history)
         # History items only enter the loss through the history encoder or the
         # history-negative loss; without both, the tower never sees them.
         need_history = self.query_tower.use_history or self.history_negatives > 0
-        all_ids = [cand_ids]
+        all_keys = [cand_key]
         if need_history:
-            all_ids.append(tf.reshape(history, [-1]))
+            all_keys.append(tf.reshape(history, [-1]))
         if self.num_random_negatives:
             neg = tf.random.uniform([self.num_random_negatives], 0, tf.shape(self._negative_pool)[0],
                                     dtype=tf.int32, seed=self.seed)
-            all_ids.append(tf.gather(self._negative_pool, neg))
-        uniq, idx = tf.unique(tf.concat(all_ids, axis=0))  # idx: (batch [+ batch*N] [+ M],) into uniq
+            neg = tf.gather(self._negative_pool, neg)
+            all_keys.append(tf.cast(self.lookup.table.lookup(neg), cand_key.dtype) if rows else neg)
+        # Ids and rows correspond one to one, so both give the same distinct items in the same order.
+        uniq, idx = tf.unique(tf.concat(all_keys, axis=0))  # idx: (batch [+ batch*N] [+ M],) into uniq
+        if rows:
+            uniq = tf.gather(row_ids, uniq)
         content_emb = None
         if self.content_loss_weight > 0:  # (n_unique, d) each
             unique_emb, content_emb = self._tower_on_ids(uniq, training, with_content=True)
@@ -201,12 +231,14 @@ class HybridRetrieval(tfrs.Model):
         cand_idx = idx[:batch]  # (batch,) same item <=> same index
         hist = None
         if need_history and self._pooled_history:
-            query = self._query_from_pooled_history(features, unique_emb, idx[batch:batch + n_hist], training)
+            query = self._query_from_pooled_history(features, unique_emb, idx[batch:batch + n_hist], hist_valid,
+                                                    training)
         else:
             if need_history:
                 hist = tf.reshape(tf.gather(unique_emb, idx[batch:batch + n_hist]),
                                   tf.concat([tf.shape(history), [d]], axis=0))  # (batch, N, d)
-            query = self.query_vector(features, training=training, history_vectors=hist)  # (batch, d)
+            query = self.query_vector(features, training=training, history_vectors=hist,
+                                      history_mask=hist_valid)  # (batch, d)
         log_prob_unique = tf.clip_by_value(self._logq_table.lookup(uniq), _LOG_MIN_PROB, 0.0) if self.logq else None
         loss = self._retrieval_loss(query, unique_emb, idx, cand_idx, log_prob_unique)
         if content_emb is not None:
@@ -214,7 +246,8 @@ class HybridRetrieval(tfrs.Model):
                                                                     log_prob_unique)
         if self.history_negatives > 0:
             loss += self.history_negatives * self._history_negative_loss(
-                query, tf.gather(unique_emb, cand_idx), hist, history, cand_ids)
+                query, tf.gather(unique_emb, cand_idx), hist, history, cand_key,
+                padding=len(self.lookup.item_ids) if rows else "")
         self.loss_tracker.update_state(loss)
         return loss
 
@@ -239,18 +272,17 @@ class HybridRetrieval(tfrs.Model):
         qt = self.query_tower
         return qt.use_history and qt.sequence == "mean" and self.history_negatives == 0
 
-    def _query_from_pooled_history(self, features, unique_emb, hist_idx, training):
+    def _query_from_pooled_history(self, features, unique_emb, hist_idx, hist_valid, training):
         """Query embeddings with the masked mean of the history computed by one fused
         sparse op over the distinct items' embeddings (no [batch, N, d] tensor and no
         gradient of that size); handed to the mean encoder as a length-1 history,
         whose mean is itself: the same result as encoding the full history."""
-        history = features["history"]  # (batch, N)
-        batch, n = tf.shape(history)[0], tf.shape(history)[1]
-        valid = tf.reshape(tf.not_equal(history, ""), [-1])  # (batch * N,)
+        batch, n = tf.shape(hist_valid)[0], tf.shape(hist_valid)[1]  # hist_valid: (batch, N), False = padding
+        valid = tf.reshape(hist_valid, [-1])  # (batch * N,)
         rows = tf.range(batch * n) // n  # sorted segment ids
         pooled = tf.sparse.segment_mean(unique_emb, tf.boolean_mask(hist_idx, valid),
                                              tf.boolean_mask(rows, valid), num_segments=batch)  # (batch, d)
-        has_any = tf.reduce_any(tf.not_equal(history, ""), axis=1, keepdims=True)  # (batch, 1)
+        has_any = tf.reduce_any(hist_valid, axis=1, keepdims=True)  # (batch, 1)
         return self.query_tower(features, pooled[:, None, :], has_any, training=training)
 
     def _distinct_candidate_loss(self, query, unique_emb, cand_idx, log_prob_unique):
@@ -275,15 +307,37 @@ class HybridRetrieval(tfrs.Model):
             loss += tf.reduce_sum(tf.gather(log_n, pos))
         return loss
 
-    def _history_negative_loss(self, query, positive, hist, history_ids, positive_ids):
-        """Sum over the batch of -log softmax(positive | positive + own history items)."""
+    def _history_negative_loss(self, query, positive, hist, history_keys, positive_keys, padding=""):
+        """Sum over the batch of -log softmax(positive | positive + own history items);
+        keys: item ids (or catalogue rows), `padding` the history's padding key."""
         pos = tf.reduce_sum(query * positive, axis=-1, keepdims=True) / self.temperature  # (batch, 1)
         neg = tf.einsum("bd,bnd->bn", query, hist) / self.temperature  # (batch, N)
         # Padding and re-consumptions of the positive itself are not negatives.
-        valid = tf.not_equal(history_ids, "") & tf.not_equal(history_ids, positive_ids[:, None])
+        valid = tf.not_equal(history_keys, padding) & tf.not_equal(history_keys, positive_keys[:, None])
         neg = tf.where(valid, neg, tf.fill(tf.shape(neg), -1e9))
         logits = tf.concat([pos, neg], axis=1)  # (batch, 1 + N)
         return tf.reduce_sum(tf.reduce_logsumexp(logits, axis=1) - pos[:, 0])
+
+
+def catalogue_rows(features, item_ids):
+    """Training features for `HybridRetrieval` with item ids given as rows of its
+    catalogue lookup (built from `item_ids`): `item_id` [n] -> `item_row` int32 and
+    `history` [n, N] -> `history_row` int32, "" padding -> len(item_ids) (the lookup's
+    unknown row). The loss is the same (tested); the input pipeline then gathers, and
+    the training step de-duplicates, integers instead of strings. Features with an id
+    outside `item_ids` are returned unchanged (the string path embeds unknown ids)."""
+    import pandas as pd
+
+    index = pd.Index([str(x) for x in item_ids])
+    cand = index.get_indexer(np.asarray(features["item_id"]).astype(str))
+    history = np.asarray(features["history"]).astype(str)
+    hist = index.get_indexer(history.ravel()).reshape(history.shape)
+    if (cand < 0).any() or ((hist < 0) & (history != "")).any():
+        return features
+    hist[history == ""] = len(index)
+    out = {k: v for k, v in features.items() if k not in ("item_id", "history")}
+    out["item_row"], out["history_row"] = cand.astype(np.int32), hist.astype(np.int32)
+    return out
 
 
 def recent_counts(interactions, days):

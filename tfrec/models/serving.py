@@ -40,13 +40,15 @@ class HybridQueryModel(tf.Module):
 
 
 class HybridItemEncoder(tf.Module):
-    """Raw item fields -> item embedding: template text -> BERT -> item tower (then, with
-    the retrieval model's popularity prior, its column: the catalogue's as in the index,
-    0 for a new item, which has no interactions yet)."""
+    """Raw item fields -> item embedding: template text -> BERT -> item tower (a new item
+    mixed with its nearest trained items, as `index_items` places it, when `cold` is the
+    model's `ColdNeighbours`; then, with the retrieval model's popularity prior, its
+    column: the catalogue's as in the index, 0 for a new item, which has no interactions yet)."""
 
-    def __init__(self, item_tower, text_encoder, stats, template, columns, prior_model=None):
+    def __init__(self, item_tower, text_encoder, stats, template, columns, prior_model=None, cold=None):
         super().__init__(name="hybrid_item_encoder")
         self.item_tower = item_tower
+        self.cold = cold
         self.prior_model = prior_model  # the `HybridRetrieval`, when it has the prior
         self.text_encoder = text_encoder
         self.stats = {k: (float(v[0]), float(v[1])) for k, v in (stats or {}).items()}
@@ -69,6 +71,8 @@ class HybridItemEncoder(tf.Module):
             ok = tf.math.is_finite(v) & ((v >= 0) if c == "year" else tf.ones_like(v, tf.bool))
             feats[c] = tf.where(ok, (v - mean) / std, 0.0)
         v = tower(feats, training=False)
+        if self.cold is not None:
+            v = self.cold(tower, features["item_id"], feats, v)
         if self.prior_model is None:
             return v
         return tf.concat([v, self.prior_model.prior_column(features["item_id"])[:, None]], axis=-1)
@@ -87,7 +91,8 @@ def hybrid_serving_parts(model, query_features, items=None, text_encoder=None, t
         item_spec.update({c: tf.TensorSpec([None], tf.float32, name=c) for c in tower.numeric})
         item_encoder = HybridItemEncoder(tower, text_encoder, getattr(model.lookup, "item_stats", None),
                                          text_template, items.columns,
-                                         prior_model=model if model.has_popularity_prior else None)
+                                         prior_model=model if model.has_popularity_prior else None,
+                                         cold=model.cold_neighbours)
     return query_model, query_spec(query_features), item_encoder, item_spec
 
 
