@@ -93,4 +93,3 @@ def neighbour_settings(model_cfg):
         return None
     t, c, w = (float(x) for x in model_cfg.cold_neighbour_settings)
     return {"k": int(model_cfg.cold_neighbours), "temperature": t, "category_weight": c, "content_weight": w}
-

@@ -198,10 +198,10 @@ class HybridRetrieval(tfrs.Model):
         if rows:
             row_ids = tf.constant(self.lookup.item_ids + [""])  # row -> id; the unknown row -> ""
             cand_key, history = features["item_row"], features["history_row"]  # (batch,), (batch, N)
-            hist_valid = tf.not_equal(history, len(self.lookup.item_ids))
+            padding = len(self.lookup.item_ids)
         else:
-            cand_key, history = features["item_id"], features["history"]
-            hist_valid = tf.not_equal(history, "")
+            cand_key, history, padding = features["item_id"], features["history"], ""
+        hist_valid = tf.not_equal(history, padding)
         batch = tf.shape(cand_key)[0]
         n_hist = tf.size(history)
         # History items only enter the loss through the history encoder or the
@@ -246,8 +246,7 @@ class HybridRetrieval(tfrs.Model):
                                                                     log_prob_unique)
         if self.history_negatives > 0:
             loss += self.history_negatives * self._history_negative_loss(
-                query, tf.gather(unique_emb, cand_idx), hist, history, cand_key,
-                padding=len(self.lookup.item_ids) if rows else "")
+                query, tf.gather(unique_emb, cand_idx), hist, history, cand_key, padding)
         self.loss_tracker.update_state(loss)
         return loss
 
