@@ -232,6 +232,16 @@ def test_rating_stage_trains_with_history_ratings_and_reports_each_information_s
     assert out["user_item_bias"]["train_only"]["rmse"] == pytest.approx(want)
     assert {"online", "sees"} <= set(out["tfrec ranker"]) and "online" in out["user_item_bias"]
     assert out["tfrec ranker"]["online"]["rmse"] != out["tfrec ranker"]["rmse"]  # it reads the earlier test ratings
+    # Without a validation split the baseline is tuned on the slice it is given (the one the
+    # ranker's own rating base was tuned on), not left at its defaults.
+    no_val = dataclasses.replace(split, train=known, val=split.val.iloc[:0])
+    fit, val = known.iloc[: len(known) * 9 // 10], known.iloc[len(known) * 9 // 10:]
+    tuned = evaluate_rating_stage(ranker, qf, no_val, known, n_boot=20, log=logs.append, tuning_parts=(fit, val))
+    assert tuned["user_item_bias"]["params"] == tune_bias(fit, val)[0] != {"reg_user": 10.0, "reg_item": 25.0}
+    untuned = evaluate_rating_stage(ranker, qf, no_val, known, n_boot=20, log=logs.append)
+    assert untuned["user_item_bias"]["params"] == {"reg_user": 10.0, "reg_item": 25.0}
+    want = rmse(test.rating, BiasBaseline(**tune_bias(fit, val)[0]).fit(known).predict(test))
+    assert tuned["user_item_bias"]["rmse"] == pytest.approx(want)
 
 
 def test_hard_negatives_come_from_the_retrievers_top_pool_and_skip_known_items(world):

@@ -264,9 +264,13 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
     return ranker, info
 
 
-def evaluate_rating_stage(ranker, query_features, split, known, n_boot=1000, seed=0, log=print):
+def evaluate_rating_stage(ranker, query_features, split, known, n_boot=1000, seed=0, log=print, tuning_parts=None):
     """Test RMSE/MAE of the ranker's rating head vs global mean and user/item bias
     (regularisation tuned on validation, refitted on train + validation).
+    `tuning_parts`: the (fit, validation) interactions the bias model's regularisation
+    is tuned on, default (train, validation); without a validation split pass the
+    slice of train the ranker's own rating base was tuned on (`tfrec run` does), so
+    the baseline is tuned as much as the ranker's base.
 
     Each model sees (`sees` in the result):
     - top level: only `known` (train + validation) for every test event: the bias
@@ -282,9 +286,9 @@ def evaluate_rating_stage(ranker, query_features, split, known, n_boot=1000, see
     test = split.test.reset_index(drop=True)
     if "rating" not in test.columns:
         return None
-    tuned_on = split.val if len(split.val) else None
-    if tuned_on is not None:
-        params, trials = tune_bias(split.train, split.val)
+    fit, val = tuning_parts if tuning_parts is not None else (split.train, split.val)
+    if len(val):
+        params, trials = tune_bias(fit, val)
     else:
         params, trials = {"reg_user": 10.0, "reg_item": 25.0}, []
     bias = BiasBaseline(**params).fit(known)
@@ -294,6 +298,7 @@ def evaluate_rating_stage(ranker, query_features, split, known, n_boot=1000, see
     out = evaluate_ratings(preds, test, n_boot=n_boot, seed=seed, reference="user_item_bias")
     out["user_item_bias"]["params"] = params
     out["user_item_bias"]["tuning"] = trials
+    out["user_item_bias"]["tuned_on"] = f"{len(fit):,} fit / {len(val):,} validation interactions"
     online = {"user_item_bias": bias.predict_online(test, live),
               "tfrec ranker": ranker_ratings(ranker, query_features, test, live)}
     online = evaluate_ratings(online, test, n_boot=n_boot, seed=seed, reference="user_item_bias")

@@ -216,11 +216,16 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
                                      compare=compare)
             if config.model.kind == "hybrid" and ranker is not None:
                 from tfrec.cli.ranking_stage import evaluate_rating_stage
+                from tfrec.cli.retrieval_stage import early_stopping_parts
 
+                # The baseline is tuned on the interactions the ranker's rating base was tuned on.
+                parts = early_stopping_parts(split, config.ranking.early_stopping_patience, config.train.seed,
+                                             log=lambda *a: None)
                 report["ranking"] = {"train": ranking_info,
                                      "ratings": evaluate_rating_stage(ranker, query_features, split, known,
                                                                       n_boot=config.eval.n_bootstrap,
-                                                                      seed=config.eval.seed, log=log)}
+                                                                      seed=config.eval.seed, log=log,
+                                                                      tuning_parts=parts)}
             if len(split.cold_items):
                 from tfrec.evaluation.cold_start import evaluate_cold_items
 
