@@ -74,17 +74,20 @@ class ColdNeighbours(tf.Module):
 
     def __call__(self, tower, item_ids, feats, vectors):
         """item_ids [n], their lookup (or serving) features, the tower's vectors [n, d]
-        -> [n, d]: trained items unchanged, the others mixed with their neighbours."""
-        own = self._similarity_parts(tower, feats)
-        sim = tf.matmul(own["text"], self.parts["text"], transpose_b=True)  # (n, n_trained)
+        -> [n, d]: trained items unchanged, the others mixed with their neighbours
+        (only their rows are compared with the trained items)."""
+        rows = tf.where(tf.equal(self.trained.lookup(item_ids), 0))[:, 0]  # (c,) the cold rows
+        cold = {name: tf.gather(feats[name], rows) for name in ["text_embedding", *self.categorical]}
+        own = self._similarity_parts(tower, cold)
+        sim = tf.matmul(own["text"], self.parts["text"], transpose_b=True)  # (c, n_trained)
         for name in self.categorical:
             sim += self.category_weight * tf.matmul(own[name], self.parts[name], transpose_b=True)
-        top, idx = tf.math.top_k(sim, k=self.k)  # (n, k)
+        top, idx = tf.math.top_k(sim, k=self.k)  # (c, k)
         w = tf.nn.softmax(top / self.temperature, axis=-1)
         mix = tf.math.l2_normalize(tf.einsum("nk,nkd->nd", w, tf.gather(self.parts["vectors"], idx)), axis=-1)
-        mixed = tf.math.l2_normalize(self.content_weight * vectors + (1.0 - self.content_weight) * mix, axis=-1)
-        cold = tf.equal(self.trained.lookup(item_ids), 0)[:, None]
-        return tf.where(cold, mixed, vectors)
+        mixed = tf.math.l2_normalize(self.content_weight * tf.gather(vectors, rows)
+                                     + (1.0 - self.content_weight) * mix, axis=-1)
+        return tf.tensor_scatter_nd_update(vectors, rows[:, None], mixed)
 
 
 def neighbour_settings(model_cfg):
