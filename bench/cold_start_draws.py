@@ -1,0 +1,100 @@
+"""Cold items on other draws of the held-out items: how much of a cold-start result is
+the particular 168 items of the `cold_items` split (seed 42)?
+
+For each `split.seed` (a different seeded 10% of the items held out entirely) one model
+is trained (`train.seed` 42, the default settings, 10 epochs, as `bench/cold_start.py`
+trains) and its cold items are scored twice: with the item tower's content vectors
+(the default) and placed through their 50 nearest trained items
+(`set_cold_neighbours`, the settings chosen on validation-cold items), against TF-IDF
+content, MostPopular and Random, for both information settings of
+`tfrec.evaluation.cold_start.cold_queries`. Every draw is a held-out set; none is used
+to choose anything (the defaults were fixed before these runs).
+
+    .venv/bin/python bench/cold_start_draws.py [--split-seeds 42,1,2,3,4] [--out FILE]
+
+Writes bench/results/cold_start_draws_ml100k.json (atomic).
+"""
+import argparse
+import datetime
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from bench._common import machine_info, write_json  # noqa: E402
+
+import tfrec  # noqa: E402,F401
+
+NEIGHBOURS = {"k": 50, "temperature": 0.1, "category_weight": 0.5, "content_weight": 0.0}
+
+
+def one_draw(split_seed, epochs=10):
+    import pandas as pd
+
+    from tfrec.cli.retrieval_stage import train_hybrid
+    from tfrec.cli.run import encode_item_texts, prepare
+    from tfrec.config import load_config
+    from tfrec.evaluation.cold_start import QUERY_INFORMATION, cold_queries, evaluate_cold_items
+    from tfrec.models.scoring import HybridScorer
+
+    config = load_config(None, [f"--train.epochs={epochs}", "--train.verbose=0", "--split.kind=cold_items",
+                                f"--split.seed={split_seed}", "--train.seed=42", "--export.enabled=false",
+                                "--ranking.enabled=false", "--model.cold_neighbours=0"])
+    data, _, split, catalogue = prepare(config, log=lambda *a: None)
+    text, _ = encode_item_texts(config, data.items, log=lambda *a: None)
+    model, _, _, qf = train_hybrid(config, data, split, catalogue, text, log=lambda *a: None)
+    known = pd.concat([split.train, split.val], ignore_index=True)
+    plain = HybridScorer(model, qf, known, catalogue.item_ids)
+    model.set_cold_neighbours(**NEIGHBOURS)
+    placed = HybridScorer(model, qf, known, catalogue.item_ids).item_embeddings
+    row = {"split_seed": split_seed, "n_cold_items": int(len(split.cold_items))}
+    for information in QUERY_INFORMATION:
+        events, seen = cold_queries(split, information)
+        users = plain.user_matrix(catalogue, events)
+        report = evaluate_cold_items({"tower (default)": (users, plain.item_embeddings), "neighbours": (users, placed)},
+                                     data, split, catalogue, config.eval, log=lambda *a: None, history=seen)
+        row[information] = {name: {"ndcg@10": e["mean"]["ndcg@10"], "recall@20": e["mean"]["recall@20"],
+                                   **({"ratio_ndcg@10_vs_tfidf": e["ratio_ndcg@10_vs_tfidf"]}
+                                      if "ratio_ndcg@10_vs_tfidf" in e else {})}
+                            for name, e in report["models"].items()}
+        row[information]["n_users"] = report["n_users"]
+    return row
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--split-seeds", default="42,1,2,3,4")
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "cold_start_draws_ml100k.json"))
+    args = ap.parse_args(argv)
+    start = time.perf_counter()
+    rows = []
+    for seed in (int(s) for s in args.split_seeds.split(",")):
+        print(f"== split seed {seed}", flush=True)
+        rows.append(one_draw(seed))
+        k = rows[-1]["known"]
+        print(f"   known: tower {k['tower (default)']['ndcg@10']:.4f}, neighbours {k['neighbours']['ndcg@10']:.4f}, "
+              f"tf-idf {k['tfidf_content']['ndcg@10']:.4f}", flush=True)
+    summary = {}
+    for information in ("known", "before_first_cold"):
+        for name in ("tower (default)", "neighbours"):
+            r = [row[information][name]["ratio_ndcg@10_vs_tfidf"] for row in rows]
+            summary[f"{information}: {name} NDCG@10 / TF-IDF"] = {"mean": float(np.mean(r)), "by_draw": r}
+        wins = [row[information]["neighbours"]["ndcg@10"] > row[information]["tower (default)"]["ndcg@10"]
+                for row in rows]
+        summary[f"{information}: draws where neighbours beat the tower"] = f"{sum(wins)} of {len(wins)}"
+    write_json(args.out, {
+        "benchmark": "cold items on several draws of the held-out items (ML-100K cold_items split, split.seed)",
+        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python bench/cold_start_draws.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "settings": {"train_seed": 42, "epochs": 10, "neighbours": NEIGHBOURS},
+        "seconds": round(time.perf_counter() - start, 1), "machine": machine_info(),
+        "summary": summary, "draws": rows})
+    for k, v in summary.items():
+        print(k, v)
+
+
+if __name__ == "__main__":
+    main()
