@@ -121,3 +121,30 @@ def test_with_cold_neighbours_follows_the_config_and_skips_what_it_cannot_place(
         assert model.cold_neighbours.k == 7 and "nearest trained items" in lines[-1]
     finally:
         model.set_cold_neighbours()
+
+
+def test_a_saved_model_with_cold_neighbours_serves_the_placement_after_reloading(parts, tmp_path):
+    from tfrec.export.retrieval import export_retrieval
+
+    data, _, _, qf, model, enc, _ = parts
+    model.set_cold_neighbours(k=5, temperature=0.1, category_weight=0.5, content_weight=0.0)
+    try:
+        query_model, spec, item_encoder, item_spec = hybrid_serving_parts(model, qf, data.items, enc)
+        ids = data.items["item_id"].astype(str).tolist()
+        path = export_retrieval(query_model, spec, ids, model.item_embeddings(tf.constant(ids)).numpy(),
+                                item_encoder=item_encoder, item_encoder_spec=item_spec, root=tmp_path, name="cold",
+                                k=5)
+        items = data.items.iloc[:3]
+        raw = {}
+        for name, s in item_spec.items():
+            col = pd.Series([f"new-{i}" for i in range(3)]) if name == "item_id" else items[name]
+            raw[name] = tf.constant(col.astype(str).tolist() if s.dtype == tf.string
+                                    else col.astype(np.float32).to_numpy())
+        want = item_encoder(raw).numpy()
+        got = tf.saved_model.load(path).signatures["encode_items"](**raw)["embedding"].numpy()
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        model.set_cold_neighbours()
+        tower_only = hybrid_serving_parts(model, qf, data.items, enc)[2](raw).numpy()
+        assert np.abs(got - tower_only).max() > 1e-3  # the placement, not the bare tower, was exported
+    finally:
+        model.set_cold_neighbours()
