@@ -89,6 +89,9 @@ class HybridRetrieval(tfrs.Model):
                 tf.lookup.KeyValueTensorInitializer(tf.constant([str(i) for i in ids]),
                                                     tf.constant(np.asarray(logp, np.float32))),
                 default_value=float(np.min(logp)))
+            by_id = dict(zip((str(i) for i in ids), np.asarray(logp, np.float32)))
+            self._logq_rows = tf.constant([by_id.get(i, np.min(logp)) for i in lookup.item_ids] + [np.min(logp)],
+                                          tf.float32)  # the same values by catalogue row (+ the unknown row)
         # Random negatives come from train items only: held-out (cold) items must
         # not enter training in any role.
         self._negative_pool = tf.constant(list(item_tower.item_vocabulary) or lookup.item_ids)
@@ -167,11 +170,15 @@ class HybridRetrieval(tfrs.Model):
         d = self.item_tower.output_dim  # static, so downstream Dense layers know their input size
         return tf.reshape(out, tf.concat([tf.shape(item_ids), [d]], axis=0))
 
-    def _tower_on_ids(self, ids, training=False, with_content=False):
+    def _tower_on_ids(self, ids, training=False, with_content=False, rows=None):
         """ids: distinct item ids [n] -> [n, d] (with `with_content`: and their
         content-only [n, d]). With a fine-tuned text encoder the tower runs BERT on
-        these n texts, so callers pass distinct ids only."""
-        feats = self.lookup(ids)
+        these n texts, so callers pass distinct ids only. `rows`: the ids' rows of the
+        catalogue lookup, if known (saves the hash-table lookup)."""
+        if rows is None:
+            feats = self.lookup(ids)
+        else:
+            feats = {name: tf.gather(var, rows) for name, var in self.lookup.columns.items()}
         feats["item_id"] = ids
         return self.item_tower(feats, training=training, with_content=with_content)
 
@@ -217,13 +224,14 @@ class HybridRetrieval(tfrs.Model):
             all_keys.append(tf.cast(self.lookup.table.lookup(neg), cand_key.dtype) if rows else neg)
         # Ids and rows correspond one to one, so both give the same distinct items in the same order.
         uniq, idx = tf.unique(tf.concat(all_keys, axis=0))  # idx: (batch [+ batch*N] [+ M],) into uniq
+        uniq_rows = None
         if rows:
-            uniq = tf.gather(row_ids, uniq)
+            uniq_rows, uniq = uniq, tf.gather(row_ids, uniq)
         content_emb = None
         if self.content_loss_weight > 0:  # (n_unique, d) each
-            unique_emb, content_emb = self._tower_on_ids(uniq, training, with_content=True)
-        else:
-            unique_emb = self._tower_on_ids(uniq, training)  # (n_unique, d): one tower pass per distinct item
+            unique_emb, content_emb = self._tower_on_ids(uniq, training, with_content=True, rows=uniq_rows)
+        else:  # (n_unique, d): one tower pass per distinct item
+            unique_emb = self._tower_on_ids(uniq, training, rows=uniq_rows)
         d = self.item_tower.output_dim
         # One gather per role, not slices of one gathered tensor: a gather's gradient is
         # IndexedSlices summed into n_unique rows; a slice's is a zero-padded
@@ -239,7 +247,10 @@ class HybridRetrieval(tfrs.Model):
                                   tf.concat([tf.shape(history), [d]], axis=0))  # (batch, N, d)
             query = self.query_vector(features, training=training, history_vectors=hist,
                                       history_mask=hist_valid)  # (batch, d)
-        log_prob_unique = tf.clip_by_value(self._logq_table.lookup(uniq), _LOG_MIN_PROB, 0.0) if self.logq else None
+        log_prob_unique = None
+        if self.logq:
+            log_prob = self._logq_table.lookup(uniq) if uniq_rows is None else tf.gather(self._logq_rows, uniq_rows)
+            log_prob_unique = tf.clip_by_value(log_prob, _LOG_MIN_PROB, 0.0)
         loss = self._retrieval_loss(query, unique_emb, idx, cand_idx, log_prob_unique)
         if content_emb is not None:
             loss += self.content_loss_weight * self._retrieval_loss(query, content_emb, idx, cand_idx,
@@ -301,7 +312,7 @@ class HybridRetrieval(tfrs.Model):
         if self.remove_accidental_hits:
             rows = tf.stack([tf.range(tf.shape(pos)[0]), pos], axis=1)  # (batch, 2): each positive's cell
             logits = tf.tensor_scatter_nd_sub(logits, rows, tf.gather(log_n, pos))
-        loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=pos, logits=logits))
+        loss = softmax_cross_entropy_sum(logits, pos)
         if not self.remove_accidental_hits:  # the label's logit counts every copy; the loss wants one
             loss += tf.reduce_sum(tf.gather(log_n, pos))
         return loss
@@ -353,7 +364,7 @@ def recent_counts(interactions, days):
 def in_batch_softmax_loss(query, candidates, temperature, log_prob=None, candidate_ids=None):
     """Sum over queries of the in-batch softmax loss, as `tfrs.tasks.Retrieval`
     computes it (query i's positive is candidate i; every other candidate is a
-    negative), with a sparse softmax instead of a dense [batch, batch] one-hot.
+    negative), with labels instead of a dense [batch, batch] one-hot.
 
     Args:
         query: (batch, d); candidates: (batch + M, d), the first `batch` are the positives.
@@ -372,7 +383,17 @@ def in_batch_softmax_loss(query, candidates, temperature, log_prob=None, candida
         same = tf.equal(candidate_ids[:n, None], candidate_ids[None, :])  # (batch, batch + M)
         diagonal = tf.equal(labels[:, None], tf.range(tf.shape(candidates)[0])[None, :])
         scores = tf.where(same & ~diagonal, tf.cast(_MIN_SCORE, scores.dtype), scores)
-    return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=scores))
+    return softmax_cross_entropy_sum(scores, labels)
+
+
+def softmax_cross_entropy_sum(logits, labels):
+    """sum_i -log softmax(logits_i)[labels_i], logits (batch, n) finite, labels (batch,): what
+    `tf.nn.sparse_softmax_cross_entropy_with_logits` sums to, whose single-threaded CPU kernel was
+    the slowest op of a training step; the label's logit by a mask (a batched gather's gradient is a
+    [batch * n] segment sum)."""
+    is_label = tf.equal(tf.range(tf.shape(logits)[1])[None, :], labels[:, None])  # (batch, n)
+    label_logits = tf.reduce_sum(tf.where(is_label, logits, tf.zeros_like(logits)), axis=1)  # (batch,)
+    return tf.reduce_sum(tf.reduce_logsumexp(logits, axis=1) - label_logits)
 
 
 _MIN_SCORE = np.finfo(np.float32).min / 100.0  # as TFRS: exp() is 0, no inf - inf NaN
