@@ -312,7 +312,7 @@ class HybridRetrieval(tfrs.Model):
         if self.remove_accidental_hits:
             rows = tf.stack([tf.range(tf.shape(pos)[0]), pos], axis=1)  # (batch, 2): each positive's cell
             logits = tf.tensor_scatter_nd_sub(logits, rows, tf.gather(log_n, pos))
-        loss = softmax_cross_entropy_sum(logits, pos)
+        loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=pos, logits=logits))
         if not self.remove_accidental_hits:  # the label's logit counts every copy; the loss wants one
             loss += tf.reduce_sum(tf.gather(log_n, pos))
         return loss
@@ -364,7 +364,7 @@ def recent_counts(interactions, days):
 def in_batch_softmax_loss(query, candidates, temperature, log_prob=None, candidate_ids=None):
     """Sum over queries of the in-batch softmax loss, as `tfrs.tasks.Retrieval`
     computes it (query i's positive is candidate i; every other candidate is a
-    negative), with labels instead of a dense [batch, batch] one-hot.
+    negative), with a sparse softmax instead of a dense [batch, batch] one-hot.
 
     Args:
         query: (batch, d); candidates: (batch + M, d), the first `batch` are the positives.
@@ -383,17 +383,7 @@ def in_batch_softmax_loss(query, candidates, temperature, log_prob=None, candida
         same = tf.equal(candidate_ids[:n, None], candidate_ids[None, :])  # (batch, batch + M)
         diagonal = tf.equal(labels[:, None], tf.range(tf.shape(candidates)[0])[None, :])
         scores = tf.where(same & ~diagonal, tf.cast(_MIN_SCORE, scores.dtype), scores)
-    return softmax_cross_entropy_sum(scores, labels)
-
-
-def softmax_cross_entropy_sum(logits, labels):
-    """sum_i -log softmax(logits_i)[labels_i], logits (batch, n) finite, labels (batch,): what
-    `tf.nn.sparse_softmax_cross_entropy_with_logits` sums to, whose single-threaded CPU kernel was
-    the slowest op of a training step; the label's logit by a mask (a batched gather's gradient is a
-    [batch * n] segment sum)."""
-    is_label = tf.equal(tf.range(tf.shape(logits)[1])[None, :], labels[:, None])  # (batch, n)
-    label_logits = tf.reduce_sum(tf.where(is_label, logits, tf.zeros_like(logits)), axis=1)  # (batch,)
-    return tf.reduce_sum(tf.reduce_logsumexp(logits, axis=1) - label_logits)
+    return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=scores))
 
 
 _MIN_SCORE = np.finfo(np.float32).min / 100.0  # as TFRS: exp() is 0, no inf - inf NaN
