@@ -36,6 +36,8 @@ def test_keras_json_round_trip_of_public_layers():
                                                     "genres": np.array(["A|B", "C"], object)}))
     out = clone(tf.constant(["2", "nope"]))
     assert out["year"].numpy().tolist() == [-1.0, 0.0] and out["genres"].numpy().tolist() == [b"C", b""]
+    rows = clone.by_row(tf.constant([1, 2]))  # row 1 = "2", row 2 = the unknown row
+    assert rows["year"].numpy().tolist() == [-1.0, 0.0] and rows["genres"].numpy().tolist() == [b"C", b""]
     bb = keras_hub.models.BertBackbone(vocabulary_size=20, num_layers=1, num_heads=1, hidden_dim=4,
                                        intermediate_dim=8, max_sequence_length=8)
     _roundtrip(Keras3Adapter(bb))

@@ -42,7 +42,10 @@ class CatalogueLookup(tf.keras.layers.Layer):
             self.columns[name] = tf.Variable(full, trainable=False, name=f"catalogue_{name}")
 
     def call(self, item_ids):
-        rows = self.table.lookup(item_ids)  # (...,)
+        return self.by_row(self.table.lookup(item_ids))
+
+    def by_row(self, rows):
+        """The features of catalogue rows [...] (`len(item_ids)`: the unknown row)."""
         return {name: tf.gather(var, rows) for name, var in self.columns.items()}
 
     def get_config(self):

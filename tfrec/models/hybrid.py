@@ -89,9 +89,7 @@ class HybridRetrieval(tfrs.Model):
                 tf.lookup.KeyValueTensorInitializer(tf.constant([str(i) for i in ids]),
                                                     tf.constant(np.asarray(logp, np.float32))),
                 default_value=float(np.min(logp)))
-            by_id = dict(zip((str(i) for i in ids), np.asarray(logp, np.float32)))
-            self._logq_rows = tf.constant([by_id.get(i, np.min(logp)) for i in lookup.item_ids] + [np.min(logp)],
-                                          tf.float32)  # the same values by catalogue row (+ the unknown row)
+            self._logq_rows = self._logq_table.lookup(tf.constant(lookup.item_ids + [""]))  # by catalogue row
         # Random negatives come from train items only: held-out (cold) items must
         # not enter training in any role.
         self._negative_pool = tf.constant(list(item_tower.item_vocabulary) or lookup.item_ids)
@@ -175,10 +173,7 @@ class HybridRetrieval(tfrs.Model):
         content-only [n, d]). With a fine-tuned text encoder the tower runs BERT on
         these n texts, so callers pass distinct ids only. `rows`: the ids' rows of the
         catalogue lookup, if known (saves the hash-table lookup)."""
-        if rows is None:
-            feats = self.lookup(ids)
-        else:
-            feats = {name: tf.gather(var, rows) for name, var in self.lookup.columns.items()}
+        feats = self.lookup(ids) if rows is None else self.lookup.by_row(rows)
         feats["item_id"] = ids
         return self.item_tower(feats, training=training, with_content=with_content)
 
