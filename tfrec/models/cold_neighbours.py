@@ -41,7 +41,7 @@ class ColdNeighbours(tf.Module):
                               f"in [0, 1), got {k}, {temperature}, {category_weight}, {content_weight}.")
         tower, lookup = model.item_tower, model.lookup
         if "text_embedding" not in lookup.column_names or not tower.use_id:
-            raise ConfigError("Cold neighbours need item ids and cached text embeddings (`text.finetune=none`). "
+            raise ConfigError("Cold neighbours need item ids and cached text embeddings (`text.finetune=frozen`). "
                               "Fix: set `model.cold_neighbours=0`.")
         vocabulary = set(tower.item_vocabulary)
         trained = [i for i in lookup.item_ids if i in vocabulary]
