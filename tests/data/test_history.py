@@ -40,6 +40,38 @@ def test_no_future_leak_from_later_events():
     assert got.tolist() == [["", "", ""], ["", "", "a"], ["", "", "a"], ["a", "b", "c"]]
 
 
+def test_event_order_puts_earlier_same_second_events_in_the_history():
+    # Hand-worked: b and c share t=2 and the file lists c before b (event_order 3 < 5).
+    ctx = pd.DataFrame({"user_id": ["u"] * 4, "item_id": ["a", "b", "c", "d"], "timestamp": [1, 2, 2, 3],
+                        "event_order": [0, 5, 3, 9]})
+    got = histories(ctx, 3, context=ctx)
+    assert got.tolist() == [["", "", ""], ["", "a", "c"], ["", "", "a"], ["a", "c", "b"]]
+    # The same counted by prior_totals (one value per context row: 1, 10, 100, 1000).
+    count, total = prior_totals(ctx, np.array([1.0, 10.0, 100.0, 1000.0]), context=ctx)
+    assert count.tolist() == [0, 2, 1, 3] and total.tolist() == [0.0, 101.0, 1.0, 111.0]
+    # A request without an event_order (a live query) sees strictly earlier seconds only,
+    # in the file's order of each second.
+    live = pd.DataFrame({"user_id": ["u", "u"], "timestamp": [2, 4]})
+    assert histories(live, 3, context=ctx).tolist() == [["", "", "a"], ["c", "b", "d"]]
+
+
+def test_event_order_matches_a_naive_scan_of_the_sequence():
+    rng = np.random.default_rng(3)
+    ctx = pd.DataFrame({"user_id": rng.choice(["a", "b", "c"], 300).astype(object),
+                        "item_id": [f"i{k}" for k in range(300)],
+                        "timestamp": rng.integers(0, 25, 300)})  # ties of up to ~10 events
+    ctx["event_order"] = rng.permutation(300)
+    events = ctx.sample(80, random_state=2)
+    got = histories(events, 6, context=ctx)
+    want = []
+    for u, t, o in zip(events.user_id, events.timestamp, events.event_order):
+        prior = sorted((ct, co, ci) for cu, ci, ct, co in zip(ctx.user_id, ctx.item_id, ctx.timestamp,
+                                                              ctx.event_order) if cu == u and (ct, co) < (t, o))
+        items = [i for _, _, i in prior][-6:]
+        want.append([""] * (6 - len(items)) + items)
+    np.testing.assert_array_equal(got, np.array(want, dtype=object))
+
+
 def _naive_prior(events, context):
     """Reference: each event's user's context rows strictly before it, as (timestamp,
     item_id, rating) sorted like `histories` (ties in time broken by item id)."""

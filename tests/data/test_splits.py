@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tfrec.data.history import with_event_order
 from tfrec.data.splits import make_split
 from tfrec.errors import DataError
 
@@ -46,6 +47,17 @@ def test_leave_last_n_takes_each_users_latest():
         g = g.sort_values("timestamp")
         assert _key(s.test[s.test.user_id == u]) == _key(g.tail(1))
         assert _key(s.val[s.val.user_id == u]) == _key(g.iloc[-2:-1])
+
+
+def test_leave_last_n_breaks_ties_by_event_order_when_given():
+    # Hand-worked: u's last second holds x, y, z; by item id z is last, by the file order y.
+    ev = pd.DataFrame({"user_id": ["u"] * 5, "item_id": ["a", "y", "z", "x", "b"],
+                       "timestamp": [1, 5, 5, 5, 2]})
+    by_item = make_split(ev, "leave_last_n", n_last=1)
+    assert by_item.test.item_id.tolist() == ["z"] and by_item.val.item_id.tolist() == ["y"]
+    by_file = make_split(with_event_order(ev), "leave_last_n", n_last=1)
+    assert by_file.test.item_id.tolist() == ["x"] and by_file.val.item_id.tolist() == ["z"]
+    assert sorted(by_file.train.item_id) == ["a", "b", "y"]
 
 
 def test_random_split_is_seeded():

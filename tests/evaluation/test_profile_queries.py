@@ -109,7 +109,7 @@ def test_recbole_general_validation_queries_see_train_only():
         assert not {(u, i) for i in hist if i} & held_out
 
 
-@pytest.mark.parametrize("name", ["temporal", "recbole_sequential", "tfrs_tutorial"])
+@pytest.mark.parametrize("name", ["temporal", "tfrs_tutorial"])
 def test_before_event_protocols_ask_the_queries_they_always_asked(name):
     # The queries as they were before profile queries existed: per-user ones see all
     # known items and are stamped at the user's first target event; per-interaction
@@ -136,6 +136,32 @@ def test_before_event_protocols_ask_the_queries_they_always_asked(name):
     assert qs.queries["user_id"].tolist() == users
     assert qs.queries["timestamp"].tolist() == stamps
     assert [list(h) for h in qs.queries["history"]] == hists
+
+
+def test_recbole_sequential_orders_same_second_events_as_the_file_and_shows_them_in_the_history():
+    # RecBole sorts its file stably by time: a user's sequence is their rows ordered by
+    # (timestamp, row position), the last one is test, the one before validation, and
+    # the test query reads every earlier event of the sequence, same-second ones too.
+    events = _events(seed=4).sample(frac=1.0, random_state=5).reset_index(drop=True)  # row order != item order
+    events["timestamp"] //= 8  # many same-second events
+    protocol = get_protocol("recbole_sequential")
+    split = protocol.make_split(events)
+    cat = _catalogue(events, split)
+    qs = queries_for_test(protocol, split, cat, history_length=4)
+    sequences = {}
+    for pos, (u, i, t) in enumerate(events[["user_id", "item_id", "timestamp"]].itertuples(index=False)):
+        sequences.setdefault(u, []).append((int(t), pos, i))
+    expected = {}
+    for u, seq in sequences.items():
+        items = [i for _, _, i in sorted(seq)]
+        expected[u] = (items[-1], items[-2], ([""] * 4 + items[:-1])[-4:])
+    assert dict(zip(split.test["user_id"], split.test["item_id"])) == {u: e[0] for u, e in expected.items()}
+    assert dict(zip(split.val["user_id"], split.val["item_id"])) == {u: e[1] for u, e in expected.items()}
+    got = {u: list(h) for u, h in qs.queries[["user_id", "history"]].itertuples(index=False)}
+    assert got == {u: e[2] for u, e in expected.items()}
+    # The fixture has ties where row order and item order disagree, or this proves nothing.
+    by_item = {u: [i for _, i, _ in sorted((t, i, p) for t, p, i in seq)][-1] for u, seq in sequences.items()}
+    assert any(by_item[u] != e[0] for u, e in expected.items())
 
 
 # --- the scorer and the configuration -------------------------------------------------------

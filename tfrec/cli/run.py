@@ -80,6 +80,7 @@ def prepare(config: RunConfig, log=print):
         from tfrec.evaluation.protocols import get_protocol
 
         protocol = get_protocol(config.eval.protocol)
+        ia = protocol.interactions(ia)
         split = protocol.make_split(ia)
         log(f"protocol: {protocol.name}: {protocol.title}")
     else:

@@ -7,6 +7,14 @@ only from events with a strictly smaller timestamp, so nothing at or after the
 request time leaks into its features. `history_values` returns a column of the
 same rows (e.g. the ratings the user gave), aligned with `histories`;
 `prior_totals` counts and sums a column over all of a user's prior rows.
+
+Events that share a timestamp are ordered by item id, and none of them is in
+another's history. Where the order within a second is known (a log's sequence
+number, or the row order of a file, which RecBole's sequential protocol reads),
+an integer `event_order` column on both the events and the context says so:
+ties are then ordered by it, and an event's history also holds the
+same-timestamp rows with a smaller `event_order` (`with_event_order` adds one
+from the row order).
 """
 from typing import Optional
 
@@ -14,14 +22,31 @@ import numpy as np
 import pandas as pd
 
 PAD = ""  # padding token for item-id sequences; StringLookup maps it to the mask index
+EVENT_ORDER = "event_order"  # optional int column: the order of events within one timestamp
+
+
+def with_event_order(interactions: pd.DataFrame) -> pd.DataFrame:
+    """`interactions` with an `event_order` column numbering its rows in their current
+    order (kept if it has one): same-timestamp events then keep this order in splits
+    and histories, as a stable sort of the file by time would."""
+    if EVENT_ORDER in interactions.columns:
+        return interactions
+    return interactions.assign(**{EVENT_ORDER: np.arange(len(interactions), dtype=np.int64)})
+
+
+def tie_break(frame: pd.DataFrame) -> str:
+    """The column that orders `frame`'s same-timestamp events: `event_order` if it has one, else item_id."""
+    return EVENT_ORDER if EVENT_ORDER in frame.columns else "item_id"
 
 
 def _prior_rows(events: pd.DataFrame, context: Optional[pd.DataFrame]):
     """(sorted context, first prior row, stop) per event: the user's context rows
-    strictly before the event are `ctx.iloc[first:stop]` (first == stop: none), with
-    `ctx` sorted by (user, timestamp, item_id)."""
+    before the event are `ctx.iloc[first:stop]` (first == stop: none), with `ctx`
+    sorted by (user, timestamp, tie-break). Before = a strictly smaller timestamp,
+    or, where events and context both have `event_order`, the same timestamp and a
+    smaller `event_order`."""
     ctx = events if context is None else context
-    ctx = ctx.sort_values(["user_id", "timestamp", "item_id"], kind="mergesort")
+    ctx = ctx.sort_values(["user_id", "timestamp", tie_break(ctx)], kind="mergesort")
     c_user = ctx["user_id"].to_numpy()
     c_time = ctx["timestamp"].to_numpy()
     e_user = events["user_id"].to_numpy()
@@ -41,8 +66,27 @@ def _prior_rows(events: pd.DataFrame, context: Optional[pd.DataFrame]):
     c_key = c_block * span + (c_time.astype(np.int64) - t0)
     e_key = pos.astype(np.int64) * span + (e_time - t0)
     stop = np.searchsorted(c_key, e_key, side="left")
+    if EVENT_ORDER in ctx.columns and EVENT_ORDER in events.columns:
+        stop = stop + _earlier_ties(ctx[EVENT_ORDER].to_numpy(np.int64), c_key, e_key, stop,
+                                    events[EVENT_ORDER].to_numpy(np.int64))
     start = np.where(known, start, stop)  # unknown user: no prior rows
     return ctx, start, stop
+
+
+def _earlier_ties(c_order, c_key, e_key, first, e_order):
+    """Per event: how many context rows with its (user, timestamp) key, from `first`
+    on, come before it in `event_order` (they are sorted by it)."""
+    end = np.searchsorted(c_key, e_key, side="right")
+    count = np.zeros(len(e_key), np.int64)
+    pending = np.flatnonzero(end > first)
+    j = 0
+    while pending.size:  # one pass per tie rank: as many passes as the largest tie group
+        idx = first[pending] + j
+        inside = (idx < end[pending]) & (c_order[np.minimum(idx, len(c_order) - 1)] < e_order[pending])
+        count[pending[inside]] += 1
+        pending = pending[inside]
+        j += 1
+    return count
 
 
 def _last_n(events, max_len, context, column, fill, dtype):
@@ -62,8 +106,9 @@ def histories(events: pd.DataFrame, max_len: int, context: Optional[pd.DataFrame
     """Returns a [len(events), max_len] array of item-id strings.
 
     Row r holds, oldest to newest, the last `max_len` items of `events.user_id[r]`
-    in `context` with timestamp < `events.timestamp[r]`, left-padded with "" so the
-    most recent item is always in the last column.
+    in `context` with timestamp < `events.timestamp[r]` (or an equal timestamp and a
+    smaller `event_order`, where both have one), left-padded with "" so the most
+    recent item is always in the last column.
     """
     return _last_n(events, max_len, context, "item_id", PAD, object)
 
@@ -85,7 +130,7 @@ def history_values(events: pd.DataFrame, max_len: int, context: Optional[pd.Data
 
 def prior_totals(events: pd.DataFrame, values: np.ndarray, context: Optional[pd.DataFrame] = None):
     """(count [n], sum [n]) of `values` (one per `context` row, in its row order) over
-    each event's user's context rows strictly before the event's timestamp."""
+    each event's user's context rows before the event (as `histories` counts them)."""
     ctx = events if context is None else context
     values = np.asarray(values, np.float64)
     if values.shape != (len(ctx),):

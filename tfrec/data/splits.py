@@ -19,6 +19,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from tfrec.data.history import tie_break
 from tfrec.errors import DataError
 
 SPLIT_KINDS = ("temporal", "leave_last_n", "random", "per_user_random", "cold_items")
@@ -68,7 +69,7 @@ def _nonempty(split: Split) -> Split:
 
 def _sorted(df: pd.DataFrame) -> pd.DataFrame:
     # A stable sort with an explicit tie-break keeps splits reproducible across pandas versions.
-    return df.sort_values(["timestamp", "user_id", "item_id"], kind="mergesort").reset_index(drop=True)
+    return df.sort_values(["timestamp", "user_id", tie_break(df)], kind="mergesort").reset_index(drop=True)
 
 
 def temporal_split(interactions: pd.DataFrame, val_fraction=0.1, test_fraction=0.1) -> Split:
@@ -94,11 +95,14 @@ def temporal_split(interactions: pd.DataFrame, val_fraction=0.1, test_fraction=0
 
 def leave_last_n_split(interactions: pd.DataFrame, n_last=1, n_val: Optional[int] = None) -> Split:
     """Per user: the last `n_last` events are test, the `n_val` (default n_last)
-    before them validation, the rest train. Ties in time are broken by item id."""
+    before them validation, the rest train. Ties in time are broken by item id, or
+    by the `event_order` column where the interactions have one
+    (`tfrec.data.history.with_event_order`)."""
     n_val = n_last if n_val is None else n_val
     if n_last < 1:
         raise DataError(f"`split.n_last` must be at least 1, got {n_last}.")
-    df = interactions.sort_values(["user_id", "timestamp", "item_id"], kind="mergesort").reset_index(drop=True)
+    df = interactions.sort_values(["user_id", "timestamp", tie_break(interactions)],
+                                  kind="mergesort").reset_index(drop=True)
     counts = df.groupby("user_id", sort=False)["item_id"].transform("size").to_numpy()
     too_few = df.loc[counts < n_last + n_val + 1, "user_id"].unique()
     if len(too_few):

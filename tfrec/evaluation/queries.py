@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from tfrec.data.history import EVENT_ORDER
 from tfrec.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # annotations only; protocols.py imports this module
@@ -113,6 +114,8 @@ def build_queries(targets: pd.DataFrame, known: pd.DataFrame, excluded: Optional
         "user_idx": users.astype(np.int64),
         "timestamp": stamp.astype(np.int64),
     })
+    if mode != "per_user" and EVENT_ORDER in targets.columns:  # its history holds the earlier same-second events
+        queries[EVENT_ORDER] = targets[EVENT_ORDER].to_numpy(np.int64)[order]
     if query_history == "profile":
         from tfrec.data.history import profile_times
 
@@ -133,7 +136,7 @@ def check_query_history(query_history: str) -> str:
 def _histories(queries: pd.DataFrame, known: pd.DataFrame, mode: str, history_length: int) -> np.ndarray:
     from tfrec.data.history import histories
 
-    events = queries[["user_id", "timestamp"]]
+    events = queries[["user_id", "timestamp"] + [c for c in (EVENT_ORDER,) if c in queries.columns]]
     if "request_time" in queries.columns:  # a profile query: everything known, at its end
         events = events.assign(timestamp=queries["request_time"].to_numpy())
     elif mode == "per_user" and len(known):
