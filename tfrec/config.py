@@ -94,15 +94,14 @@ class ModelConfig:
     user_id_dropout: float = 0.1
     num_random_negatives: int = 0
     history_negatives: float = 0.0  # weight of the "own history items are negatives" loss
-    # Content-only retrieval loss (candidates embedded with their id replaced by OOV, as cold items are); 0 = off.
-    content_loss_weight: float = 0.0
+    content_loss_weight: float = 0.0  # content-only retrieval loss (candidate ids -> OOV, as cold items); 0 = off
     # Query-time popularity prior (hybrid): score + w * log(1 + the item's interactions in the last N days), the
     # (w, N) pair chosen on validation after training from these candidates; (0,) = off. README, "popularity prior".
     popularity_prior: Tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
     popularity_prior_days: Tuple[int, ...] = (7, 14, 30, 0)  # 0 = all time
-    # Items without a trained id: mixed with their K nearest trained items' vectors (0 = off); see cold_neighbours.py
-    cold_neighbours: int = 0
+    cold_neighbours: int = 0  # items without a trained id: mixed with K nearest trained ones (cold_neighbours.py)
     cold_neighbour_settings: Tuple[float, ...] = (0.1, 0.5, 0.0)  # softmax temperature, category weight, own share
+    repeat_penalty: bool = False  # learn a score offset for items in the query's own history (models/repeat.py)
 
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
@@ -119,8 +118,9 @@ class ModelConfig:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"`model.{name}` must be in [0, 1], got {getattr(self, name)}.")
         _check_at_least("model", self, ["num_random_negatives", "history_negatives", "content_loss_weight",
-                                        "cold_neighbours"], 0,
-                        note=" (0 = off)")
+                                        "cold_neighbours"], 0, note=" (0 = off)")
+        if self.repeat_penalty and self.num_random_negatives:
+            raise ConfigError("`model.repeat_penalty=true` needs `model.num_random_negatives=0` (no combination yet).")
         if self.content_loss_weight > 0 and not self.use_id:
             raise ConfigError("`model.content_loss_weight` > 0 needs `model.use_id=true`: without ids the main loss "
                               "is already content-only. Set `model.content_loss_weight=0`.")

@@ -157,7 +157,7 @@ def test_history_negative_loss_matches_a_hand_computed_softmax():
     import tfrec.models.hybrid as hybrid
 
     m = hybrid.HybridRetrieval.__new__(hybrid.HybridRetrieval)
-    m.temperature = 0.5
+    m.temperature, m._repeat_raw = 0.5, None  # no repeat penalty (tests/models/test_repeat_penalty.py)
     q = np.array([[1.0, 0.0]], np.float32)
     pos = np.array([[0.8, 0.6]], np.float32)
     hist = np.array([[[0.0, 1.0], [1.0, 0.0], [0.6, 0.8]]], np.float32)

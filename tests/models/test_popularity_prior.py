@@ -91,7 +91,7 @@ def test_tuning_picks_the_best_validation_pair_and_matches_the_real_prior(world,
 
     for trial in out["trials"]:
         model.set_popularity_prior(split.train, trial["weight"], trial["days"])
-        users, items = validation.vectors(model)
+        users, items, _ = validation.vectors(model)  # (no repeat penalty here: zero offsets)
         res = evaluate_ranking(embedding_scorer(users, items), validation.users, validation.val_matrix,
                                exclude=validation.train_matrix, ks=(10, 20, 100), return_topk=False).mean()
         for name in ("ndcg@10", "recall@20", metric):

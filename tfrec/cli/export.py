@@ -85,7 +85,9 @@ def export_model(config, model, *, data, split, catalogue, query_features=None, 
                                 retrieve_k=config.ranking.candidates, two_stage=ranker is not None,
                                 example_inputs=example,
                                 index=e.index, index_params=index_params if e.index == "kmeans" else None,
-                                root=e.root, name=e.name, version=version)
+                                root=e.root, name=e.name, version=version,
+                                repeat_penalty=None if model.repeat_penalty is None else
+                                (float(model.repeat_penalty), query_features.history_length))
     log(f"export: {path}  (signatures: serving_default, recommend, retrieve, encode_query"
         f"{', encode_items' if config.model.kind == 'hybrid' and text_encoder is not None else ''}"
         f"{', rank' if ranker is not None else ''}{', explain' if config.model.kind == 'hybrid' else ''})")

@@ -133,6 +133,10 @@ def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log
         best = max(validation.history, key=lambda h: h["val_recall@20"])
         log(f"train: best validation recall@20 {best['val_recall@20']:.4f} at epoch {best['epoch']} (weights restored)")
         history["validation"] = validation.history
+    if model.repeat_penalty is not None:
+        history["repeat_penalty"] = float(model.repeat_penalty)
+        log(f"train: learned repeat penalty {history['repeat_penalty']:.3f} (a query's history items score that much "
+            "lower, in cosine units)")
     with_cold_neighbours(model, config.model, log)  # before the prior is chosen: the vectors it is chosen with
     if model.has_popularity_prior:
         history["popularity_prior"] = tune_popularity_prior(model, config.model, fit_part, validation, log)

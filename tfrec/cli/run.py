@@ -244,7 +244,8 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
             metrics = {"config": config.to_dict(), "split": split.summary(), "data": data.summary(),
                        "train": {"seconds": train_secs, "mean_batch_loss": history.get("mean_batch_loss"),
                                  "validation": history.get("validation"),
-                                 "popularity_prior": history.get("popularity_prior")}, **report}
+                                 "popularity_prior": history.get("popularity_prior"),
+                                 "repeat_penalty": history.get("repeat_penalty")}, **report}
             if config.export.enabled:
                 from tfrec.cli.export import export_model
 

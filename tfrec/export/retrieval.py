@@ -40,6 +40,7 @@ from tfrec.export.ann import MASKED_SCORE, make_index
 from tfrec.export.id_lookup import IdLookup
 from tfrec.export.specs import _Untracked, _call, collect_resources, example_value, normalize_spec  # noqa: F401
 from tfrec.export.versioning import atomic_version_dir
+from tfrec.models.repeat import rerank_with_penalty
 
 # The id-only query tower of `tfrec run`: one string user id per row.
 USER_ID_SPEC = tf.TensorSpec([None], tf.string, name="user_id")
@@ -63,7 +64,7 @@ class RetrievalModule(tf.Module):
 
     def __init__(self, query_model, query_spec, item_ids, item_embeddings, *, item_encoder=None,
                  item_encoder_spec=None, ranker=None, explainer=None, index="brute_force", index_params=None,
-                 k=100, retrieve_k=200, two_stage=False):
+                 k=100, retrieve_k=200, two_stage=False, repeat_penalty=None):
         super().__init__(name="tfrec_retrieval")
         if two_stage and ranker is None:
             raise ConfigError("`two_stage=True` needs a `ranker`.")
@@ -89,6 +90,10 @@ class RetrievalModule(tf.Module):
         self.k = min(int(k), item_ids.size)
         self.retrieve_k = min(int(retrieve_k), item_ids.size)
         self.index = make_index(index, item_embeddings, index_params)
+        self._repeat = None if repeat_penalty is None else (float(repeat_penalty[0]), int(repeat_penalty[1]))
+        if self._repeat is not None and (self._query_single or "history" not in self.query_spec):
+            raise ConfigError("`repeat_penalty` lowers the scores of the query's `history` items: the query_spec "
+                              "needs a `history` input.")
         self.items = IdLookup(item_ids[self.index.order])
         self._models = _Untracked(query=query_model, item_encoder=item_encoder, ranker=ranker, explainer=explainer)
         self._check_models()
@@ -198,6 +203,7 @@ class RetrievalModule(tf.Module):
                 "index": self.index.config(), "query_spec": io(self.query_spec),
                 "item_encoder_spec": io(self.item_encoder_spec) if self.item_encoder_spec else None,
                 "ranker": self._models.ranker is not None, "two_stage": self.two_stage,
+                "repeat_penalty": list(self._repeat) if self._repeat is not None else None,
                 "signatures": sorted(self.signatures()),
                 "explain_attribute_names": (list(getattr(self._models.explainer, "attribute_names", []))
                                             if self._models.explainer is not None else None)}
@@ -207,18 +213,28 @@ class RetrievalModule(tf.Module):
     def _query(self, features):
         return tf.cast(_call(self._models.query, features, self._query_single), tf.float32)  # (batch, dim)
 
+    def _search(self, features, k, exclude_rows):
+        """The index's top k for the queries; with a repeat penalty (p, N), its top k + N
+        re-ranked with the last N history items p lower (exact: `tfrec.models.repeat`)."""
+        if self._repeat is None:
+            return self.index.search(self._query(features), k, exclude_rows)
+        penalty, window = self._repeat
+        scores, rows = self.index.search(self._query(features), min(k + window, self.items.size), exclude_rows)
+        history = self.items.lookup(features["history"][:, -window:])  # (batch, <= N), -1 = pad/unknown
+        return rerank_with_penalty(scores, rows, history, penalty, min(k, self.items.size))
+
     def _top_k(self, features, k, exclude=None, two_stage=False):
         exclude_rows = None if exclude is None else self.items.lookup(exclude)  # (batch, n), -1 = pad/unknown
         if two_stage and self.two_stage:
             # Retrieve `retrieve_k`, rank them, keep the ranker's top k.
-            _, rows = self.index.search(self._query(features), self.retrieve_k, exclude_rows)  # (batch, R)
+            _, rows = self._search(features, self.retrieve_k, exclude_rows)  # (batch, R)
             ids = self.items.ids_of(rows)
             feats = next(iter(features.values())) if self._query_single else dict(features)
             rel = tf.cast(self._models.ranker(feats, ids), tf.float32)
             rel = tf.where(ids == "", MASKED_SCORE, rel)
             top = tf.math.top_k(rel, k=min(k, self.retrieve_k))
             return {"item_ids": tf.gather(ids, top.indices, batch_dims=1), "scores": top.values}
-        scores, rows = self.index.search(self._query(features), k, exclude_rows)  # (batch, k) each
+        scores, rows = self._search(features, k, exclude_rows)  # (batch, k) each
         return {"item_ids": self.items.ids_of(rows), "scores": scores}
 
     def _serve(self, **features):
@@ -288,7 +304,7 @@ def save_module(module, export_dir, *, model_name, warmup=True, example_inputs=N
 def export_retrieval(query_model, query_spec=None, item_ids=None, item_embeddings=None, *, item_encoder=None,
                      item_encoder_spec=None, ranker=None, explainer=None, index="brute_force", index_params=None,
                      k=100, retrieve_k=200, root="saved_models", name="retrieval", version=None, warmup=True,
-                     example_inputs=None, two_stage=False) -> str:
+                     example_inputs=None, two_stage=False, repeat_penalty=None) -> str:
     """Exports a retrieval SavedModel to `<root>/<name>/<version>/` atomically; returns its path.
 
     Args:
@@ -318,6 +334,8 @@ def export_retrieval(query_model, query_spec=None, item_ids=None, item_embedding
         warmup: write `assets.extra/tf_serving_warmup_requests` (one request per signature).
         example_inputs: dict input name -> array for the warm-up requests (see
             `RetrievalModule.example_requests`).
+        repeat_penalty: optional (p, N): the items among the last N of the `history`
+            input score p lower (`tfrec.models.repeat`; a hybrid model's learned penalty).
 
     Backwards compatible: `export_retrieval(query_tower, item_ids, item_embeddings, ...)`
     (no spec) exports an id-only tower taking `user_id` string [batch].
@@ -338,7 +356,8 @@ def export_retrieval(query_model, query_spec=None, item_ids=None, item_embedding
         query_spec, item_ids, item_embeddings = USER_ID_SPEC, query_spec, item_ids  # the id-only form
     module = RetrievalModule(query_model, query_spec, item_ids, item_embeddings, item_encoder=item_encoder,
                              item_encoder_spec=item_encoder_spec, ranker=ranker, explainer=explainer, index=index,
-                             index_params=index_params, k=k, retrieve_k=retrieve_k, two_stage=two_stage)
+                             index_params=index_params, k=k, retrieve_k=retrieve_k, two_stage=two_stage,
+                             repeat_penalty=repeat_penalty)
     with atomic_version_dir(root, name, version) as (tmp, version):
         save_module(module, tmp, model_name=name, warmup=warmup, example_inputs=example_inputs)
     return str(pathlib.Path(root) / name / str(version))

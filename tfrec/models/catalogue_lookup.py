@@ -7,6 +7,7 @@ items are included) and gathers them by id with a hash table. Unknown ids get a
 zero row, so a request never fails.
 """
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 
@@ -59,3 +60,22 @@ class CatalogueLookup(tf.keras.layers.Layer):
         cols = {k: np.asarray(v, dtype=object if isinstance(v[0], str) else np.float32)[:-1]
                 for k, v in config.pop("columns").items()}  # drop the trailing "unknown" row
         return cls(columns=cols, **config)
+
+
+def catalogue_rows(features, item_ids):
+    """Training features for `HybridRetrieval` with item ids given as rows of its
+    catalogue lookup (built from `item_ids`): `item_id` [n] -> `item_row` int32 and
+    `history` [n, N] -> `history_row` int32, "" padding -> len(item_ids) (the lookup's
+    unknown row). The loss is the same (tested); the input pipeline then gathers, and
+    the training step de-duplicates, integers instead of strings. Features with an id
+    outside `item_ids` are returned unchanged (the string path embeds unknown ids)."""
+    index = pd.Index([str(x) for x in item_ids])
+    cand = index.get_indexer(np.asarray(features["item_id"]).astype(str))
+    history = np.asarray(features["history"]).astype(str)
+    hist = index.get_indexer(history.ravel()).reshape(history.shape)
+    if (cand < 0).any() or ((hist < 0) & (history != "")).any():
+        return features
+    hist[history == ""] = len(index)
+    out = {k: v for k, v in features.items() if k not in ("item_id", "history")}
+    out["item_row"], out["history_row"] = cand.astype(np.int32), hist.astype(np.int32)
+    return out

@@ -108,4 +108,5 @@ def build_hybrid(model_cfg, catalogue, items, text_embeddings, query_features, t
                            num_random_negatives=model_cfg.num_random_negatives,
                            history_negatives=model_cfg.history_negatives, seed=seed,
                            content_loss_weight=model_cfg.content_loss_weight,
-                           popularity_prior=max(model_cfg.popularity_prior) > 0)
+                           popularity_prior=max(model_cfg.popularity_prior) > 0,
+                           repeat_penalty=model_cfg.repeat_penalty)

@@ -40,6 +40,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from tfrec.models.catalogue_lookup import catalogue_rows  # noqa: F401  (imported from here by callers)
+from tfrec.models.repeat import penalty_from_raw, seen_indicator
+
 
 class HybridRetrieval(tfrs.Model):
     """Args:
@@ -59,12 +62,18 @@ class HybridRetrieval(tfrs.Model):
             query side is unchanged. 0 = off.
         popularity_prior: give the retrieval space the popularity prior's dimension
             (module docstring); its weight and window are set by `set_popularity_prior`.
+        repeat_penalty: learn a score offset p >= 0 for items in the query's own
+            history (`tfrec.models.repeat`); not with `num_random_negatives`.
     """
 
     def __init__(self, lookup, item_tower, query_tower, item_log_probability=None, temperature=0.05,
                  remove_accidental_hits=True, num_random_negatives=0, history_negatives=0.0, seed=0,
-                 content_loss_weight=0.0, popularity_prior=False, **kwargs):
+                 content_loss_weight=0.0, popularity_prior=False, repeat_penalty=False, **kwargs):
         super().__init__(**kwargs)
+        if repeat_penalty and num_random_negatives:
+            raise ValueError("`repeat_penalty` does not combine with `num_random_negatives`; set one of them to 0.")
+        self._repeat_raw = (self.add_weight(name="repeat_penalty", shape=(), initializer=tf.constant_initializer(-3.0))
+                            if repeat_penalty else None)
         self.popularity_prior = (0.0, 14)  # (w, N days), see `set_popularity_prior`
         self.cold_neighbours = None  # `set_cold_neighbours`: how items without a trained id are placed
         self._prior = None  # item id -> T * w * log(1 + recent count); unknown ids 0
@@ -95,6 +104,11 @@ class HybridRetrieval(tfrs.Model):
         self._negative_pool = tf.constant(list(item_tower.item_vocabulary) or lookup.item_ids)
         # Keras reports the LAST batch's loss as `loss`; this is the epoch mean.
         self.loss_tracker = tf.keras.metrics.Mean(name="mean_batch_loss")
+
+    @property
+    def repeat_penalty(self):
+        """The learned repeat penalty p >= 0 (a scalar tensor; `tfrec.models.repeat`), or None."""
+        return None if self._repeat_raw is None else penalty_from_raw(self._repeat_raw)
 
     # -- popularity prior ----------------------------------------------------------
     @property
@@ -208,7 +222,7 @@ class HybridRetrieval(tfrs.Model):
         n_hist = tf.size(history)
         # History items only enter the loss through the history encoder or the
         # history-negative loss; without both, the tower never sees them.
-        need_history = self.query_tower.use_history or self.history_negatives > 0
+        need_history = self.query_tower.use_history or self.history_negatives > 0 or self._repeat_raw is not None
         all_keys = [cand_key]
         if need_history:
             all_keys.append(tf.reshape(history, [-1]))
@@ -246,21 +260,24 @@ class HybridRetrieval(tfrs.Model):
         if self.logq:
             log_prob = self._logq_table.lookup(uniq) if uniq_rows is None else tf.gather(self._logq_rows, uniq_rows)
             log_prob_unique = tf.clip_by_value(log_prob, _LOG_MIN_PROB, 0.0)
-        loss = self._retrieval_loss(query, unique_emb, idx, cand_idx, log_prob_unique)
+        seen = None  # (history indices into the distinct items, their mask): the repeat penalty's input
+        if self._repeat_raw is not None:
+            seen = (tf.reshape(idx[batch:batch + n_hist], tf.shape(history)), hist_valid)
+        loss = self._retrieval_loss(query, unique_emb, idx, cand_idx, log_prob_unique, seen)
         if content_emb is not None:
             loss += self.content_loss_weight * self._retrieval_loss(query, content_emb, idx, cand_idx,
-                                                                    log_prob_unique)
+                                                                    log_prob_unique, seen)
         if self.history_negatives > 0:
             loss += self.history_negatives * self._history_negative_loss(
                 query, tf.gather(unique_emb, cand_idx), hist, history, cand_key, padding)
         self.loss_tracker.update_state(loss)
         return loss
 
-    def _retrieval_loss(self, query, unique_emb, idx, cand_idx, log_prob_unique):
+    def _retrieval_loss(self, query, unique_emb, idx, cand_idx, log_prob_unique, seen=None):
         """The in-batch softmax loss (+ random negatives) of the queries against the
         candidates, given the distinct items' embeddings `unique_emb` (n_unique, d)."""
         if not self.num_random_negatives:
-            return self._distinct_candidate_loss(query, unique_emb, cand_idx, log_prob_unique)
+            return self._distinct_candidate_loss(query, unique_emb, cand_idx, log_prob_unique, seen)
         neg_idx = idx[-self.num_random_negatives:]
         cand = tf.gather(unique_emb, tf.concat([cand_idx, neg_idx], axis=0))  # (batch + M, d)
         log_prob = None
@@ -290,19 +307,22 @@ class HybridRetrieval(tfrs.Model):
         has_any = tf.reduce_any(hist_valid, axis=1, keepdims=True)  # (batch, 1)
         return self.query_tower(features, pooled[:, None, :], has_any, training=training)
 
-    def _distinct_candidate_loss(self, query, unique_emb, cand_idx, log_prob_unique):
+    def _distinct_candidate_loss(self, query, unique_emb, cand_idx, log_prob_unique, seen=None):
         """The in-batch softmax over the batch's candidates, scored once per distinct
         candidate item. Copies of an item have the same embedding and score, so
         sum_j exp(s_ij) over the batch = sum_u n_u exp(s_iu) over distinct items u with
         multiplicities n_u: logits s_iu + log n_u. Removing accidental hits keeps one
         copy of the positive (its column's multiplicity becomes 1). Equal to
-        `in_batch_softmax_loss` over the full batch (float rounding aside)."""
+        `in_batch_softmax_loss` over the full batch (float rounding aside). `seen`: the
+        repeat penalty's (history indices into `unique_emb`, mask), see `compute_loss`."""
         cand_u, pos = tf.unique(cand_idx)  # cand_u: (n_c,) into unique_emb; pos: (batch,) into cand_u
         n_c = tf.shape(cand_u)[0]
         log_n = tf.math.log(tf.math.unsorted_segment_sum(tf.ones_like(pos, tf.float32), pos, n_c))  # (n_c,)
         scores = tf.matmul(query, tf.gather(unique_emb, cand_u), transpose_b=True) / self.temperature  # (batch, n_c)
         if log_prob_unique is not None:
             scores -= tf.gather(log_prob_unique, cand_u)[None, :]
+        if seen is not None:
+            scores -= self.repeat_penalty / self.temperature * seen_indicator(*seen, cand_u, tf.shape(unique_emb)[0])
         logits = scores + log_n[None, :]
         if self.remove_accidental_hits:
             rows = tf.stack([tf.range(tf.shape(pos)[0]), pos], axis=1)  # (batch, 2): each positive's cell
@@ -319,30 +339,14 @@ class HybridRetrieval(tfrs.Model):
         neg = tf.einsum("bd,bnd->bn", query, hist) / self.temperature  # (batch, N)
         # Padding and re-consumptions of the positive itself are not negatives.
         valid = tf.not_equal(history_keys, padding) & tf.not_equal(history_keys, positive_keys[:, None])
+        if self._repeat_raw is not None:  # every history item is a repeat; the positive if it is one of them
+            penalty = self.repeat_penalty / self.temperature
+            repeat = tf.reduce_any(tf.equal(history_keys, positive_keys[:, None]) & tf.not_equal(history_keys, padding),
+                                   axis=1, keepdims=True)
+            pos, neg = pos - penalty * tf.cast(repeat, pos.dtype), neg - penalty
         neg = tf.where(valid, neg, tf.fill(tf.shape(neg), -1e9))
         logits = tf.concat([pos, neg], axis=1)  # (batch, 1 + N)
         return tf.reduce_sum(tf.reduce_logsumexp(logits, axis=1) - pos[:, 0])
-
-
-def catalogue_rows(features, item_ids):
-    """Training features for `HybridRetrieval` with item ids given as rows of its
-    catalogue lookup (built from `item_ids`): `item_id` [n] -> `item_row` int32 and
-    `history` [n, N] -> `history_row` int32, "" padding -> len(item_ids) (the lookup's
-    unknown row). The loss is the same (tested); the input pipeline then gathers, and
-    the training step de-duplicates, integers instead of strings. Features with an id
-    outside `item_ids` are returned unchanged (the string path embeds unknown ids)."""
-    import pandas as pd
-
-    index = pd.Index([str(x) for x in item_ids])
-    cand = index.get_indexer(np.asarray(features["item_id"]).astype(str))
-    history = np.asarray(features["history"]).astype(str)
-    hist = index.get_indexer(history.ravel()).reshape(history.shape)
-    if (cand < 0).any() or ((hist < 0) & (history != "")).any():
-        return features
-    hist[history == ""] = len(index)
-    out = {k: v for k, v in features.items() if k not in ("item_id", "history")}
-    out["item_row"], out["history_row"] = cand.astype(np.int32), hist.astype(np.int32)
-    return out
 
 
 def recent_counts(interactions, days):

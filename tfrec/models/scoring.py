@@ -10,7 +10,10 @@ import weakref
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import tensorflow as tf
+
+from tfrec.models.repeat import history_matrix
 
 # One pair of traced functions per model, reused by every scorer of that model
 # (validation builds a scorer each epoch; re-tracing each time is slow and noisy).
@@ -65,16 +68,29 @@ class HybridScorer:
 
     def query_embeddings(self, events: pd.DataFrame) -> np.ndarray:
         """Query vectors for events (user_id, timestamp); see `features`."""
-        feats = self.features(events)
+        return self._embed(self.features(events))
+
+    def _embed(self, feats) -> np.ndarray:
         out = []
-        n = len(events)
+        n = len(feats["user_id"])
         for i in range(0, n, self.batch_size):
             out.append(self._query_fn({k: tf.constant(v[i:i + self.batch_size]) for k, v in feats.items()}).numpy())
         return np.concatenate(out) if out else np.zeros((0, self.item_embeddings.shape[1]), np.float32)
 
     def score_queries(self, queries: pd.DataFrame) -> np.ndarray:
-        """[n_queries, n_items] scores; `queries` has user_id and timestamp columns."""
-        return self.query_embeddings(queries) @ self.item_embeddings.T
+        """[n_queries, n_items] scores; `queries` has user_id and timestamp columns.
+        With a repeat penalty p, the items of a query's own history score p lower."""
+        return self.score_features(self.features(queries))
+
+    def score_features(self, feats) -> np.ndarray:
+        """`score_queries` for raw query features (`features`' output)."""
+        return self._embed(feats) @ self.item_embeddings.T - self.repeat_offsets(feats["history"])
+
+    def repeat_offsets(self, histories):
+        """[n, n_items]: the model's repeat penalty at each history's items, 0 elsewhere (0 without one)."""
+        if self.model.repeat_penalty is None:
+            return np.zeros((len(histories), 1), np.float32)
+        return float(self.model.repeat_penalty) * history_matrix(histories, self.item_ids)
 
     def user_matrix(self, catalogue, events: pd.DataFrame) -> np.ndarray:
         """[U, d] query embeddings at each user's FIRST event in `events` (the start of
@@ -127,17 +143,25 @@ class FullCatalogueValidation(tf.keras.callbacks.Callback):
         `vectors`: this model's (user matrix, item embeddings) from `vectors(model)`."""
         from tfrec.evaluation.ranking import embedding_scorer, evaluate_ranking
 
-        users, items = vectors if vectors is not None else self.vectors(model)
+        users, items, repeat = vectors if vectors is not None else self.vectors(model)
         scores = embedding_scorer(users, items)
         bias = 0.0 if item_bias is None else np.asarray(item_bias, np.float32)[None, :]
-        return evaluate_ranking(lambda u: scores(u) + bias, self.users, self.val_matrix,
+        offset = (lambda u: 0.0) if repeat.nnz == 0 else (lambda u: repeat[np.asarray(u)].toarray())
+        return evaluate_ranking(lambda u: scores(u) + bias - offset(u), self.users, self.val_matrix,
                                 exclude=self.train_matrix if self.exclude_seen else None, ks=self.ks,
                                 return_topk=False).mean()
 
     def vectors(self, model):
-        """(user matrix [U, d], item embeddings [I, d]) of `model` for the validation queries."""
+        """(user matrix [U, d], item embeddings [I, d], repeat offsets [U, I] sparse) of
+        `model` for the validation queries (`HybridScorer.user_matrix`, `repeat_offsets`)."""
         scorer = HybridScorer(model, self.query_features, self.train, self.catalogue.item_ids)
-        return scorer.user_matrix(self.catalogue, self.events), scorer.item_embeddings
+        first = first_events(self.catalogue, self.events)
+        offsets = sp.csr_matrix((self.catalogue.n_users, len(scorer.item_ids)), dtype=np.float32)
+        if model.repeat_penalty is not None:  # each validation user's row: their query's history items
+            rows = sp.coo_matrix(scorer.repeat_offsets(scorer.features(first)["history"]))
+            at = first["user_idx"].to_numpy()[rows.row]
+            offsets = sp.csr_matrix((rows.data, (at, rows.col)), shape=offsets.shape)
+        return scorer.user_matrix(self.catalogue, self.events), scorer.item_embeddings, offsets
 
     def on_epoch_end(self, epoch, logs=None):
         res = self.evaluate(self.model)

@@ -70,7 +70,7 @@ class TwoStageScorer:
     def candidates(self, queries: pd.DataFrame):
         """(retrieval scores [n, I], candidate item indices [n, N] best first, features)."""
         feats = self.retrieval.features(queries)
-        scores = self.retrieval.query_embeddings(queries) @ self.retrieval.item_embeddings.T  # (n, I)
+        scores = self.retrieval.score_features(feats)  # (n, I)
         masked = scores.copy()
         if self.exclude is not None:
             users = queries["user_idx"].to_numpy() if "user_idx" in queries.columns else \
