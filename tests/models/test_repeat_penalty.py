@@ -188,3 +188,31 @@ def test_the_export_serves_the_penalised_top_k_and_says_so_in_its_config(tmp_pat
     assert module.metadata()["repeat_penalty"] == [2.0, 3]
     with pytest.raises(ConfigError, match="history"):
         RetrievalModule(_QueryByUser(users), {"user_id": spec["user_id"]}, items, emb, k=5, repeat_penalty=(2.0, 3))
+
+
+def test_a_saved_model_of_a_penalised_hybrid_serves_the_scorers_ranking_after_reloading(world, tmp_path):
+    from tfrec.data.pipeline import make_dataset
+    from tfrec.export.retrieval import export_retrieval
+    from tfrec.models.serving import hybrid_serving_parts
+
+    data, split, cat, text, qf = world
+    train = split.train.drop_duplicates(["user_id", "item_id"])
+    model = seeded_hybrid(world, repeat_penalty=True, history_negatives=1.0)
+    feats = qf.build(train, context=train)
+    feats["item_id"] = train["item_id"].astype(str).to_numpy(dtype=object)
+    model.compile(tf.keras.optimizers.Adam(0.05))
+    model.fit(make_dataset(feats, 256, seed=0), epochs=2, verbose=0)
+    model._repeat_raw.assign(_raw_for(0.3))  # large enough to reorder the top 5
+    query_model, spec, _, _ = hybrid_serving_parts(model, qf)
+    ids = list(cat.item_ids)
+    path = export_retrieval(query_model, spec, ids, model.item_embeddings(tf.constant(ids)).numpy(), root=tmp_path,
+                            name="repeat", k=5, repeat_penalty=(float(model.repeat_penalty), qf.history_length))
+    events = split.test.head(20)
+    scorer = HybridScorer(model, qf, train, ids)
+    f = scorer.features(events)
+    want = np.asarray(ids, dtype=object)[np.argsort(-scorer.score_features(f), axis=1, kind="stable")[:, :5]]
+    served = tf.saved_model.load(path).signatures["serving_default"](
+        **{k: tf.constant(v) for k, v in f.items() if k in spec})["item_ids"].numpy().astype(str)
+    np.testing.assert_array_equal(served, want.astype(str))
+    unpenalised = np.argsort(-(scorer._embed(f) @ scorer.item_embeddings.T), axis=1, kind="stable")[:, :5]
+    assert (np.asarray(ids, dtype=object)[unpenalised] != want).any()  # the penalty changed what is served
