@@ -188,6 +188,9 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
                 user_emb, item_emb = scorer.user_matrix(catalogue, split.test), scorer.item_embeddings
                 label = "tfrec hybrid"
                 evaluated = scorer if config.eval.protocol else (user_emb, item_emb)
+                if model.repeat_penalty is not None and not config.eval.protocol and not config.eval.exclude_seen:
+                    log("evaluate: user vectors cannot carry the repeat penalty, and seen items are kept: the "
+                        "table is without it (name an `eval.protocol` to score queries with it)")
                 recommender = Recommender(model, query_features, data.items, text_emb, known,
                                           text_encoder=text_encoder, text_template=config.text.template,
                                           ranker=ranker, n_candidates=config.ranking.candidates)
