@@ -5,6 +5,7 @@ Expected values come from plain numpy loops over the batch, or are worked by han
 import types
 
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -12,7 +13,7 @@ from tests.models.worlds import seeded_hybrid, synthetic_world
 from tfrec.config import ModelConfig
 from tfrec.errors import ConfigError
 from tfrec.models.hybrid import HybridRetrieval
-from tfrec.models.repeat import rerank_with_penalty, seen_indicator
+from tfrec.models.repeat import history_cells, rerank_with_penalty, seen_indicator
 from tfrec.models.scoring import FullCatalogueValidation, HybridScorer, first_events
 
 
@@ -32,6 +33,13 @@ def test_seen_indicator_marks_each_querys_own_history_candidates():
         for j, u in enumerate(cand_u):
             want[b, j] = float(any(valid[b, k] and hist[b, k] == u for k in range(n)))
     np.testing.assert_array_equal(got, want)
+
+
+def test_history_cells_hand_worked():
+    index = pd.Index(["a", "b", "c"])
+    rows, cols = history_cells(np.array([["", "a", "a"], ["x", "c", "b"]], dtype=object), index)
+    # Row 0: "a" once although twice in the history; row 1: unknown "x" skipped.
+    assert sorted(zip(rows.tolist(), cols.tolist())) == [(0, 0), (1, 1), (1, 2)]
 
 
 def _bare_model(p, temperature=0.5):

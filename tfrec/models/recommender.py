@@ -124,7 +124,7 @@ class Recommender:
             raise DataError("`rank=True` needs a ranker; train with `ranking.enabled=true`.")
         feats = self.query_features_of(user_id, timestamp, history, attributes)
         q = self.scorer._query_fn({k_: tf.constant(v) for k_, v in feats.items()}).numpy()[0]
-        scores = self.item_embeddings @ q - self.scorer.repeat_offsets(feats["history"])[0]  # (I,)
+        scores = self.scorer.penalise((self.item_embeddings @ q)[None, :], feats["history"])[0]  # (I,)
         mask = self._mask(user_id, exclude_seen, exclude, include, where)
         masked = np.where(mask, -np.inf, scores)
         available = int((~mask).sum())

@@ -38,15 +38,16 @@ def seen_indicator(hist_idx, hist_valid, cand_u, n_unique):
     return tf.minimum(counts, 1.0)  # an item twice in a history is penalised once
 
 
-def history_matrix(histories, item_ids):
-    """numpy [n, I] 0/1: row r marks the catalogue items (`item_ids` order) of
-    `histories[r]` (sequences of ids, "" = padding; unknown ids ignored)."""
-    index = pd.Index(np.asarray(item_ids, dtype=object).astype(str))
-    out = np.zeros((len(histories), len(index)), np.float32)
-    for r, h in enumerate(histories):
-        cols = index.get_indexer([str(x) for x in h if str(x)])
-        out[r, cols[cols >= 0]] = 1.0
-    return out
+def history_cells(histories, index: pd.Index):
+    """(rows, cols) int arrays, each (row, item) pair once: the catalogue positions
+    (`index`, a pd.Index of the item ids) of each `histories[r]`'s items ("" padding
+    and unknown ids skipped)."""
+    hist = np.asarray(histories, dtype=object).astype(str)
+    cols = index.get_indexer(hist.ravel()).reshape(hist.shape)
+    rows = np.broadcast_to(np.arange(hist.shape[0])[:, None], hist.shape)
+    ok = cols >= 0
+    cells = np.unique(np.stack([rows[ok], cols[ok]], axis=1), axis=0).reshape(-1, 2)
+    return cells[:, 0], cells[:, 1]
 
 
 def rerank_with_penalty(scores, rows, history_rows, penalty, k):

@@ -13,7 +13,7 @@ import pandas as pd
 import scipy.sparse as sp
 import tensorflow as tf
 
-from tfrec.models.repeat import history_matrix
+from tfrec.models.repeat import history_cells
 
 # One pair of traced functions per model, reused by every scorer of that model
 # (validation builds a scorer each epoch; re-tracing each time is slow and noisy).
@@ -42,6 +42,7 @@ class HybridScorer:
         self.context = context
         self.batch_size = int(batch_size)
         self.item_ids = np.asarray(item_ids, dtype=object).astype(str)
+        self._index = pd.Index(self.item_ids)  # id -> catalogue position (the repeat penalty's items)
         self._item_fn, self._query_fn = _functions(model)
         self.item_embeddings = np.concatenate([
             self._item_fn(tf.constant(self.item_ids[i:i + self.batch_size])).numpy()
@@ -84,13 +85,24 @@ class HybridScorer:
 
     def score_features(self, feats) -> np.ndarray:
         """`score_queries` for raw query features (`features`' output)."""
-        return self._embed(feats) @ self.item_embeddings.T - self.repeat_offsets(feats["history"])
+        return self.penalise(self._embed(feats) @ self.item_embeddings.T, feats["history"])
 
-    def repeat_offsets(self, histories):
-        """[n, n_items]: the model's repeat penalty at each history's items, 0 elsewhere (0 without one)."""
+    def penalise(self, scores, histories):
+        """`scores` [n, n_items] with the model's repeat penalty subtracted, once, at each
+        row's `histories[r]` items (in place; returned). Without a penalty: unchanged."""
+        if self.model.repeat_penalty is not None:
+            rows, cols = history_cells(histories, self._index)
+            scores[rows, cols] -= float(self.model.repeat_penalty)
+        return scores
+
+    def repeat_offsets(self, histories) -> sp.csr_matrix:
+        """[n, n_items] sparse: the repeat penalty at each row's history items (empty without one)."""
+        shape = (len(histories), len(self.item_ids))
         if self.model.repeat_penalty is None:
-            return np.zeros((len(histories), 1), np.float32)
-        return float(self.model.repeat_penalty) * history_matrix(histories, self.item_ids)
+            return sp.csr_matrix(shape, dtype=np.float32)
+        rows, cols = history_cells(histories, self._index)
+        return sp.csr_matrix((np.full(rows.size, float(self.model.repeat_penalty), np.float32), (rows, cols)),
+                             shape=shape)
 
     def user_matrix(self, catalogue, events: pd.DataFrame) -> np.ndarray:
         """[U, d] query embeddings at each user's FIRST event in `events` (the start of
@@ -158,7 +170,7 @@ class FullCatalogueValidation(tf.keras.callbacks.Callback):
         first = first_events(self.catalogue, self.events)
         offsets = sp.csr_matrix((self.catalogue.n_users, len(scorer.item_ids)), dtype=np.float32)
         if model.repeat_penalty is not None:  # each validation user's row: their query's history items
-            rows = sp.coo_matrix(scorer.repeat_offsets(scorer.features(first)["history"]))
+            rows = scorer.repeat_offsets(scorer.features(first)["history"]).tocoo()  # a row per first event
             at = first["user_idx"].to_numpy()[rows.row]
             offsets = sp.csr_matrix((rows.data, (at, rows.col)), shape=offsets.shape)
         return scorer.user_matrix(self.catalogue, self.events), scorer.item_embeddings, offsets
