@@ -68,6 +68,18 @@ def test_random_split_is_seeded():
     assert _key(a.test) == _key(b.test) and _key(a.test) != _key(c.test)
 
 
+def test_per_user_random_sizes_each_user_as_recbole_does():
+    # Hand-worked from RecBole's Dataset._calcu_split_ids with ratios 0.8 / 0.1 / 0.1: validation and
+    # test get int(0.1 n); a part with 0 < 0.1 n < 1 takes one event from train while train keeps two.
+    want = {20: (16, 2, 2), 25: (21, 2, 2), 29: (25, 2, 2), 31: (25, 3, 3), 9: (7, 1, 1), 2: (1, 0, 1)}
+    ev = pd.DataFrame([(f"u{n}", f"i{k}", k) for n in want for k in range(n)],
+                      columns=["user_id", "item_id", "timestamp"])
+    s = make_split(ev, "per_user_random", val_fraction=0.1, test_fraction=0.1, seed=3)
+    for n, (n_train, n_val, n_test) in want.items():
+        got = tuple(int((part.user_id == f"u{n}").sum()) for part in (s.train, s.val, s.test))
+        assert got == (n_train, n_val, n_test), n
+
+
 def test_per_user_random_keeps_every_user_in_train():
     ev = _events()
     s = make_split(ev, "per_user_random", val_fraction=0.1, test_fraction=0.1, seed=1)

@@ -145,7 +145,9 @@ def random_split(interactions: pd.DataFrame, val_fraction=0.0, test_fraction=0.2
 
 def per_user_random_split(interactions: pd.DataFrame, val_fraction=0.1, test_fraction=0.1, seed=42) -> Split:
     """Each user's events are shuffled with `seed` and cut by fractions (RecBole's
-    'RO' ordering with 8:1:1 split). Users keep at least one train event."""
+    'RO' ordering with 8:1:1 split), sized as RecBole's `Dataset._calcu_split_ids`:
+    validation and test get floor(fraction x n) events, train the rest; a part whose
+    fraction x n lies in (0, 1) gets one event from train while train keeps two."""
     _check_fractions(val_fraction, test_fraction)
     rng = np.random.default_rng(seed)
     df = interactions.reset_index(drop=True)
@@ -155,10 +157,12 @@ def per_user_random_split(interactions: pd.DataFrame, val_fraction=0.1, test_fra
     df = df.iloc[order].reset_index(drop=True)
     pos = df.groupby("user_id", sort=False).cumcount().to_numpy()
     size = df.groupby("user_id", sort=False)["item_id"].transform("size").to_numpy()
-    # RecBole rounds the split points per user: train = floor-ish of 0.8 * n.
-    n_train = np.maximum(1, np.floor(size * (1 - val_fraction - test_fraction) + 0.5)).astype(int)
-    n_val = np.floor(size * val_fraction + 0.5).astype(int)
-    n_val = np.minimum(n_val, size - n_train)
+    n_val = np.floor(size * val_fraction).astype(int)
+    n_test = np.floor(size * test_fraction).astype(int)
+    for n_part, fraction in ((n_test, test_fraction), (n_val, val_fraction)):  # RecBole's order: last part first
+        lift = (0 < size * fraction) & (size * fraction < 1) & (size - n_val - n_test > 1)
+        n_part[lift] += 1
+    n_train = size - n_val - n_test
     split = Split(
         train=_sorted(df[pos < n_train]),
         val=_sorted(df[(pos >= n_train) & (pos < n_train + n_val)]),

@@ -52,10 +52,10 @@ published reference, so that tfrec's numbers can sit beside the reference's:
       `score_queries` model is asked with the user's latest N train items whatever
       their time, at the end of the train profile (`request_time`), and trained on
       the same kind of query (each train item's query: the user's other train items);
-    * one difference: tfrec's `per_user_random` split rounds each user's cut points
-      (train = round(0.8 n), valid = round(0.1 n)) where RecBole floors the valid
-      and test sizes (`Dataset._calcu_split_ids`); a user's three parts can differ
-      by one interaction.
+    * split sizes: per user, validation and test get int(0.1 n) events and train the
+      rest, as RecBole's `Dataset._calcu_split_ids` (session 11; before, tfrec rounded
+      the cut points, which gave 39% of ML-100K users one more test event). Which
+      events fall in each part is tfrec's own seeded shuffle, not RecBole's.
 - `recbole_sequential`: RecBole's sequential set-up ("TO" order, `split: {'LS':
   'valid_and_test'}`, full ranking): per user, the last interaction (by time) is
   the test query and the one before it the validation query; the model knows
