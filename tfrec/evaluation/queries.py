@@ -136,7 +136,7 @@ def check_query_history(query_history: str) -> str:
 def _histories(queries: pd.DataFrame, known: pd.DataFrame, mode: str, history_length: int) -> np.ndarray:
     from tfrec.data.history import histories
 
-    events = queries[["user_id", "timestamp"] + [c for c in (EVENT_ORDER,) if c in queries.columns]]
+    events = queries[["user_id", "timestamp"] + ([EVENT_ORDER] if EVENT_ORDER in queries.columns else [])]
     if "request_time" in queries.columns:  # a profile query: everything known, at its end
         events = events.assign(timestamp=queries["request_time"].to_numpy())
     elif mode == "per_user" and len(known):

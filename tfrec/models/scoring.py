@@ -104,14 +104,21 @@ class HybridScorer:
         return sp.csr_matrix((np.full(rows.size, float(self.model.repeat_penalty), np.float32), (rows, cols)),
                              shape=shape)
 
-    def user_matrix(self, catalogue, events: pd.DataFrame) -> np.ndarray:
+    def user_matrix(self, catalogue, events: pd.DataFrame, with_offsets=False):
         """[U, d] query embeddings at each user's FIRST event in `events` (the start of
-        their evaluation period); zero rows for users without events."""
+        their evaluation period); zero rows for users without events. `with_offsets`:
+        also those queries' `repeat_offsets`, [U, n_items] sparse, a row per user."""
         first = first_events(catalogue, events)
-        emb = self.query_embeddings(first)
+        feats = self.features(first)
+        emb = self._embed(feats)
+        users = first["user_idx"].to_numpy()
         out = np.zeros((catalogue.n_users, emb.shape[1]), np.float32)
-        out[first["user_idx"].to_numpy()] = emb
-        return out
+        out[users] = emb
+        if not with_offsets:
+            return out
+        cells = self.repeat_offsets(feats["history"]).tocoo()
+        return out, sp.csr_matrix((cells.data, (users[cells.row], cells.col)),
+                                  shape=(catalogue.n_users, len(self.item_ids)))
 
 
 def first_events(catalogue, events: pd.DataFrame) -> pd.DataFrame:
@@ -167,13 +174,8 @@ class FullCatalogueValidation(tf.keras.callbacks.Callback):
         """(user matrix [U, d], item embeddings [I, d], repeat offsets [U, I] sparse) of
         `model` for the validation queries (`HybridScorer.user_matrix`, `repeat_offsets`)."""
         scorer = HybridScorer(model, self.query_features, self.train, self.catalogue.item_ids)
-        first = first_events(self.catalogue, self.events)
-        offsets = sp.csr_matrix((self.catalogue.n_users, len(scorer.item_ids)), dtype=np.float32)
-        if model.repeat_penalty is not None:  # each validation user's row: their query's history items
-            rows = scorer.repeat_offsets(scorer.features(first)["history"]).tocoo()  # a row per first event
-            at = first["user_idx"].to_numpy()[rows.row]
-            offsets = sp.csr_matrix((rows.data, (at, rows.col)), shape=offsets.shape)
-        return scorer.user_matrix(self.catalogue, self.events), scorer.item_embeddings, offsets
+        users, offsets = scorer.user_matrix(self.catalogue, self.events, with_offsets=True)
+        return users, scorer.item_embeddings, offsets
 
     def on_epoch_end(self, epoch, logs=None):
         res = self.evaluate(self.model)
