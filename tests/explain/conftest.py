@@ -1,5 +1,6 @@
 import functools
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -23,9 +24,10 @@ def _base(seed=5):
     return data, split, encoder, text
 
 
-def build_recommender(sequence="mean", epochs=1, fit=True, seed=5):
+def build_recommender(sequence="mean", epochs=1, fit=True, seed=5, repeat_penalty=None):
     """A tiny hybrid Recommender (embedding dim 8, history 5). Returns (recommender, data, split).
-    `fit=False`: random weights, enough where only the arithmetic of an attribution is checked."""
+    `fit=False`: random weights, enough where only the arithmetic of an attribution is checked.
+    `repeat_penalty`: a model with a repeat penalty, set to this value."""
     from tfrec.config import ModelConfig
     from tfrec.data.pipeline import make_dataset
     from tfrec.features.catalogue import Catalogue
@@ -37,7 +39,10 @@ def build_recommender(sequence="mean", epochs=1, fit=True, seed=5):
     cat = Catalogue.fit(data.items, split.train, data.interactions, data.users)
     qf = QueryFeatures.fit(split.train, data.users, 5)
     tf.keras.utils.set_random_seed(0)
-    model = build_hybrid(ModelConfig(embedding_dim=8, sequence=sequence), cat, data.items, text, qf)
+    model = build_hybrid(ModelConfig(embedding_dim=8, sequence=sequence, repeat_penalty=repeat_penalty is not None),
+                         cat, data.items, text, qf)
+    if repeat_penalty is not None:  # p = softplus(raw)
+        model._repeat_raw.assign(float(np.log(np.expm1(repeat_penalty))))
     feats = qf.build(split.train, context=split.train)
     if fit:
         model.compile(tf.keras.optimizers.Adam(0.01))

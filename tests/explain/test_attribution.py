@@ -44,6 +44,45 @@ def test_leave_one_out_equals_one_model_call_per_deletion(sequence):
     assert np.abs(loo).max() > 1e-4  # the history matters at all, so the comparison means something
 
 
+def test_explained_scores_include_the_repeat_penalty_as_recommend_ranks_them():
+    p = 2.0  # a cosine moves by at most 2, so the own entry's contribution (its effect - p) must be negative
+    rec, data, split = build_recommender("mean", fit=False, repeat_penalty=p)
+    assert float(rec.model.repeat_penalty) == pytest.approx(p, rel=1e-5)
+    ex = Explainer(rec, split.train)
+    user, ts = _query(split)
+    feats = ex.features(user, ts)
+    padded = list(feats["history"][0])
+    hist = [h for h in padded if h != ""]
+    once = next(h for h in hist if hist.count(h) == 1)
+    twice = next(h for h in hist if hist.count(h) == 2)  # removing one of its entries keeps the penalty
+    other = next(i for i in rec.item_ids if i not in hist)
+    items = [once, twice, other]  # history items (penalised) and one that is not
+    # The score the recommender ranks by (its own penalty path, `HybridScorer.penalise`).
+    ranked = rec.recommend(user, k=len(rec.item_ids), timestamp=ts, exclude_seen=False).set_index("item_id")
+    explanations = ex._explain(feats, items, 3)
+    for e, item in zip(explanations, items):
+        assert e.score == pytest.approx(float(ranked.loc[item, "score"]), abs=1e-5)
+        repeat = item in hist
+        assert e.score == pytest.approx(_naive_score(rec.model, feats, item) - p * repeat, abs=1e-5)
+        assert e.repeat_penalty == (pytest.approx(p, rel=1e-5) if repeat else 0.0)
+        for h in e.history:  # leave-one-out against the user re-scored without that item, penalty included
+            without = [x for j, x in enumerate(padded) if j != h.position and x != ""]
+            q = rec.query_embedding(user, ts, history=without)
+            want = e.score - (float(q @ rec.item_embeddings[rec._index.get_loc(item)]) - p * (item in without))
+            assert h.leave_one_out == pytest.approx(want, abs=1e-5), (item, h.item_id)
+    own = next(h for h in explanations[0].history if h.item_id == once)
+    assert own.leave_one_out < 0  # removing the item's only entry lifts the penalty
+    from tfrec.cli.explain import format_explanation
+
+    assert "repeat penalty -2.0000" in format_explanation(explanations[0])
+    assert "repeat penalty" not in format_explanation(explanations[2])
+    # Occlusion keeps the history, so the penalty cancels: the same numbers as without it.
+    att = ex.attribute(feats, items)
+    plain = occlusion(rec.scorer._query_fn, feats, rec.item_embeddings[rec._index.get_indexer(items)],
+                      ex.occlusion_names, ex.neutral_time)
+    np.testing.assert_allclose(att["occlusion"], plain, atol=1e-5)
+
+
 def test_history_variants_remove_one_item_each():
     feats = {"user_id": np.array(["u"], object), "history": np.array([["", "a", "b"]], object)}
     v = history_variants(feats)

@@ -72,6 +72,59 @@ def test_query_explainer_pads_short_histories_and_scores_unknown_items_zero():
     assert unknown["history_contributions"].numpy().tolist() == [[0.0, 0.0, 0.0]]
 
 
+def test_query_explainer_subtracts_the_repeat_penalty_from_history_items():
+    table = {"a": [1.0, 0.0], "b": [0.0, 2.0], "zz": [5.0, 5.0]}
+
+    class Mean(tf.Module):
+        def __call__(self, f):
+            keys, vals = tf.constant(list(table)), tf.constant(list(table.values()))
+            idx = tf.argmax(tf.cast(f["history"][..., None] == keys, tf.int32), axis=-1)
+            real = tf.cast(f["history"] != "", tf.float32)[..., None]
+            h = tf.reduce_sum(tf.gather(vals, idx) * real, 1) / tf.maximum(tf.reduce_sum(real, 1), 1.0)
+            return h + tf.where(f["user_id"] == "vip", 1.0, 0.0)[:, None]
+
+    ex = QueryExplainer(Mean(), ["a", "x"], [[1.0, 0.0], [0.0, 1.0]], history_length=3,
+                        occlusions={"user_id": "\x00oov"}, repeat_penalty=0.25)
+    q = {"user_id": tf.constant(["vip", "vip", "vip"]), "history": tf.constant([["a", "b"], ["a", "b"], ["zz", "b"]])}
+    out = ex(q, tf.constant(["a", "x", "zz"]))
+    # By hand, item a (in the history): ["", a, b] -> (0.5, 1) + 1 -> 1.5, penalised 1.25.
+    # Without a: (0, 2) + 1 -> 1.0, no longer a repeat (drop 0.25); without b: (1, 0) + 1 -> 2.0,
+    # still a repeat, 1.75 (drop -0.5). user_id unknown: 0.5 - 0.25 (drop 1.0, the penalty cancels).
+    # Item x is no history item: (1.5, 2) . (0, 1) = 2.0. An unknown item scores 0 even in the history.
+    np.testing.assert_allclose(out["score"].numpy(), [1.25, 2.0, 0.0])
+    np.testing.assert_allclose(out["history_contributions"].numpy()[0], [0.0, 0.25, -0.5])
+    np.testing.assert_allclose(out["attribute_contributions"].numpy()[0], [1.0])
+    np.testing.assert_allclose(out["history_contributions"].numpy()[2], [0.0, 0.0, 0.0])
+
+
+def test_saved_explain_signature_with_a_repeat_penalty_scores_as_recommend_ranks(tmp_path):
+    from tests.explain.conftest import build_recommender
+    from tfrec.explain.explainer import Explainer
+
+    rec, data, split = build_recommender("mean", fit=False, repeat_penalty=0.5)
+    ex = Explainer(rec, split.train)
+    query_model, spec, _, _ = hybrid_serving_parts(rec.model, rec.query_features)
+    path = export_retrieval(query_model, spec, rec.item_ids, rec.item_embeddings, k=5, root=tmp_path, name="rp",
+                            explainer=hybrid_explainer(rec.model, rec.query_features, rec.item_ids,
+                                                       rec.item_embeddings))
+    sig = tf.saved_model.load(path).signatures["explain"]
+    ts = int(split.val["timestamp"].max()) + 1
+    user = split.val["user_id"].astype(str).iloc[-1]
+    feats = ex.features(user, ts)
+    hist = [h for h in feats["history"][0] if h != ""]
+    items = [hist[-1], next(i for i in rec.item_ids if i not in hist)]
+    req = {k: tf.constant(np.repeat(v, 2, axis=0)) for k, v in feats.items()}
+    out = sig(**req, item_ids=tf.constant(items))
+    ranked = rec.recommend(user, k=len(rec.item_ids), timestamp=ts, exclude_seen=False).set_index("item_id")
+    want = ex.attribute(feats, items)
+    for b, item in enumerate(items):
+        np.testing.assert_allclose(out["score"].numpy()[b], float(ranked.loc[item, "score"]), atol=1e-5)
+        np.testing.assert_allclose(out["history_contributions"].numpy()[b], want["leave_one_out"][b], atol=1e-5)
+        np.testing.assert_allclose(out["attribute_contributions"].numpy()[b], want["occlusion"][b], atol=1e-5)
+    plain = float(rec.query_embedding(user, ts) @ rec.item_embeddings[rec._index.get_loc(items[0])])
+    np.testing.assert_allclose(out["score"].numpy()[0], plain - 0.5, atol=1e-5)  # the repeat, penalised
+
+
 def test_explain_item_ids_input_name_is_reserved():
     ex = QueryExplainer(lambda f: tf.zeros([tf.shape(f["history"])[0], 2]), ["x"], [[1.0, 0.0]])
     spec = {"item_ids": tf.TensorSpec([None], tf.string), "history": tf.TensorSpec([None, None], tf.string)}

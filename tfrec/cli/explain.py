@@ -19,6 +19,8 @@ def format_explanation(e, rank=None, k_history=3) -> str:
     """Human-readable lines for one `Explanation`."""
     head = f"{rank}. " if rank is not None else ""
     lines = [f"{head}{e.title} [{e.item_id}]  score {e.score:.4f}", f"   {e.sentence}"]
+    if e.repeat_penalty:
+        lines.append(f"   already in the history: the score includes the repeat penalty -{e.repeat_penalty:.4f}")
     top = e.top_history(k_history)
     if top:
         lines.append("   history (score drop without it / gradient x input): " + "; ".join(

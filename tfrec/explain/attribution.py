@@ -1,7 +1,9 @@
 """How much each input of a query contributed to an item's score.
 
 The score of item i for a query is dot(query embedding, item embedding), both
-L2-normalised (`HybridRetrieval`). Three attributions, all for one query at a time:
+L2-normalised (`HybridRetrieval`), minus the model's learned repeat penalty when i is
+one of the query's history items (models trained with `repeat_penalty`). Three
+attributions, all for one query at a time:
 
 * leave-one-out over the history: remove history item j (the older items move one
   position towards the newest, "" pads on the left, exactly the history the user
@@ -64,23 +66,49 @@ def _scores(query_fn, features, item_vectors):
     return q @ np.asarray(item_vectors, np.float32).T  # (rows, m)
 
 
-def leave_one_out(query_fn, features: dict, item_vectors: np.ndarray):
+def repeat_hits(histories, item_ids) -> np.ndarray:
+    """bool [rows, m]: whether item m is one of row r's history items (padding never is)."""
+    hist = np.asarray(histories, dtype=object).astype(str)  # (rows, N)
+    items = np.asarray(list(item_ids), dtype=object).astype(str)
+    return ((hist[:, :, None] == items[None, None, :]) & (hist[:, :, None] != PAD)).any(axis=1)
+
+
+def _penalised(scores, histories, item_ids, repeat_penalty):
+    """`scores` [rows, m] minus the model's repeat penalty where item m is in row r's
+    history: the score `Recommender.recommend` ranks by (`HybridScorer.penalise`)."""
+    if not repeat_penalty:
+        return scores
+    if item_ids is None:
+        raise ValueError("A repeat penalty needs the explained `item_ids` (which of them are history items).")
+    return scores - float(repeat_penalty) * repeat_hits(histories, item_ids)
+
+
+def leave_one_out(query_fn, features: dict, item_vectors: np.ndarray, item_ids=None, repeat_penalty=0.0):
     """Returns (score [m], contributions [m, N]): score drop of each of m items when
-    history position j is removed; 0 at padded positions."""
-    s = _scores(query_fn, history_variants(features), item_vectors)  # (N + 1, m)
+    history position j is removed; 0 at padded positions. With a `repeat_penalty` p
+    (the model's, see `tfrec.models.repeat`) the scores are the penalised ones: an item
+    in the history scores p lower, so removing its own history entry adds p back
+    (a negative contribution of -p plus whatever the entry did to the query)."""
+    variants = history_variants(features)
+    s = _penalised(_scores(query_fn, variants, item_vectors), variants["history"], item_ids,
+                   repeat_penalty)  # (N + 1, m)
     drop = (s[0][None, :] - s[1:]).T  # (m, N)
     real = np.asarray(features["history"])[0] != PAD
     return s[0], np.where(real[None, :], drop, 0.0).astype(np.float32)
 
 
-def occlusion(query_fn, features: dict, item_vectors: np.ndarray, names, neutral_time: int, score=None):
+def occlusion(query_fn, features: dict, item_vectors: np.ndarray, names, neutral_time: int, score=None,
+              item_ids=None, repeat_penalty=0.0):
     """Score change [m, len(names)] when each named feature is made unknown (positive:
-    the feature raised the score)."""
+    the feature raised the score). The history is the same in every row, so a repeat
+    penalty (see `leave_one_out`) cancels; `score` must be penalised like the rows."""
     if not len(names):
         return np.zeros((len(item_vectors), 0), np.float32)
     if score is None:
-        score = _scores(query_fn, features, item_vectors)[0]
-    s = _scores(query_fn, occlusion_variants(features, names, neutral_time), item_vectors)  # (A, m)
+        score = _penalised(_scores(query_fn, features, item_vectors), features["history"], item_ids,
+                           repeat_penalty)[0]
+    rows = occlusion_variants(features, names, neutral_time)
+    s = _penalised(_scores(query_fn, rows, item_vectors), rows["history"], item_ids, repeat_penalty)  # (A, m)
     return (score[None, :] - s).T.astype(np.float32)  # (m, A)
 
 

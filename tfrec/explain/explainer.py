@@ -7,6 +7,8 @@ Evidence per (user, item):
     similar by text embedding;
 (c) collaborative: train users who watched both a history item and the item;
 (d) user attributes and request time, by occlusion.
+A model with a learned repeat penalty scores its query's own history items that much
+lower; explained scores include it (`Explanation.repeat_penalty`).
 Plus a sentence built from templates over the positive evidence (`tfrec.explain.text`).
 
 Example:
@@ -62,6 +64,7 @@ class Explanation:
     item_popularity: int  # train users who watched the item
     attributes: dict  # user attribute / user_id / timestamp -> score change when made unknown
     sentence: str = ""
+    repeat_penalty: float = 0.0  # already subtracted from `score`: the item is in the history (0: it is not)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -127,13 +130,22 @@ class Explainer:
         """Raw attributions for m items of one query: dict with score [m],
         leave_one_out [m, N], gradient_x_input [m, N], occlusion [m, A] (names:
         `self.occlusion_names`)."""
-        rows = self._rows(list(item_ids))
-        vecs = self.recommender.item_embeddings[rows]  # (m, d)
+        item_ids = list(item_ids)
+        vecs = self.recommender.item_embeddings[self._rows(item_ids)]  # (m, d)
         fn = self.recommender.scorer._query_fn
-        score, loo = leave_one_out(fn, features, vecs)
-        occ = occlusion(fn, features, vecs, self.occlusion_names, self.neutral_time, score=score)
+        penalty = self.repeat_penalty
+        score, loo = leave_one_out(fn, features, vecs, item_ids, penalty)
+        occ = occlusion(fn, features, vecs, self.occlusion_names, self.neutral_time, score=score,
+                        item_ids=item_ids, repeat_penalty=penalty)
         return {"score": score, "leave_one_out": loo, "gradient_x_input": self._gxi(features, vecs),
                 "occlusion": occ}
+
+    @property
+    def repeat_penalty(self) -> float:
+        """The model's learned repeat penalty (0.0 without one): scores are explained with it,
+        as `Recommender.recommend` ranks them."""
+        p = self.recommender.model.repeat_penalty
+        return 0.0 if p is None else float(p)
 
     # -- explanations ---------------------------------------------------------------------
     def explain(self, user_id, item_id, k_history=3, timestamp=None, history=None, attributes=None) -> Explanation:
@@ -160,6 +172,7 @@ class Explainer:
         real = [j for j, h in enumerate(hist) if h != PAD]
         known = [j for j in real if self.cooc.rows([hist[j]])[0] >= 0]
         hist_rows = self.cooc.rows([hist[j] for j in known])
+        penalty, real_ids = self.repeat_penalty, {hist[j] for j in real}
         out = []
         for m, item in enumerate(item_ids):
             row = self.cooc.rows([item])[0]
@@ -189,7 +202,8 @@ class Explainer:
                 co_occurrence=[{"item_id": h.item_id, "title": h.title, "count": h.co_occurrence}
                                for h in by_cooc[:self.k_similar]],
                 item_popularity=int(self.cooc.popularity[row]),
-                attributes={n: float(v) for n, v in zip(self.occlusion_names, att["occlusion"][m])})
+                attributes={n: float(v) for n, v in zip(self.occlusion_names, att["occlusion"][m])},
+                repeat_penalty=penalty if item in real_ids else 0.0)
             e.sentence = sentence(e, k_history)
             out.append(e)
         return out

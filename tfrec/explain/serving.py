@@ -10,7 +10,8 @@ changes. The arithmetic is `tfrec.explain.attribution`'s, so the served numbers
 equal `Explainer.attribute`'s (the serving proofs check it).
 
     explain(Q, item_ids string [batch]) ->
-        score                    float32 [batch]     dot(query, item embedding)
+        score                    float32 [batch]     dot(query, item embedding) (- the repeat
+                                                     penalty when the item is in the history)
         history_contributions    float32 [batch, N]  score - score without history item j (0 at padding)
         history_item_ids         string  [batch, N]  the (padded) history the contributions align with
         attribute_contributions  float32 [batch, A]  score - score with feature a unknown
@@ -36,10 +37,15 @@ class QueryExplainer(tf.Module):
             -1 for numbers, an out-of-vocabulary id for `user_id`, the end of the train
             period for `timestamp`), in the
             order of `attribute_contributions`.
+        repeat_penalty: the model's learned repeat penalty p (None / 0: none): a catalogue
+            item in the (padded) history scores p lower, as the `recommend` signatures
+            rank it; removing its own history entry then adds p back.
     """
 
-    def __init__(self, query_model, item_ids, item_embeddings, history_length=None, occlusions=None):
+    def __init__(self, query_model, item_ids, item_embeddings, history_length=None, occlusions=None,
+                 repeat_penalty=None):
         super().__init__(name="query_explainer")
+        self.repeat_penalty = float(repeat_penalty or 0.0)
         self.query_model = query_model
         self.history_length = None if history_length is None else int(history_length)
         self.occlusions = dict(occlusions or {})
@@ -78,13 +84,20 @@ class QueryExplainer(tf.Module):
             parts.append({"history": hist, **others, name: tf.fill(tf.shape(x), tf.cast(value, x.dtype))})
         batch = {k: tf.concat([p[k] for p in parts], axis=0) for k in parts[0]}
         q = tf.cast(self.query_model(batch), tf.float32)  # (b * (N + 1) + A * b, d)
-        v = tf.gather(self.embeddings, self.table.lookup(item_ids))  # (b, d)
+        rows = self.table.lookup(item_ids)
+        v = tf.gather(self.embeddings, rows)  # (b, d)
         d = tf.shape(q)[1]
         s = tf.einsum("bkd,bd->bk", tf.reshape(q[:b * (n + 1)], [b, n + 1, d]), v)  # (b, N + 1)
+        penalty = tf.zeros_like(s)
+        if self.repeat_penalty:  # (b, N + 1): the item is in that variant's history (unknown items never)
+            hit = tf.reduce_any((variants == item_ids[:, None, None]) & (variants != ""), axis=2)
+            penalty = self.repeat_penalty * tf.cast(hit & (rows < self.embeddings.shape[0] - 1)[:, None], tf.float32)
+        s -= penalty
         score = s[:, 0]
         contributions = tf.where(hist == "", 0.0, score[:, None] - s[:, 1:])  # (b, N)
         a = len(self.occlusions)
-        s_occ = tf.einsum("abd,bd->ba", tf.reshape(q[b * (n + 1):], [a, b, d]), v)  # (b, A)
+        # Occluded rows keep the history: the same penalty as the query's.
+        s_occ = tf.einsum("abd,bd->ba", tf.reshape(q[b * (n + 1):], [a, b, d]), v) - penalty[:, :1]  # (b, A)
         return {"score": score, "history_contributions": contributions, "history_item_ids": hist,
                 "attribute_contributions": score[:, None] - s_occ}
 
@@ -104,5 +117,6 @@ def hybrid_explainer(model, query_features, item_ids, item_embeddings) -> QueryE
     from tfrec.models.serving import HybridQueryModel
 
     n = query_features.history_length
+    p = model.repeat_penalty
     return QueryExplainer(HybridQueryModel(model, n), item_ids, item_embeddings, history_length=n,
-                          occlusions=hybrid_occlusions(query_features))
+                          occlusions=hybrid_occlusions(query_features), repeat_penalty=None if p is None else float(p))
