@@ -585,6 +585,32 @@ def test_blend_adds_the_retrievers_full_score_with_its_popularity_prior(world):
         retrieval.set_popularity_prior(split.train, 0.0, 14)
 
 
+def test_blend_subtracts_the_retrievers_repeat_penalty_at_history_candidates(world):
+    data, split, cat, text, qf, _, _ = world
+    tf.keras.utils.set_random_seed(1)
+    retrieval = build_hybrid(ModelConfig(embedding_dim=8, repeat_penalty=True), cat, data.items, text, qf)
+    retrieval._repeat_raw.assign(1.0)  # p = softplus(1) = 1.3133
+    feats = dict(_batch(world))
+    retrieval.query_embedding(feats)  # builds the weights
+    ranker = build_ranker(RankingConfig(embedding_dim=8, deep_units=(16,)), ModelConfig(embedding_dim=8), cat,
+                          data.items, text, qf, retrieval=retrieval, rating_mean=3.0, seed=0,
+                          timestamps=data.interactions["timestamp"])
+    hist = np.array([[x.decode() for x in row] for row in feats["history"].numpy()], dtype=object)  # (6, 5)
+    # Candidates: each row's newest history item, one of another row's, and one in no history at all.
+    outside = next(i for i in cat.item_ids if i not in set(hist.ravel()))
+    cands = np.array([[h[-1], hist[(r + 1) % len(hist)][-1], outside] for r, h in enumerate(hist)], dtype=object)
+    head = ranker.score(feats, tf.constant(cands))["relevance"].numpy()
+    ranker.blend.assign(0.7)
+    got = ranker.score(feats, tf.constant(cands))["relevance"].numpy()
+    q = retrieval.query_embedding(feats).numpy()
+    v = retrieval.item_embeddings(tf.constant(cands)).numpy()
+    p = float(np.log1p(np.exp(1.0)))
+    hit = np.array([[c in set(h) - {""} for c in row] for row, h in zip(cands, hist)])  # plain Python membership
+    assert hit[:, 0].all() and not hit[:, 2].any()
+    want = head + 0.7 * (np.einsum("bd,bcd->bc", q, v) - p * hit) / retrieval.temperature
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 def test_tune_blend_picks_the_best_validation_blend_as_the_epoch_metric_measures_it(world):
     from tfrec.cli.ranking_stage import TwoStageValidation
 

@@ -45,6 +45,7 @@ import tensorflow_recommenders as tfrs
 
 from tfrec.config import check_ranking_values
 from tfrec.errors import ConfigError
+from tfrec.models.repeat import repeat_logits
 
 NEG = -1e9  # logit of a masked candidate
 PAIR_SEP = "\x1f"  # joins user and item ids into one key (unit separator: not in ids)
@@ -98,7 +99,7 @@ class HybridRanker(tfrs.Model):
         self.query_tower = query_tower
         self.retrieval = retrieval
         self.popularity = popularity
-        # relevance = head + blend * the retriever's full score (cosine / T + its popularity prior); 0 while
+        # relevance = head + blend * the retriever's full score (cosine / T + prior - repeat penalty); 0 while
         # training, chosen on validation after it (`tfrec.cli.ranking_stage.TwoStageValidation.tune_blend`).
         self.blend = tf.Variable(0.0, trainable=False, name="retrieval_blend")
         self.loss_kind = loss
@@ -275,8 +276,9 @@ class HybridRanker(tfrs.Model):
         h = self.deep(x, training=training)
         shape = tf.shape(candidate_ids)
         relevance = tf.reshape(self.relevance_head(h), shape)
-        if self.retrieval is not None and not training:  # + blend x (cosine / T + popularity prior)
-            relevance += self.blend * (score[..., 0] + self.retrieval.prior_scores(candidate_ids))
+        if self.retrieval is not None and not training:  # + blend x (cosine / T + prior - repeat penalty / T)
+            relevance += self.blend * (score[..., 0] + self.retrieval.prior_scores(candidate_ids)
+                                       - repeat_logits(self.retrieval, features, candidate_ids))
         biases = self.item_bias(candidate_ids)[..., 0]  # (b, c)
         if self.rating_user_bias:
             biases += self.user_bias(features["user_id"])[:, None, 0]

@@ -61,3 +61,16 @@ def rerank_with_penalty(scores, rows, history_rows, penalty, k):
     scores = scores - tf.cast(seen, scores.dtype) * tf.cast(penalty, scores.dtype)
     top = tf.math.top_k(scores, k=k)
     return top.values, tf.gather(rows, top.indices, batch_dims=1)
+
+
+def repeat_logits(model, features, candidate_ids):
+    """float [b, c]: the model's repeat penalty in its logit units (p / temperature) where
+    candidate c of row b is one of that row's `features["history"]` items [b, N] ("" =
+    padding), else 0; zeros for a model without a penalty. What a two-stage blend subtracts from the
+    retriever's cosine / T so that its "full score" is the one retrieval ranked by."""
+    if model.repeat_penalty is None:
+        return tf.zeros(tf.shape(candidate_ids), tf.float32)
+    history = features["history"]
+    hit = tf.reduce_any(tf.equal(candidate_ids[:, :, None], history[:, None, :])
+                        & tf.not_equal(history, "")[:, None, :], axis=2)  # (b, c)
+    return model.repeat_penalty / model.temperature * tf.cast(hit, tf.float32)
