@@ -4,6 +4,7 @@ run of the chosen configuration on test.
 
     .venv/bin/python bench/recbole_general.py validate [VARIANT ...]   # adds rows to the validation table
     .venv/bin/python bench/recbole_general.py test VARIANT             # the chosen one, once, on test
+    .venv/bin/python bench/recbole_general.py references               # EASE and a Mult-DAE on validation
 
 The protocol (`recbole_general`): per-user random 80/10/10 split (seed 42), one
 query per user, full ranking with train (+ validation at test) items masked.
@@ -13,6 +14,13 @@ NDCG@10 (train items masked); the test split is not read. `test` runs `tfrec run
 --eval.protocol=recbole_general --eval.baselines=` with the variant's flags (the
 ranking stage and export off: the target is the retrieval model). Results go to
 bench/results/recbole_general_ml100k.json (rows merged across calls; atomic write).
+
+Validation rows go to `validation_recbole_sizes` (session 12 on: the split sized as
+RecBole's `_calcu_split_ids`); `validation` keeps the rows of sessions 5-7, measured on
+the earlier rounded split, as they were. `references` puts two non-tfrec models on the
+same validation queries for scale: EASE and a Mult-DAE (Liang et al. 2018: a user's
+train items, dropout, one tanh layer, a softmax over the catalogue), the family a
+two-tower model with profile queries belongs to.
 """
 import argparse
 import datetime
@@ -69,6 +77,16 @@ VARIANTS = {
     "profile_h50_t0.2_b4096_iddrop0": ["--eval.query_history=profile", "--data.history_length=50", "--model.temperature=0.2", "--train.batch_size=4096", "--model.id_dropout=0"],
     "profile_h50_t0.2_b4096_neg2000": ["--eval.query_history=profile", "--data.history_length=50", "--model.temperature=0.2", "--train.batch_size=4096", "--model.num_random_negatives=2000"],
     "profile_h50_t0.2_b4096_noctx": ["--eval.query_history=profile", "--data.history_length=50", "--model.temperature=0.2", "--train.batch_size=4096", "--model.use_context=false"],
+    # Session 12, on RecBole's split sizes (validation_recbole_sizes), around the chosen setting.
+    **{f"profile_h50_t0.2_b4096_{tag}": ["--eval.query_history=profile", "--data.history_length=50",
+                                         "--model.temperature=0.2", "--train.batch_size=4096", *extra]
+       for tag, extra in {"notext": ["--model.use_text=false"], "noattr": ["--model.use_attributes=false"],
+                          "iddrop0.5": ["--model.id_dropout=0.5"], "t0.15": ["--model.temperature=0.15"],
+                          "t0.25": ["--model.temperature=0.25"], "d32": ["--model.embedding_dim=32"],
+                          "seed1": ["--train.seed=1"]}.items()},
+    **{f"profile_h{n}_t0.2_b4096{tag}": ["--eval.query_history=profile", f"--data.history_length={n}",
+                                         "--model.temperature=0.2", "--train.batch_size=4096", *extra]
+       for n, tag, extra in [(100, "", []), (200, "", []), (200, "_seed1", ["--train.seed=1"]), (400, "", [])]},
     "profile_h50_t0.2_b4096_nologq": ["--eval.query_history=profile", "--data.history_length=50", "--model.temperature=0.2", "--train.batch_size=4096", "--model.logq_correction=false"],
 }
 # For reference only (not produced here): bench/results/baselines_ml100k.json and RecBole's quick start.
@@ -93,6 +111,7 @@ def _save(out):
 
 
 PROFILE = "--eval.query_history=profile"
+TABLE = "validation_recbole_sizes"  # `validation`: sessions 5-7, on the earlier rounded split
 
 
 def _config(flags, tmp, protocol):
@@ -111,7 +130,7 @@ def validate(names):
     tmp = tempfile.mkdtemp(prefix="tfrec-recbole-general-")
     data, _, split, catalogue = prepare(_config([], tmp, protocol=True), log=lambda *a: None)
     out = _load()
-    table = out.setdefault("validation", {})
+    table = out.setdefault(TABLE, {})
     text_emb = None
     for name in names:
         flags = VARIANTS[name]
@@ -126,6 +145,7 @@ def validate(names):
                        "val_recall@20": best["val_recall@20"], "val_ndcg@10": best["val_ndcg@10"]}
         print(f"{name:<22} val recall@20 {best['val_recall@20']:.4f}  ndcg@10 {best['val_ndcg@10']:.4f}  "
               f"(epoch {best['epoch']}/{len(history['validation'])}, {table[name]['seconds']:.0f} s)", flush=True)
+        out["table"] = _table(out)
         _save(out)
 
 
@@ -143,14 +163,60 @@ def ease_validation(split, catalogue):
     return {"val_recall@20": res["recall@20"], "val_ndcg@10": res["ndcg@10"]}
 
 
-def _table(out):
+def dae_validation(split, catalogue, dim=200, dropout=0.5, epochs=200, every=10, seed=0):
+    """A Mult-DAE (Liang et al. 2018, multinomial likelihood) on the same validation
+    queries, for scale: input a user's train items (dropout, L2-normalised), one tanh
+    layer of `dim`, logits over the catalogue; Adam 1e-3, batch 128. Evaluated every
+    `every` epochs; the best validation NDCG@10 is reported with its epoch."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tfrec.evaluation.ranking import evaluate_ranking
+
+    train, val = catalogue.matrix(split.train), catalogue.matrix(split.val)
+    x = (train > 0).astype(np.float32).toarray()
+    tf.random.set_seed(seed)
+    inp = tf.keras.Input((x.shape[1],))
+    h = tf.keras.layers.Dropout(dropout)(inp)
+    h = tf.keras.layers.Lambda(lambda t: tf.math.l2_normalize(t, 1))(h)
+    h = tf.keras.layers.Dense(dim, activation="tanh", kernel_regularizer=tf.keras.regularizers.l2(1e-5))(h)
+    model = tf.keras.Model(inp, tf.keras.layers.Dense(x.shape[1])(h))
+    model.compile(tf.keras.optimizers.Adam(1e-3), lambda y, z: -tf.reduce_sum(tf.nn.log_softmax(z) * y, axis=1))
+    users, best = np.unique(val.nonzero()[0]), None
+    for epoch in range(every, epochs + 1, every):
+        model.fit(x, x, batch_size=128, epochs=every, verbose=0, shuffle=True)
+        scores = model.predict(x, verbose=0)
+        res = evaluate_ranking(lambda u: scores[np.asarray(u)], users, val, exclude=train, ks=(10, 20),
+                               return_topk=False).mean()
+        if best is None or res["ndcg@10"] > best["val_ndcg@10"]:
+            best = {"val_recall@20": res["recall@20"], "val_ndcg@10": res["ndcg@10"], "best_epoch": epoch}
+    return {**best, "dim": dim, "dropout": dropout, "epochs": epochs}
+
+
+def references():
+    from tfrec.cli.run import prepare
+
+    _, _, split, catalogue = prepare(_config([], tempfile.mkdtemp(prefix="tfrec-recbole-general-"), protocol=True),
+                                     log=lambda *a: None)
+    out = _load()
+    out["ease_validation"] = ease_validation(split, catalogue)
+    out["dae_validation"] = dae_validation(split, catalogue)
+    out["table"] = _table(out)
+    _save(out)
+    print(out["table"])
+
+
+def _table(out, key=TABLE):
     lines = ["| variant | val Recall@20 | val NDCG@10 | epochs (best) |", "|---|---|---|---|"]
-    for name, r in out.get("validation", {}).items():
+    for name, r in out.get(key, {}).items():
         lines.append(f"| {name} | {r['val_recall@20']:.4f} | {r['val_ndcg@10']:.4f} | "
                      f"{r['epochs_trained']} ({r['best_epoch']}) |")
-    ref = out.get("ease_validation")
+    ref, dae = out.get("ease_validation"), out.get("dae_validation")
     if ref:
         lines.append(f"| EASE l2=500 (reference) | {ref['val_recall@20']:.4f} | {ref['val_ndcg@10']:.4f} | - |")
+    if dae:
+        lines.append(f"| Mult-DAE {dae['dim']}, dropout {dae['dropout']} (reference) | {dae['val_recall@20']:.4f} | "
+                     f"{dae['val_ndcg@10']:.4f} | {dae['epochs']} ({dae['best_epoch']}) |")
     return "\n".join(lines)
 
 
@@ -179,13 +245,15 @@ def test(name):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("stage", choices=("validate", "test"))
+    ap.add_argument("stage", choices=("validate", "test", "references"))
     ap.add_argument("variants", nargs="*", default=[])
     args = ap.parse_args()
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         sys.exit(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
-    if args.stage == "validate":
+    if args.stage == "references":
+        references()
+    elif args.stage == "validate":
         validate(args.variants or list(VARIANTS))
     else:
         if len(args.variants) != 1:
