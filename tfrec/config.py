@@ -119,8 +119,6 @@ class ModelConfig:
                 raise ConfigError(f"`model.{name}` must be in [0, 1], got {getattr(self, name)}.")
         _check_at_least("model", self, ["num_random_negatives", "history_negatives", "content_loss_weight",
                                         "cold_neighbours"], 0, note=" (0 = off)")
-        if self.repeat_penalty and self.num_random_negatives:
-            raise ConfigError("`model.repeat_penalty=true` needs `model.num_random_negatives=0` (no combination yet).")
         if self.content_loss_weight > 0 and not self.use_id:
             raise ConfigError("`model.content_loss_weight` > 0 needs `model.use_id=true`: without ids the main loss "
                               "is already content-only. Set `model.content_loss_weight=0`.")

@@ -10,7 +10,6 @@ import pytest
 import tensorflow as tf
 
 from tests.models.worlds import seeded_hybrid, synthetic_world
-from tfrec.config import ModelConfig
 from tfrec.errors import ConfigError
 from tfrec.models.hybrid import HybridRetrieval
 from tfrec.models.repeat import history_cells, rerank_with_penalty, seen_indicator
@@ -104,8 +103,8 @@ def test_the_penalty_is_learned_and_the_scorer_applies_it_to_each_querys_history
 
     data, split, cat, text, qf = world
 
-    def trained(train):
-        model = seeded_hybrid(world, repeat_penalty=True, history_negatives=1.0)
+    def trained(train, **kw):
+        model = seeded_hybrid(world, repeat_penalty=True, history_negatives=1.0, **kw)
         start = float(model.repeat_penalty)
         feats = qf.build(train, context=train)
         feats["item_id"] = train["item_id"].astype(str).to_numpy(dtype=object)
@@ -115,11 +114,12 @@ def test_the_penalty_is_learned_and_the_scorer_applies_it_to_each_querys_history
 
     # The synthetic users re-consume often (2,400 rows, 694 distinct pairs): the penalty shrinks.
     assert split.train.duplicated(["user_id", "item_id"]).mean() > 0.5
-    _, start, learned = trained(split.train)
-    assert learned < 0.5 * start
     train = split.train.drop_duplicates(["user_id", "item_id"])  # nobody consumes an item twice: it grows
-    model, start, learned = trained(train)
-    assert learned > 1.5 * start
+    for negatives in (20, 0):  # with mixed random negatives too; the last model is checked below
+        _, start, learned = trained(split.train, num_random_negatives=negatives)
+        assert learned < 0.5 * start, negatives
+        model, start, learned = trained(train, num_random_negatives=negatives)
+        assert learned > 1.5 * start, negatives
     events = split.test.head(7)
     scorer = HybridScorer(model, qf, train, cat.item_ids)
     got = scorer.score_queries(events)
@@ -142,9 +142,41 @@ def test_the_penalty_is_learned_and_the_scorer_applies_it_to_each_querys_history
     assert offsets.nnz > 0
 
 
-def test_repeat_penalty_with_random_negatives_is_a_config_error():
-    with pytest.raises(ConfigError, match="num_random_negatives"):
-        ModelConfig(repeat_penalty=True, num_random_negatives=10)
+def test_mixed_negative_loss_with_the_penalty_matches_a_naive_softmax():
+    # In-batch candidates + random negatives (repeats allowed, one equal to a positive),
+    # logQ per column, accidental hits removed, the penalty at every column that is one
+    # of the query's history items (the positive's own column too).
+    rng = np.random.default_rng(4)
+    items = ["a", "b", "c", "d", "e", "f"]
+    pos = ["a", "b", "a", "c"]
+    negs = ["f", "d", "b", "f"]  # "f" twice; "b" is query 1's positive (an accidental hit)
+    hist = [["b", "f", ""], ["", "", ""], ["d", "a", "a"], ["c", "", "e"]]  # query 2: its positive "a" is a repeat
+    emb = {i: v / np.linalg.norm(v) for i, v in zip(items, rng.normal(size=(6, 4)))}
+    logq = {i: float(np.log(w)) for i, w in zip(items, [0.3, 0.2, 0.2, 0.1, 0.1, 0.1])}
+    q = rng.normal(size=(4, 4)).astype(np.float32)
+    p, t, uniform = 0.4, 0.5, -np.log(6.0)
+    keys = pos + [h for row in hist for h in row] + negs  # compute_loss's order: candidates, histories, negatives
+    uniq = list(dict.fromkeys(keys))
+    idx = np.array([uniq.index(k) for k in keys])
+    unique_emb = np.stack([emb.get(u, np.zeros(4)) for u in uniq]).astype(np.float32)
+    log_prob_unique = np.array([logq.get(u, 0.0) for u in uniq], np.float32)
+    m = _bare_model(p, t)
+    m.num_random_negatives, m.logq = len(negs), True
+    m._negative_pool = tf.constant(items)
+    got = float(HybridRetrieval._retrieval_loss(
+        m, tf.constant(q), tf.constant(unique_emb), tf.constant(idx), tf.constant(idx[:4]),
+        tf.constant(log_prob_unique), (tf.constant(idx[4:16].reshape(4, 3)), tf.constant(np.array(hist) != ""))))
+    want = 0.0
+    columns = [(c, logq[c]) for c in pos] + [(c, uniform) for c in negs]
+    for i in range(4):
+        logits = []
+        for j, (c, lq) in enumerate(columns):
+            if j != i and c == pos[i]:
+                continue  # accidental hit removed
+            logits.append((j == i, q[i] @ emb[c] / t - lq - (p / t if c in hist[i] else 0.0)))
+        z = np.log(sum(np.exp(s) for _, s in logits))
+        want += z - next(s for is_pos, s in logits if is_pos)
+    assert got == pytest.approx(want, rel=1e-5)
 
 
 def test_rerank_equals_the_penalised_full_ranking():

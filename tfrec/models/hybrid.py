@@ -63,15 +63,13 @@ class HybridRetrieval(tfrs.Model):
         popularity_prior: give the retrieval space the popularity prior's dimension
             (module docstring); its weight and window are set by `set_popularity_prior`.
         repeat_penalty: learn a score offset p >= 0 for items in the query's own
-            history (`tfrec.models.repeat`); not with `num_random_negatives`.
+            history (`tfrec.models.repeat`).
     """
 
     def __init__(self, lookup, item_tower, query_tower, item_log_probability=None, temperature=0.05,
                  remove_accidental_hits=True, num_random_negatives=0, history_negatives=0.0, seed=0,
                  content_loss_weight=0.0, popularity_prior=False, repeat_penalty=False, **kwargs):
         super().__init__(**kwargs)
-        if repeat_penalty and num_random_negatives:
-            raise ValueError("`repeat_penalty` does not combine with `num_random_negatives`; set one of them to 0.")
         self._repeat_raw = (self.add_weight(name="repeat_penalty", shape=(), initializer=tf.constant_initializer(-3.0))
                             if repeat_penalty else None)
         self.popularity_prior = (0.0, 14)  # (w, N days), see `set_popularity_prior`
@@ -278,15 +276,18 @@ class HybridRetrieval(tfrs.Model):
         candidates, given the distinct items' embeddings `unique_emb` (n_unique, d)."""
         if not self.num_random_negatives:
             return self._distinct_candidate_loss(query, unique_emb, cand_idx, log_prob_unique, seen)
-        neg_idx = idx[-self.num_random_negatives:]
-        cand = tf.gather(unique_emb, tf.concat([cand_idx, neg_idx], axis=0))  # (batch + M, d)
-        log_prob = None
+        cols = tf.concat([cand_idx, idx[-self.num_random_negatives:]], axis=0)  # (batch + M,) into unique_emb
+        log_prob = offset = None
         if self.logq:
             uniform = -tf.math.log(tf.cast(tf.shape(self._negative_pool)[0], tf.float32))
             log_prob = tf.concat([tf.gather(log_prob_unique, cand_idx),
                                   tf.fill([self.num_random_negatives], uniform)], axis=0)
-        return in_batch_softmax_loss(query, cand, self.temperature, log_prob,
-                                     tf.concat([cand_idx, neg_idx], axis=0) if self.remove_accidental_hits else None)
+        if seen is not None:  # the repeat penalty at each column that is one of the query's history items
+            cols_u, col_pos = tf.unique(cols)
+            offset = self.repeat_penalty / self.temperature * tf.gather(
+                seen_indicator(*seen, cols_u, tf.shape(unique_emb)[0]), col_pos, axis=1)
+        return in_batch_softmax_loss(query, tf.gather(unique_emb, cols), self.temperature, log_prob,
+                                     cols if self.remove_accidental_hits else None, offset)
 
     @property
     def _pooled_history(self):
@@ -360,7 +361,7 @@ def recent_counts(interactions, days):
     return np.unique(recent, return_counts=True)
 
 
-def in_batch_softmax_loss(query, candidates, temperature, log_prob=None, candidate_ids=None):
+def in_batch_softmax_loss(query, candidates, temperature, log_prob=None, candidate_ids=None, offset=None):
     """Sum over queries of the in-batch softmax loss, as `tfrs.tasks.Retrieval`
     computes it (query i's positive is candidate i; every other candidate is a
     negative), with a sparse softmax instead of a dense [batch, batch] one-hot.
@@ -372,10 +373,13 @@ def in_batch_softmax_loss(query, candidates, temperature, log_prob=None, candida
             correction: subtracted from its score, clipped to [log 1e-6, 0] as TFRS does).
         candidate_ids: (batch + M,) integer ids; candidates equal to a query's positive
             (other than the positive itself) are removed from its softmax.
+        offset: (batch, batch + M) subtracted from the scores (the repeat penalty), or None.
     """
     scores = tf.matmul(query, candidates, transpose_b=True) / temperature  # (batch, batch + M)
     if log_prob is not None:
         scores -= tf.clip_by_value(log_prob, _LOG_MIN_PROB, 0.0)[None, :]
+    if offset is not None:
+        scores -= offset
     n = tf.shape(query)[0]
     labels = tf.range(n)
     if candidate_ids is not None:
