@@ -5,7 +5,7 @@ differences) and the ranker's rating RMSE vs the user/item-bias baseline, read f
     tfrec run                                                         # temporal (make demo)
     tfrec run --eval.protocol=tfrs_tutorial --eval.baselines=
     tfrec run --eval.protocol=recbole_sequential --eval.baselines= --model.history_negatives=1
-    .venv/bin/python bench/two_stage_protocols.py runs/A runs/B runs/C [--out FILE]
+    .venv/bin/python bench/two_stage_protocols.py runs/A runs/B runs/C [--out FILE] [--merge]
 
 (`recbole_general` asks profile queries, for which `tfrec run` skips the ranking stage.)
 Writes bench/results/two_stage_protocols_ml100k.json (atomic).
@@ -49,9 +49,11 @@ def main(argv=None):
     ap.add_argument("runs", nargs="+", help="tfrec run folders")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "two_stage_protocols_ml100k.json"))
     ap.add_argument("--note", action="append", default=[], help="RUN=TEXT: a note on one row")
+    ap.add_argument("--merge", action="store_true", help="keep the rows already in --out and add these after them")
     args = ap.parse_args(argv)
     notes = dict(n.split("=", 1) for n in args.note)
-    rows = []
+    out = pathlib.Path(args.out)
+    rows = json.loads(out.read_text())["rows"] if args.merge and out.exists() else []
     for r in args.runs:
         row = summarise(pathlib.Path(r))
         if row["run"] in notes:
@@ -61,6 +63,9 @@ def main(argv=None):
            "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "command": "python bench/two_stage_protocols.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "machine": machine_info(), "rows": rows}
+    if args.merge and out.exists():
+        before = json.loads(out.read_text())
+        doc["earlier_commands"] = before.get("earlier_commands", []) + [before["command"]]
     write_json(args.out, doc)
     for row in rows:
         print(json.dumps(row))
