@@ -178,3 +178,36 @@ def test_cold_item_split_reports_the_hybrid_against_content_with_the_same_inform
     cold_events = result.split.test[result.split.test["item_id"].isin(result.split.cold_items)]
     assert events["timestamp"].iloc[0] == (last + 1 if pd.notna(last) else
                                            cold_events.query("user_id == @user")["timestamp"].min())
+
+
+@pytest.mark.slow
+def test_a_run_with_the_repeat_penalty_reloads_and_exports_the_learned_penalty(tmp_path, ml100k_path):
+    # The penalty is a model-level variable beside the towers: the run folder must carry it,
+    # or `tfrec export --run` / `tfrec explain --run` would serve its initial value.
+    import pathlib
+
+    from tfrec.cli.artifacts import load_run
+    from tfrec.cli.export import export_run
+    from tfrec.export.retrieval import METADATA_FILE
+
+    cfg = _cfg(tmp_path, ml100k_path, "--model.repeat_penalty=true", "--model.use_text=false", "--train.epochs=1",
+               "--eval.baselines=", "--eval.n_bootstrap=50", "--export.enabled=false", "--ranking.enabled=false")
+    result = run(cfg)
+    learned = float(result.model.repeat_penalty)
+    initial = float(np.log1p(np.exp(-3.0)))  # softplus of the initial raw value
+    assert abs(learned - initial) > 1e-3  # trained, so a reload of the initial value would show
+    loaded = load_run(result.run_dir)
+    assert float(loaded.model.repeat_penalty) == pytest.approx(learned, rel=1e-6)
+    path = export_run(loaded, root=str(tmp_path / "exported"))
+    meta = json.loads((pathlib.Path(path) / "assets.extra" / METADATA_FILE).read_text())
+    assert meta["repeat_penalty"][0] == pytest.approx(learned, rel=1e-6)
+    # A folder saved without it (tfrec before this fix) is refused by name, not served with p's initial value.
+    from tfrec.cli.artifacts import INFO_FILE, MODEL_DIR
+    from tfrec.errors import DataError
+
+    info_path = pathlib.Path(result.run_dir) / MODEL_DIR / INFO_FILE
+    info = json.loads(info_path.read_text())
+    assert info["parts"] == ["lookup", "item_tower", "query_tower", "repeat_penalty"]
+    info_path.write_text(json.dumps({**info, "parts": info["parts"][:3]}))
+    with pytest.raises(DataError, match="holds no repeat_penalty weights"):
+        load_run(result.run_dir)

@@ -57,10 +57,19 @@ def _kind(model):
     return "hybrid" if isinstance(model, HybridRetrieval) else "two_tower"
 
 
+def _weight_parts(model, kind):
+    """WEIGHT_PARTS[kind], + the learned repeat penalty (a model-level variable) when the model has one."""
+    extra = ("repeat_penalty",) if kind == "hybrid" and model.repeat_penalty is not None else ()
+    return WEIGHT_PARTS[kind] + extra
+
+
 def _checkpoint(model, kind):
     import tensorflow as tf
 
-    return tf.train.Checkpoint(**{part: getattr(model, part) for part in WEIGHT_PARTS[kind]})
+    parts = {part: getattr(model, part) for part in WEIGHT_PARTS[kind]}
+    if "repeat_penalty" in _weight_parts(model, kind):
+        parts["repeat_penalty"] = model._repeat_raw
+    return tf.train.Checkpoint(**parts)
 
 
 def _ranker_variables(ranker):
@@ -108,7 +117,7 @@ def save_model(run_dir, model, catalogue=None, ranker=None) -> str:
     with atomic_dir(final) as tmp:
         _checkpoint(model, kind).write(str(tmp / CHECKPOINT))
         info = {"kind": kind, "class": type(model).__name__, "checkpoint": CHECKPOINT,
-                "parts": list(WEIGHT_PARTS[kind]), "tensorflow": tf.__version__,
+                "parts": list(_weight_parts(model, kind)), "tensorflow": tf.__version__,
                 "catalogue_fingerprint": catalogue_fingerprint(catalogue) if catalogue is not None else None}
         if getattr(model, "has_popularity_prior", False):  # chosen on validation; the counts are recomputed
             info["popularity_prior"] = dict(zip(("weight", "days"), model.popularity_prior))
@@ -209,6 +218,11 @@ def load_run(run_dir, log=None) -> LoadedRun:
                                       item_log_probability=logq, remove_accidental_hits=m.remove_accidental_hits)
     _build(out.model, info["kind"], catalogue, split, out.query_features)
     prefix = str(model_dir / info.get("checkpoint", CHECKPOINT))
+    saved_parts = info.get("parts", WEIGHT_PARTS[info["kind"]])
+    missing = [p for p in _weight_parts(out.model, info["kind"]) if p not in saved_parts]
+    if missing:  # e.g. a run trained with the repeat penalty by a tfrec that did not save it yet
+        raise DataError(f"{model_dir} holds no {', '.join(missing)} weights, which the model of "
+                        f"{run_dir / 'config.json'} has (saved by an older tfrec). Fix: re-run `tfrec run`.")
     try:
         _checkpoint(out.model, info["kind"]).read(prefix).assert_existing_objects_matched()
     except (AssertionError, ValueError) as e:
