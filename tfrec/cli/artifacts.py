@@ -57,6 +57,9 @@ def _kind(model):
     return "hybrid" if isinstance(model, HybridRetrieval) else "two_tower"
 
 
+_PART_ATTRIBUTES = {"repeat_penalty": "_repeat_raw"}  # a saved part held by another attribute
+
+
 def _weight_parts(model, kind):
     """WEIGHT_PARTS[kind], + the learned repeat penalty (a model-level variable) when the model has one."""
     extra = ("repeat_penalty",) if kind == "hybrid" and model.repeat_penalty is not None else ()
@@ -66,10 +69,8 @@ def _weight_parts(model, kind):
 def _checkpoint(model, kind):
     import tensorflow as tf
 
-    parts = {part: getattr(model, part) for part in WEIGHT_PARTS[kind]}
-    if "repeat_penalty" in _weight_parts(model, kind):
-        parts["repeat_penalty"] = model._repeat_raw
-    return tf.train.Checkpoint(**parts)
+    return tf.train.Checkpoint(**{part: getattr(model, _PART_ATTRIBUTES.get(part, part))
+                                  for part in _weight_parts(model, kind)})
 
 
 def _ranker_variables(ranker):

@@ -56,21 +56,25 @@ def rerank_with_penalty(scores, rows, history_rows, penalty, k):
     rows of the query's history, -1 = padding / unknown), `penalty` a scalar >= 0.
     Every item of the penalised top k is among the unpenalised top k + N (the
     penalty only lowers the scores of at most N items), so this is exact."""
-    seen = tf.reduce_any(tf.equal(rows[:, :, None], history_rows[:, None, :]) & (history_rows[:, None, :] >= 0),
-                         axis=2)  # (batch, m)
+    seen = in_history(rows, history_rows, padding=-1)  # (batch, m)
     scores = scores - tf.cast(seen, scores.dtype) * tf.cast(penalty, scores.dtype)
     top = tf.math.top_k(scores, k=k)
     return top.values, tf.gather(rows, top.indices, batch_dims=1)
 
 
+def in_history(candidates, history, padding=""):
+    """bool [b, c]: whether candidate c of row b (`candidates` [b, c]) is one of that row's
+    `history` [b, N] keys (`padding` never is)."""
+    return tf.reduce_any(tf.equal(candidates[:, :, None], history[:, None, :])
+                         & tf.not_equal(history, padding)[:, None, :], axis=2)
+
+
 def repeat_logits(model, features, candidate_ids):
     """float [b, c]: the model's repeat penalty in its logit units (p / temperature) where
-    candidate c of row b is one of that row's `features["history"]` items [b, N] ("" =
-    padding), else 0; zeros for a model without a penalty. What a two-stage blend subtracts from the
-    retriever's cosine / T so that its "full score" is the one retrieval ranked by."""
+    candidate c of row b is one of that row's `features["history"]` items, else 0; zeros
+    for a model without a penalty. What a two-stage blend subtracts from the retriever's
+    cosine / T so that its "full score" is the one retrieval ranked by."""
     if model.repeat_penalty is None:
         return tf.zeros(tf.shape(candidate_ids), tf.float32)
-    history = features["history"]
-    hit = tf.reduce_any(tf.equal(candidate_ids[:, :, None], history[:, None, :])
-                        & tf.not_equal(history, "")[:, None, :], axis=2)  # (b, c)
+    hit = in_history(candidate_ids, features["history"])
     return model.repeat_penalty / model.temperature * tf.cast(hit, tf.float32)
