@@ -207,8 +207,15 @@ def _explain_reference(rec, feats, q, item_ids, meta):
         occluded = np.full(x.shape, unknown.encode() if isinstance(unknown, str) else unknown,
                            dtype=x.dtype)
         attr.append(score - (embed({**feats, name: occluded}) * v).sum(1))
+    # The prior's part of the score: T * w * log(1 + the item's known events in its window), counted here.
+    w, days = rec.model.popularity_prior
+    t = rec.known["timestamp"].to_numpy()
+    recent = rec.known[t > t.max() - days * 86400] if days > 0 else rec.known
+    counts = recent["item_id"].astype(str).value_counts()
+    prior = np.array([rec.model.temperature * w * np.log1p(counts.get(x.decode(), 0)) if r >= 0 else 0.0
+                      for x, r in zip(item_ids, rows)], np.float32)
     return {"score": score, "history_contributions": contrib, "history_item_ids": hist,
-            "attribute_contributions": np.stack(attr, 1)}
+            "attribute_contributions": np.stack(attr, 1), "popularity_prior": prior}
 
 
 def _item_reference(rec, inputs):

@@ -135,3 +135,34 @@ def test_cli_prints_explanations_and_json(tiny, capsys):
     # The subcommand is wired: a folder that is not a run is a clear error, exit status 2.
     assert main(["explain", "--run", "no/such/run", "--user", "1"]) == 2
     assert "tfrec: error" in capsys.readouterr().err
+
+
+def test_popularity_prior_is_its_own_part_of_the_explained_score():
+    import tensorflow as tf
+
+    from tests.explain.conftest import build_recommender
+    from tfrec.explain.explainer import Explainer
+    from tfrec.models.recommender import Recommender
+
+    rec, data, split = build_recommender("mean", fit=False)
+    model = rec.model
+    assert model.has_popularity_prior
+    w, days = 2.0, 5
+    model.set_popularity_prior(split.train, w, days)
+    rec = Recommender(model, rec.query_features, data.items, rec.text_embeddings, rec.known)
+    ex = Explainer(rec, split.train)
+    user, ts = split.val["user_id"].astype(str).iloc[-1], int(split.val["timestamp"].max()) + 1
+    # Independently: each item's train events in the `days` days before the last one, by pandas.
+    recent = split.train[split.train["timestamp"] > split.train["timestamp"].max() - days * 86400]
+    counts = recent["item_id"].astype(str).value_counts()
+    items = [counts.index[0], counts.index[-1], next(i for i in rec.item_ids if i not in counts.index)]
+    feats = ex.features(user, ts)
+    q = model.query_vector({k: tf.constant(v) for k, v in feats.items()}).numpy()[0]  # the towers only
+    for e in ex._explain(feats, items, 3):
+        want = model.temperature * w * np.log1p(counts.get(e.item_id, 0))
+        assert e.popularity_prior == pytest.approx(want, rel=1e-5, abs=1e-7)
+        v = model.item_vectors(tf.constant([e.item_id])).numpy()[0]
+        assert e.score - e.popularity_prior == pytest.approx(float(q @ v), abs=1e-5)
+    from tfrec.cli.explain import format_explanation
+
+    assert "popularity prior adds +" in format_explanation(ex._explain(feats, items[:1], 3)[0])

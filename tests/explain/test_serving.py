@@ -84,7 +84,7 @@ def test_query_explainer_subtracts_the_repeat_penalty_from_history_items():
             return h + tf.where(f["user_id"] == "vip", 1.0, 0.0)[:, None]
 
     ex = QueryExplainer(Mean(), ["a", "x"], [[1.0, 0.0], [0.0, 1.0]], history_length=3,
-                        occlusions={"user_id": "\x00oov"}, repeat_penalty=0.25)
+                        occlusions={"user_id": "\x00oov"}, repeat_penalty=0.25, prior_column=True)
     q = {"user_id": tf.constant(["vip", "vip", "vip"]), "history": tf.constant([["a", "b"], ["a", "b"], ["zz", "b"]])}
     out = ex(q, tf.constant(["a", "x", "zz"]))
     # By hand, item a (in the history): ["", a, b] -> (0.5, 1) + 1 -> 1.5, penalised 1.25.
@@ -95,13 +95,19 @@ def test_query_explainer_subtracts_the_repeat_penalty_from_history_items():
     np.testing.assert_allclose(out["history_contributions"].numpy()[0], [0.0, 0.25, -0.5])
     np.testing.assert_allclose(out["attribute_contributions"].numpy()[0], [1.0])
     np.testing.assert_allclose(out["history_contributions"].numpy()[2], [0.0, 0.0, 0.0])
+    # prior_column: the item embedding's last coordinate is the popularity prior's part (0 for unknown items).
+    np.testing.assert_allclose(out["popularity_prior"].numpy(), [0.0, 1.0, 0.0])
 
 
 def test_saved_explain_signature_with_a_repeat_penalty_scores_as_recommend_ranks(tmp_path):
     from tests.explain.conftest import build_recommender
     from tfrec.explain.explainer import Explainer
 
+    from tfrec.models.recommender import Recommender
+
     rec, data, split = build_recommender("mean", fit=False, repeat_penalty=0.5)
+    rec.model.set_popularity_prior(split.train, 2.0, 5)  # and a popularity prior with some weight
+    rec = Recommender(rec.model, rec.query_features, data.items, rec.text_embeddings, rec.known)
     ex = Explainer(rec, split.train)
     query_model, spec, _, _ = hybrid_serving_parts(rec.model, rec.query_features)
     path = export_retrieval(query_model, spec, rec.item_ids, rec.item_embeddings, k=5, root=tmp_path, name="rp",
@@ -121,6 +127,8 @@ def test_saved_explain_signature_with_a_repeat_penalty_scores_as_recommend_ranks
         np.testing.assert_allclose(out["score"].numpy()[b], float(ranked.loc[item, "score"]), atol=1e-5)
         np.testing.assert_allclose(out["history_contributions"].numpy()[b], want["leave_one_out"][b], atol=1e-5)
         np.testing.assert_allclose(out["attribute_contributions"].numpy()[b], want["occlusion"][b], atol=1e-5)
+    np.testing.assert_allclose(out["popularity_prior"].numpy(), want["popularity_prior"], atol=1e-6)
+    assert want["popularity_prior"].any()
     plain = float(rec.query_embedding(user, ts) @ rec.item_embeddings[rec._index.get_loc(items[0])])
     np.testing.assert_allclose(out["score"].numpy()[0], plain - 0.5, atol=1e-5)  # the repeat, penalised
 

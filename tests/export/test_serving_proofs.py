@@ -162,7 +162,9 @@ def explain_reference(parts, inputs):
         rows["history_contributions"].append(loo[0])
         rows["history_item_ids"].append(inputs["history"][b])
         rows["attribute_contributions"].append(occlusion(query_fn, feats, vec, names, 0, score=score)[0])
-    return {n: np.stack(v) for n, v in rows.items()}
+    out = {n: np.stack(v) for n, v in rows.items()}
+    out["popularity_prior"] = np.zeros(len(inputs["item_ids"]), np.float32)  # the demo's model has no prior
+    return out
 
 
 def assert_same(got, want, what):

@@ -21,6 +21,8 @@ def format_explanation(e, rank=None, k_history=3) -> str:
     lines = [f"{head}{e.title} [{e.item_id}]  score {e.score:.4f}", f"   {e.sentence}"]
     if e.repeat_penalty:
         lines.append(f"   already in the history: the score includes the repeat penalty -{e.repeat_penalty:.4f}")
+    if e.popularity_prior:
+        lines.append(f"   popular lately: the popularity prior adds {_signed(e.popularity_prior)} to the score")
     top = e.top_history(k_history)
     if top:
         lines.append("   history (score drop without it / gradient x input): " + "; ".join(

@@ -65,6 +65,7 @@ class Explanation:
     attributes: dict  # user attribute / user_id / timestamp -> score change when made unknown
     sentence: str = ""
     repeat_penalty: float = 0.0  # already subtracted from `score`: the item is in the history (0: it is not)
+    popularity_prior: float = 0.0  # the popularity prior's part of `score`, T * w * log(1 + recent count)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -129,7 +130,7 @@ class Explainer:
     def attribute(self, features: dict, item_ids):
         """Raw attributions for m items of one query: dict with score [m],
         leave_one_out [m, N], gradient_x_input [m, N], occlusion [m, A] (names:
-        `self.occlusion_names`)."""
+        `self.occlusion_names`), popularity_prior [m] (the prior's part of the score)."""
         item_ids = list(item_ids)
         vecs = self.recommender.item_embeddings[self._rows(item_ids)]  # (m, d)
         fn = self.recommender.scorer._query_fn
@@ -137,8 +138,10 @@ class Explainer:
         score, loo = leave_one_out(fn, features, vecs, item_ids, penalty)
         occ = occlusion(fn, features, vecs, self.occlusion_names, self.neutral_time, score=score,
                         item_ids=item_ids, repeat_penalty=penalty)
+        # With the prior the retrieval space's last coordinate is T * w * log(1 + n) for items, 1 for queries.
+        prior = vecs[:, -1] if self.recommender.model.has_popularity_prior else np.zeros(len(vecs), np.float32)
         return {"score": score, "leave_one_out": loo, "gradient_x_input": self._gxi(features, vecs),
-                "occlusion": occ}
+                "occlusion": occ, "popularity_prior": prior}
 
     @property
     def repeat_penalty(self) -> float:
@@ -203,7 +206,8 @@ class Explainer:
                                for h in by_cooc[:self.k_similar]],
                 item_popularity=int(self.cooc.popularity[row]),
                 attributes={n: float(v) for n, v in zip(self.occlusion_names, att["occlusion"][m])},
-                repeat_penalty=penalty if item in real_ids else 0.0)
+                repeat_penalty=penalty if item in real_ids else 0.0,
+                popularity_prior=float(att["popularity_prior"][m]))
             e.sentence = sentence(e, k_history)
             out.append(e)
         return out

@@ -16,6 +16,8 @@ equal `Explainer.attribute`'s (the serving proofs check it).
         history_item_ids         string  [batch, N]  the (padded) history the contributions align with
         attribute_contributions  float32 [batch, A]  score - score with feature a unknown
                                                      (names: `attribute_names`, in the export metadata)
+        popularity_prior         float32 [batch]     the popularity prior's part of `score`, T * w *
+                                                     log(1 + recent count) (0 without a prior)
 
 An unknown item id scores 0 against every query (a zero embedding).
 """
@@ -40,12 +42,15 @@ class QueryExplainer(tf.Module):
         repeat_penalty: the model's learned repeat penalty p (None / 0: none): a catalogue
             item in the (padded) history scores p lower, as the `recommend` signatures
             rank it; removing its own history entry then adds p back.
+        prior_column: the embeddings' last coordinate is the popularity prior's (the
+            query's is 1, `HybridRetrieval.item_embeddings`): reported as `popularity_prior`.
     """
 
     def __init__(self, query_model, item_ids, item_embeddings, history_length=None, occlusions=None,
-                 repeat_penalty=None):
+                 repeat_penalty=None, prior_column=False):
         super().__init__(name="query_explainer")
         self.repeat_penalty = float(repeat_penalty or 0.0)
+        self.prior_column = bool(prior_column)
         self.query_model = query_model
         self.history_length = None if history_length is None else int(history_length)
         self.occlusions = dict(occlusions or {})
@@ -99,7 +104,8 @@ class QueryExplainer(tf.Module):
         # Occluded rows keep the history: the same penalty as the query's.
         s_occ = tf.einsum("abd,bd->ba", tf.reshape(q[b * (n + 1):], [a, b, d]), v) - penalty[:, :1]  # (b, A)
         return {"score": score, "history_contributions": contributions, "history_item_ids": hist,
-                "attribute_contributions": score[:, None] - s_occ}
+                "attribute_contributions": score[:, None] - s_occ,
+                "popularity_prior": v[:, -1] if self.prior_column else tf.zeros_like(score)}
 
 
 def hybrid_occlusions(query_features, model=None) -> dict:
@@ -119,4 +125,5 @@ def hybrid_explainer(model, query_features, item_ids, item_embeddings) -> QueryE
     n = query_features.history_length
     p = model.repeat_penalty
     return QueryExplainer(HybridQueryModel(model, n), item_ids, item_embeddings, history_length=n,
-                          occlusions=hybrid_occlusions(query_features), repeat_penalty=None if p is None else float(p))
+                          occlusions=hybrid_occlusions(query_features), repeat_penalty=None if p is None else float(p),
+                          prior_column=model.has_popularity_prior)
