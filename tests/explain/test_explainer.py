@@ -92,6 +92,15 @@ def test_sentence_cites_only_positive_evidence():
     assert "occupation" in s and "age" not in s and "Heat" not in s
     assert sentence(_explanation([], attributes={"age": -0.1})) == "Target (2000) is popular: 7 viewers watched it."
     assert join_titles(["A", "B", "C"]) == "A, B and C"
+    # The popularity prior is cited first when it is at least half of the score (0.5 here).
+    e.popularity_prior = 0.25
+    assert sentence(e) == ("Because it is popular lately, you watched Toy Story (1995) and Aladdin (1992), "
+                           "and you often watch Animation.")
+    e.popularity_prior = 0.2
+    assert sentence(e).startswith("Because you watched Toy Story")
+    alone = _explanation(neg, attributes={"age": 0.1})
+    alone.popularity_prior = 0.4
+    assert sentence(alone) == "Because it is popular lately."
 
 
 def test_json_round_trip(tiny):

@@ -3,9 +3,12 @@
 Only evidence that is positive is cited: a history item only if removing it
 lowers the item's score (leave-one-out contribution > 0), a genre only if at least
 two history items have it, a co-occurrence only if its count is > 0, a user
-attribute or the request time only if making it unknown lowers the score.
+attribute or the request time only if making it unknown lowers the score. The
+popularity prior is cited first when it is at least half of the score (its part is
+the same for every user, so no contribution shows it).
 
     Because you watched Toy Story (1995) and Aladdin (1992), and you often watch Animation.
+    Because it is popular lately, you watched Emma (1996), and you often watch Drama.
 """
 
 MIN_GENRE_COUNT = 2  # "you often watch X": at least this many history items have X
@@ -29,12 +32,15 @@ def sentence(explanation, k_history=3) -> str:
     watched = list(dict.fromkeys(h.title for h in e.history if h.leave_one_out > 0))[:k_history]
     genres = [g for g, n in e.shared_genres if n >= MIN_GENRE_COUNT][:1]
     clauses = []
+    if e.popularity_prior > 0 and e.popularity_prior >= e.score - e.popularity_prior:
+        clauses.append("it is popular lately")
     if watched:
         clauses.append(f"you watched {join_titles(watched)}")
     if genres:
         clauses.append(f"you often watch {genres[0]}")
     if clauses:
-        return "Because " + ", and ".join(clauses) + "."
+        head = ", ".join(clauses[:-1])
+        return "Because " + (f"{head}, and {clauses[-1]}" if head else clauses[0]) + "."
     cooc = [c for c in e.co_occurrence if c["count"] > 0]
     if cooc:
         c = cooc[0]
