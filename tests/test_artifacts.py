@@ -117,3 +117,28 @@ def test_run_folders_from_before_the_popularity_features_reload_without_them(tmp
     del saved["model"]["popularity_prior"]  # before the retrieval model's popularity prior: served without it
     (tmp_path / "config.json").write_text(json.dumps(saved))
     assert read_run_config(tmp_path).model.popularity_prior == (0.0,)
+
+
+def test_save_model_refuses_a_model_with_a_variable_no_saved_part_holds(tmp_path, monkeypatch):
+    # The class of bug behind session 12's fix: a model-level variable (the repeat penalty) beside the
+    # saved towers was silently left out of run folders. save_model now checks every variable.
+    import tensorflow as tf
+
+    from tfrec.cli import artifacts
+    from tfrec.errors import TfrecError
+    from tests.models.worlds import seeded_hybrid, synthetic_world
+
+    world = synthetic_world(60, 40, 1500, data_seed=5, split="temporal", text_dim=8, history_length=5,
+                            val_fraction=0.1, test_fraction=0.1)
+    data, split, cat, text, qf = world
+    model = seeded_hybrid(world, repeat_penalty=True)
+    feats = qf.build(split.train.head(2), context=split.train)
+    model.query_embedding({k: tf.constant(v) for k, v in feats.items()})
+    model.item_embeddings(tf.constant(list(cat.item_ids[:2])))
+    assert artifacts._unsaved_variables(model, "hybrid") == []
+    artifacts.save_model(tmp_path / "ok", model)  # saved, penalty included
+    monkeypatch.setattr(artifacts, "_weight_parts", lambda m, kind: artifacts.WEIGHT_PARTS[kind])  # the old parts
+    assert artifacts._unsaved_variables(model, "hybrid") == [model._repeat_raw.name]
+    with pytest.raises(TfrecError, match="would not hold the model's variables"):
+        artifacts.save_model(tmp_path / "bad", model)
+    assert not (tmp_path / "bad").exists()

@@ -20,7 +20,7 @@ import pathlib
 
 import numpy as np
 
-from tfrec.errors import ConfigError, DataError
+from tfrec.errors import ConfigError, DataError, TfrecError
 
 MODEL_DIR = "model"
 CHECKPOINT = "weights"  # model/weights.index + model/weights.data-*
@@ -64,6 +64,18 @@ def _weight_parts(model, kind):
     """WEIGHT_PARTS[kind], + the learned repeat penalty (a model-level variable) when the model has one."""
     extra = ("repeat_penalty",) if kind == "hybrid" and model.repeat_penalty is not None else ()
     return WEIGHT_PARTS[kind] + extra
+
+
+def _unsaved_variables(model, kind):
+    """Names of the model's variables that neither a saved part nor a metric holds: the run
+    folder would lose them (a model-level variable added without a part; none expected)."""
+    import tensorflow as tf
+
+    kept = {v.ref() for m in model.metrics for v in m.variables}
+    for part in _weight_parts(model, kind):
+        obj = getattr(model, _PART_ATTRIBUTES.get(part, part))
+        kept |= {v.ref() for v in ([obj] if isinstance(obj, tf.Variable) else obj.variables)}
+    return [v.name for v in model.variables if v.ref() not in kept]
 
 
 def _checkpoint(model, kind):
@@ -114,6 +126,10 @@ def save_model(run_dir, model, catalogue=None, ranker=None) -> str:
     from tfrec.export.versioning import atomic_dir
 
     kind = _kind(model)
+    unsaved = _unsaved_variables(model, kind)
+    if unsaved:
+        raise TfrecError(f"Internal: the run folder would not hold the model's variables {unsaved[:5]}; "
+                         "list them in `tfrec.cli.artifacts` (WEIGHT_PARTS / _weight_parts).")
     final = pathlib.Path(run_dir) / MODEL_DIR
     with atomic_dir(final) as tmp:
         _checkpoint(model, kind).write(str(tmp / CHECKPOINT))
