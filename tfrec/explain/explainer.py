@@ -25,6 +25,7 @@ from typing import List, Optional
 
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from tfrec.data.history import PAD
 from tfrec.errors import DataError
@@ -138,8 +139,7 @@ class Explainer:
         score, loo = leave_one_out(fn, features, vecs, item_ids, penalty)
         occ = occlusion(fn, features, vecs, self.occlusion_names, self.neutral_time, score=score,
                         item_ids=item_ids, repeat_penalty=penalty)
-        # With the prior the retrieval space's last coordinate is T * w * log(1 + n) for items, 1 for queries.
-        prior = vecs[:, -1] if self.recommender.model.has_popularity_prior else np.zeros(len(vecs), np.float32)
+        prior = self.recommender.model.prior_column(tf.constant(item_ids)).numpy()  # 0 without a prior
         return {"score": score, "leave_one_out": loo, "gradient_x_input": self._gxi(features, vecs),
                 "occlusion": occ, "popularity_prior": prior}
 

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrec.explain.attribution import UNKNOWN_NUMBER, UNKNOWN_USER
+from tfrec.models.repeat import in_history
 
 
 class QueryExplainer(tf.Module):
@@ -95,7 +96,8 @@ class QueryExplainer(tf.Module):
         s = tf.einsum("bkd,bd->bk", tf.reshape(q[:b * (n + 1)], [b, n + 1, d]), v)  # (b, N + 1)
         penalty = tf.zeros_like(s)
         if self.repeat_penalty:  # (b, N + 1): the item is in that variant's history (unknown items never)
-            hit = tf.reduce_any((variants == item_ids[:, None, None]) & (variants != ""), axis=2)
+            hit = tf.reshape(in_history(tf.repeat(item_ids, n + 1)[:, None], tf.reshape(variants, [-1, n])),
+                             [b, n + 1])
             penalty = self.repeat_penalty * tf.cast(hit & (rows < self.embeddings.shape[0] - 1)[:, None], tf.float32)
         s -= penalty
         score = s[:, 0]
