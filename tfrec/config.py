@@ -99,6 +99,7 @@ class ModelConfig:
     # (w, N) pair chosen on validation after training from these candidates; (0,) = off. README, "popularity prior".
     popularity_prior: Tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
     popularity_prior_days: Tuple[int, ...] = (7, 14, 30, 0)  # 0 = all time
+    content_prior: bool = False  # items without interactions: their prior predicted from content (content_prior.py)
     cold_neighbours: int = 0  # items without a trained id: mixed with K nearest trained ones (cold_neighbours.py)
     cold_neighbour_settings: Tuple[float, ...] = (0.1, 0.5, 0.0)  # softmax temperature, category weight, own share
     repeat_penalty: bool = False  # learn a score offset for items in the query's own history (models/repeat.py)

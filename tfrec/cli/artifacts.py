@@ -164,6 +164,8 @@ def read_run_config(run_dir):
         config = dataclasses.replace(config, ranking=dataclasses.replace(config.ranking, popularity_days=0))
     if "popularity_prior" not in saved.get("model", {}):  # before the retrieval prior: served without it
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, popularity_prior=(0.0,)))
+    if "content_prior" not in saved.get("model", {}):  # before the content prior: new items' prior was 0
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, content_prior=False))
     return config
 
 

@@ -181,8 +181,6 @@ def tune_popularity_prior(model, model_cfg, fit_part, validation, log=print):
     selection metric, as the baselines are tuned; NDCG@10 under tfrec's default), counts
     from `fit_part`; of equals, the first in (days, weight) order. Without validation the
     prior stays off. Sets it on `model` and returns {"weight", "days", "metric", "trials"}."""
-    from tfrec.models.hybrid import recent_counts
-
     weights, days = sorted(set(model_cfg.popularity_prior)), sorted(set(model_cfg.popularity_prior_days))
     model.set_popularity_prior(fit_part, 0.0, days[0])  # the model's own scores (prior column 0)
     if validation is None:
@@ -194,8 +192,8 @@ def tune_popularity_prior(model, model_cfg, fit_part, validation, log=print):
     key = f"val_{metric}"
     trials, best = [], None
     for n in days:
-        item, count = recent_counts(fit_part, n)
-        logn = np.log1p(pd.Series(count, index=item).reindex(ids, fill_value=0).to_numpy(np.float64))
+        item, log_n = model.prior_log_counts(fit_part, n)  # counted (and, with the content prior, predicted)
+        logn = pd.Series(log_n, index=item).reindex(ids, fill_value=0.0).to_numpy(np.float64)
         for w in weights:
             if w == 0 and n != days[0]:
                 continue  # the same as (0, days[0])

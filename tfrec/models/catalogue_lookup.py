@@ -62,6 +62,14 @@ class CatalogueLookup(tf.keras.layers.Layer):
         return cls(columns=cols, **config)
 
 
+def column_values(var) -> np.ndarray:
+    """A lookup column's values as numpy (strings decoded), its trailing unknown row included."""
+    v = var.numpy()
+    if v.dtype == object:  # tf.string -> bytes
+        return np.array([x.decode("utf-8") for x in v], dtype=object)
+    return v
+
+
 def catalogue_rows(features, item_ids):
     """Training features for `HybridRetrieval` with item ids given as rows of its
     catalogue lookup (built from `item_ids`): `item_id` [n] -> `item_row` int32 and

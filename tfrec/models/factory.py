@@ -109,4 +109,4 @@ def build_hybrid(model_cfg, catalogue, items, text_embeddings, query_features, t
                            history_negatives=model_cfg.history_negatives, seed=seed,
                            content_loss_weight=model_cfg.content_loss_weight,
                            popularity_prior=max(model_cfg.popularity_prior) > 0,
-                           repeat_penalty=model_cfg.repeat_penalty)
+                           repeat_penalty=model_cfg.repeat_penalty, content_prior=model_cfg.content_prior)

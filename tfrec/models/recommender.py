@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from tfrec.data.history import PAD
 from tfrec.errors import DataError
+from tfrec.models.catalogue_lookup import column_values
 
 
 class Recommender:
@@ -179,7 +180,8 @@ class Recommender:
             emb = np.zeros((len(new), self.text_embeddings.shape[1]), np.float32)
         new_cols, _, _ = item_columns(new, emb, getattr(old, "item_stats", None), texts=texts)
         # Existing rows are copied as they are (minus the trailing "unknown" row).
-        cols = {k: np.concatenate([_values(old.columns[k])[:-1], np.asarray(new_cols[k])]) for k in old.column_names}
+        cols = {k: np.concatenate([column_values(old.columns[k])[:-1], np.asarray(new_cols[k])])
+                for k in old.column_names}
         self.items = pd.concat([self.items, new], ignore_index=True)
         self.text_embeddings = np.concatenate([self.text_embeddings, emb])
         self.model.lookup = CatalogueLookup(self.items["item_id"].astype(str), cols, name=old.name)
@@ -189,7 +191,7 @@ class Recommender:
             remb = emb if "text_embedding" in old.column_names else encode_texts(
                 self.text_encoder, texts, batch_size=batch_size, progress=len(new) > batch_size)
             rnew, _, _ = item_columns(new, remb, getattr(rold, "item_stats", None))
-            rcols = {k: np.concatenate([_values(rold.columns[k])[:-1], np.asarray(rnew[k])])
+            rcols = {k: np.concatenate([column_values(rold.columns[k])[:-1], np.asarray(rnew[k])])
                      for k in rold.column_names}
             self.ranker.lookup = CatalogueLookup(self.items["item_id"].astype(str), rcols, name=rold.name)
             self.ranker.lookup.item_stats = getattr(rold, "item_stats", None)
@@ -197,7 +199,9 @@ class Recommender:
 
             _FUNCTIONS.pop(self.ranker, None)  # re-trace: the traced function captured the old lookup
         from tfrec.models import scoring
+        from tfrec.models.content_prior import index_prior
 
+        index_prior(self.model, new["item_id"])  # with the content prior: their popularity prior, predicted
         scoring._FUNCTIONS.pop(self.model, None)  # likewise for the retrieval model's traced functions
         self._refresh()
         return len(new)
@@ -219,10 +223,3 @@ def _cap_per_category(ranked: pd.DataFrame, items: pd.DataFrame, column: str, ca
         else:
             keep.append(False)
     return ranked[np.asarray(keep, bool)]
-
-
-def _values(var) -> np.ndarray:
-    v = var.numpy()
-    if v.dtype == object:  # tf.string -> bytes
-        return np.array([x.decode("utf-8") for x in v], dtype=object)
-    return v

@@ -43,7 +43,8 @@ class HybridItemEncoder(tf.Module):
     """Raw item fields -> item embedding: template text -> BERT -> item tower (a new item
     mixed with its nearest trained items, as `index_items` places it, when `cold` is the
     model's `ColdNeighbours`; then, with the retrieval model's popularity prior, its
-    column: the catalogue's as in the index, 0 for a new item, which has no interactions yet)."""
+    column: the catalogue's as in the index; for a new item, which has no interactions yet,
+    0, or with the model's content prior the value its content predicts, as `index_items`)."""
 
     def __init__(self, item_tower, text_encoder, stats, template, columns, prior_model=None, cold=None):
         super().__init__(name="hybrid_item_encoder")
@@ -75,7 +76,13 @@ class HybridItemEncoder(tf.Module):
             v = self.cold(tower, features["item_id"], feats, v)
         if self.prior_model is None:
             return v
-        return tf.concat([v, self.prior_model.prior_column(features["item_id"])[:, None]], axis=-1)
+        m = self.prior_model
+        prior = m.prior_column(features["item_id"])
+        if getattr(m, "content_prior", None) is not None and m.content_prior.fitted:
+            new = tf.equal(m.lookup.table.lookup(features["item_id"]), len(m.lookup.item_ids))  # not in the catalogue
+            predicted = m.temperature * m.popularity_prior[0] * m.content_prior.predict_graph(feats)
+            prior = tf.where(new, predicted, prior)
+        return tf.concat([v, prior[:, None]], axis=-1)
 
 
 def hybrid_serving_parts(model, query_features, items=None, text_encoder=None, text_template=None):
