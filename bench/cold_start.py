@@ -41,7 +41,7 @@ import tfrec  # noqa: E402,F401
 VARIANTS = {  # the first six fixed before any number; dropout_0.8, dropout_1.0 and text_only
     # were added after validation favoured more dropout
     # the defaults before this benchmark (pinned; cold neighbours, session 9, pinned off)
-    "default": ["--model.content_loss_weight=0.0", "--model.cold_neighbours=0"],
+    "default": ["--model.content_loss_weight=0.0", "--model.cold_neighbours=0", "--model.content_prior=false"],
     "dropout_0.5": ["--model.id_dropout=0.5"],
     "content_0.5": ["--model.content_loss_weight=0.5"],
     "content_1.0": ["--model.content_loss_weight=1.0"],
@@ -58,6 +58,9 @@ VARIANTS = {  # the first six fixed before any number; dropout_0.8, dropout_1.0 
     # settings were chosen on validation-cold items by a grid over the trained default's vectors (README)
     "neighbours": ["--model.content_loss_weight=0.0", "--model.cold_neighbours=50",
                    "--model.cold_neighbour_settings=0.1,0.5,0.0"],
+    # session 13: the popularity prior of items without interactions predicted from their content
+    # (`tfrec.models.content_prior`); found in a scratch check on validation-cold items only
+    "content_prior": ["--model.content_loss_weight=0.0", "--model.content_prior=true"],
 }
 OUT = ROOT / "bench" / "results" / "cold_start_ml100k.json"
 
@@ -67,14 +70,17 @@ def _config(flags, epochs, kind):
 
     if not any(f.startswith("--model.cold_neighbours=") for f in flags):
         flags = [*flags, "--model.cold_neighbours=0"]  # variants measured before session 9 ran without it
+    if not any(f.startswith("--model.content_prior=") for f in flags):
+        flags = [*flags, "--model.content_prior=false"]  # likewise before session 13
 
     return load_config(None, [f"--train.epochs={epochs}", "--train.verbose=0", f"--split.kind={kind}",
                               "--export.enabled=false", "--ranking.enabled=false", *flags])
 
 
-def cold_scores(flags, epochs, validation, log):
-    """Trains on the cold split (or its validation stand-in) and returns the
-    cold-item report per information setting (see `cold_queries`)."""
+def cold_scores(flags, epochs, validation, log, validation_seed=7):
+    """Trains on the cold split (or its validation stand-in, validation-cold items drawn
+    with `validation_seed`) and returns the cold-item report per information setting
+    (see `cold_queries`)."""
     import pandas as pd
 
     from tfrec.cli.retrieval_stage import train_hybrid
@@ -87,7 +93,7 @@ def cold_scores(flags, epochs, validation, log):
     config = _config(flags, epochs, "cold_items")
     data, ia, split, catalogue = prepare(config, log=lambda *a: None)
     if validation:
-        split = validation_cold_split(split)
+        split = validation_cold_split(split, seed=validation_seed)
         catalogue = Catalogue.fit(data.items, split.train, ia, data.users)  # no id for the validation-cold items
     text_emb, _ = encode_item_texts(config, data.items, log=lambda *a: None)
     t0 = time.perf_counter()
@@ -199,6 +205,9 @@ def main():
     ap.add_argument("--warm-only", action="store_true", help="validate: only the temporal (warm) check")
     ap.add_argument("--seeds", default="42", help="training seeds (`train.seed`), comma-separated")
     ap.add_argument("--final", default="content_2.0", help="the variant chosen on validation, for the test stage")
+    ap.add_argument("--validation-draws", default="",
+                    help="validate: other seeds of the validation-cold item draw (seed 7 is the usual one); "
+                         "results under `validation_cold_draws`, training seed 42")
     args = ap.parse_args()
     out = json.loads(OUT.read_text()) if OUT.exists() else {}
     out.update({"benchmark": "cold-start items, ML-100K cold_items split (168 held-out items ranked among themselves)",
@@ -210,6 +219,20 @@ def main():
                 "variants": VARIANTS})
     val = out.setdefault("validation", {})
     seeds = [int(x) for x in args.seeds.split(",")]
+    draws = [int(x) for x in args.validation_draws.split(",") if x]
+    if args.stage == "validate" and draws:  # session 13: how much a validation-cold result is its item draw
+        for name in args.variants.split(","):
+            row = out.setdefault("validation_cold_draws", {}).setdefault(name, {"flags": VARIANTS[name]})
+            for draw in draws:
+                print(f"== validate {name}, validation-cold draw {draw}", flush=True)
+                row[str(draw)] = _summary(cold_scores([*VARIANTS[name], "--train.seed=42"], args.epochs, True, print,
+                                                      validation_seed=draw))
+                done = [r for k, r in row.items() if k.isdigit()]
+                row["mean_over_draws"] = {inf: {m: float(np.mean([r[inf][m]["ndcg@10"] for r in done]))
+                                                for m in ("tfrec hybrid", "tfidf_content")} for inf in done[0]
+                                          if isinstance(done[0][inf], dict)}
+                _write(out)
+        return
     if args.stage in ("validate", "all"):
         for name in args.variants.split(","):
             row = val.setdefault(name, {"flags": VARIANTS[name]})

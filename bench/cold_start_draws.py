@@ -3,9 +3,10 @@ the particular 168 items of the `cold_items` split (seed 42)?
 
 For each `split.seed` (a different seeded 10% of the items held out entirely) one model
 is trained (`train.seed` 42, the default settings, 10 epochs, as `bench/cold_start.py`
-trains) and its cold items are scored twice: with the item tower's content vectors
-(the default) and placed through their 50 nearest trained items
-(`set_cold_neighbours`, the settings chosen on validation-cold items), against TF-IDF
+trains) and its cold items are scored three times: with the item tower's content vectors
+(the default), placed through their 50 nearest trained items (`set_cold_neighbours`,
+the settings chosen on validation-cold items), and with the content prior (the
+popularity prior their content predicts, `tfrec.models.content_prior`), against TF-IDF
 content, MostPopular and Random, for both information settings of
 `tfrec.evaluation.cold_start.cold_queries`. Every draw is a held-out set; none is used
 to choose anything (the defaults were fixed before these runs).
@@ -48,13 +49,23 @@ def one_draw(split_seed, epochs=10):
     model, _, _, qf = train_hybrid(config, data, split, catalogue, text, log=lambda *a: None)
     known = pd.concat([split.train, split.val], ignore_index=True)
     plain = HybridScorer(model, qf, known, catalogue.item_ids)
+    # Session 13: the same model with the content prior (`--model.content_prior=true`: items without
+    # interactions get the prior their content predicts; the prior's weight and window as chosen).
+    from tfrec.models.content_prior import ContentPrior
+
+    model.content_prior = ContentPrior()
+    model.set_popularity_prior(known)
+    predicted = HybridScorer(model, qf, known, catalogue.item_ids).item_embeddings
+    model.content_prior = None
+    model.set_popularity_prior(known)
     model.set_cold_neighbours(**NEIGHBOURS)
     placed = HybridScorer(model, qf, known, catalogue.item_ids).item_embeddings
     row = {"split_seed": split_seed, "n_cold_items": int(len(split.cold_items))}
     for information in QUERY_INFORMATION:
         events, seen = cold_queries(split, information)
         users = plain.user_matrix(catalogue, events)
-        report = evaluate_cold_items({"tower (default)": (users, plain.item_embeddings), "neighbours": (users, placed)},
+        report = evaluate_cold_items({"tower (default)": (users, plain.item_embeddings), "neighbours": (users, placed),
+                                      "content prior": (users, predicted)},
                                      data, split, catalogue, config.eval, log=lambda *a: None, history=seen)
         row[information] = {name: {"ndcg@10": e["mean"]["ndcg@10"], "recall@20": e["mean"]["recall@20"],
                                    **({"ratio_ndcg@10_vs_tfidf": e["ratio_ndcg@10_vs_tfidf"]}
@@ -76,15 +87,17 @@ def main(argv=None):
         rows.append(one_draw(seed))
         k = rows[-1]["known"]
         print(f"   known: tower {k['tower (default)']['ndcg@10']:.4f}, neighbours {k['neighbours']['ndcg@10']:.4f}, "
-              f"tf-idf {k['tfidf_content']['ndcg@10']:.4f}", flush=True)
+              f"content prior {k['content prior']['ndcg@10']:.4f}, tf-idf {k['tfidf_content']['ndcg@10']:.4f}",
+              flush=True)
     summary = {}
     for information in ("known", "before_first_cold"):
-        for name in ("tower (default)", "neighbours"):
+        for name in ("tower (default)", "neighbours", "content prior"):
             r = [row[information][name]["ratio_ndcg@10_vs_tfidf"] for row in rows]
             summary[f"{information}: {name} NDCG@10 / TF-IDF"] = {"mean": float(np.mean(r)), "by_draw": r}
-        wins = [row[information]["neighbours"]["ndcg@10"] > row[information]["tower (default)"]["ndcg@10"]
-                for row in rows]
-        summary[f"{information}: draws where neighbours beat the tower"] = f"{sum(wins)} of {len(wins)}"
+        for name in ("neighbours", "content prior"):
+            wins = [row[information][name]["ndcg@10"] > row[information]["tower (default)"]["ndcg@10"]
+                    for row in rows]
+            summary[f"{information}: draws where {name} beat the tower"] = f"{sum(wins)} of {len(wins)}"
     write_json(args.out, {
         "benchmark": "cold items on several draws of the held-out items (ML-100K cold_items split, split.seed)",
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

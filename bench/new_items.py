@@ -75,6 +75,14 @@ def main(argv=None):
     settings = {f"prior as chosen (w {w:g}, {days} days), new items 0": (w, None),
                 "prior off (w 0)": (0.0, None)}
     settings.update({f"prior as chosen, new items at the {k} ({v:.3f})": (w, v) for k, v in newcomer.items()})
+    # Session 13: each new item at what its content predicts (`tfrec.models.content_prior`, as
+    # `--model.content_prior=true` sets it: fitted on the known items' counts in the same window).
+    from tfrec.models.content_prior import ContentPrior
+
+    cp_ids, cp_log_n = ContentPrior().log_counts(model.lookup, known, days)
+    predicted = pd.Series(cp_log_n, index=np.asarray(cp_ids).astype(str)).reindex(item_ids).fillna(0.0).to_numpy()
+    settings["prior as chosen, new items at their content prior's prediction (`model.content_prior`; mean "
+             f"{predicted[is_new].mean():.3f}, max {predicted[is_new].max():.3f})"] = (w, predicted[is_new])
     # The model's own prior coordinate is the same count (a check that this script measures the model).
     np.testing.assert_allclose(base[:, -1], T * w * log_n.to_numpy(), rtol=1e-5, atol=1e-5)
     seen = cat.matrix(known).toarray() > 0
