@@ -101,6 +101,8 @@ def test_sentence_cites_only_positive_evidence():
     alone = _explanation(neg, attributes={"age": 0.1})
     alone.popularity_prior = 0.4
     assert sentence(alone) == "Because it is popular lately."
+    alone.prior_predicted = True  # no interactions yet: the content prior's prediction
+    assert sentence(alone) == "Because items like it are popular lately."
 
 
 def test_json_round_trip(tiny):
@@ -175,3 +177,36 @@ def test_popularity_prior_is_its_own_part_of_the_explained_score():
     from tfrec.cli.explain import format_explanation
 
     assert "popularity prior adds +" in format_explanation(ex._explain(feats, items[:1], 3)[0])
+
+
+def test_an_item_without_interactions_explains_its_prior_as_the_content_prediction():
+    """With the content prior, an item nobody has interacted with carries the prior its
+    content predicts; its explanation says so (and a counted item's still says "lately")."""
+    import tensorflow as tf
+
+    from tests.explain.conftest import build_recommender
+    from tfrec.cli.explain import format_explanation
+    from tfrec.explain.explainer import Explainer
+    from tfrec.models.content_prior import ContentPrior
+    from tfrec.models.recommender import Recommender
+
+    rec, data, split = build_recommender("mean", fit=False)
+    model = rec.model
+    counts = split.train["item_id"].astype(str).value_counts()
+    new, old = counts.index[0], counts.index[1]  # the most watched item, made "new" by dropping its events
+    known = split.train[split.train["item_id"].astype(str) != new]
+    model.content_prior = ContentPrior()
+    try:
+        model.set_popularity_prior(known, 2.0, 0)
+        rec = Recommender(model, rec.query_features, data.items, rec.text_embeddings, known)
+        ex = Explainer(rec, known)
+        feats = ex.features(split.val["user_id"].astype(str).iloc[-1], int(split.val["timestamp"].max()) + 1)
+        e_new, e_old = ex._explain(feats, [new, old], 3)
+        want = model.temperature * 2.0 * model.content_prior.predict(model.lookup, [new])[0]
+        assert want > 0 and e_new.popularity_prior == pytest.approx(want, rel=1e-5)
+        assert e_new.prior_predicted and not e_old.prior_predicted and e_old.popularity_prior > 0
+        assert "its content predicts" in format_explanation(e_new)
+        assert "popular lately" in format_explanation(e_old)
+        assert model.prior_column(tf.constant([new])).numpy()[0] == pytest.approx(want, rel=1e-5)
+    finally:
+        model.content_prior = None

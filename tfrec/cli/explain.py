@@ -21,7 +21,10 @@ def format_explanation(e, rank=None, k_history=3) -> str:
     lines = [f"{head}{e.title} [{e.item_id}]  score {e.score:.4f}", f"   {e.sentence}"]
     if e.repeat_penalty:
         lines.append(f"   already in the history: the score includes the repeat penalty -{e.repeat_penalty:.4f}")
-    if e.popularity_prior:
+    if e.popularity_prior and e.prior_predicted:
+        lines.append(f"   no interactions yet: the popularity prior its content predicts (content prior) adds "
+                     f"{_signed(e.popularity_prior)} to the score")
+    elif e.popularity_prior:
         lines.append(f"   popular lately: the popularity prior adds {_signed(e.popularity_prior)} to the score")
     top = e.top_history(k_history)
     if top:

@@ -67,6 +67,7 @@ class Explanation:
     sentence: str = ""
     repeat_penalty: float = 0.0  # already subtracted from `score`: the item is in the history (0: it is not)
     popularity_prior: float = 0.0  # the popularity prior's part of `score`, T * w * log(1 + recent count)
+    prior_predicted: bool = False  # the item has no known interactions: the prior is its content's prediction
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -104,6 +105,7 @@ class Explainer:
         self.genre_column = genre_column
         self.k_similar = int(k_similar)
         self.cooc = CoOccurrence(train_interactions, recommender.item_ids)
+        self._interacted = set(recommender.known["item_id"].astype(str))  # what the prior counts, when it is set
         self._gxi = GradientTimesInput(recommender.model)
         items = recommender.items
         self._titles = (items["title"].astype(str).to_numpy() if "title" in items.columns
@@ -207,7 +209,8 @@ class Explainer:
                 item_popularity=int(self.cooc.popularity[row]),
                 attributes={n: float(v) for n, v in zip(self.occlusion_names, att["occlusion"][m])},
                 repeat_penalty=penalty if item in real_ids else 0.0,
-                popularity_prior=float(att["popularity_prior"][m]))
+                popularity_prior=float(att["popularity_prior"][m]),
+                prior_predicted=bool(att["popularity_prior"][m] > 0 and item not in self._interacted))
             e.sentence = sentence(e, k_history)
             out.append(e)
         return out

@@ -33,7 +33,7 @@ def sentence(explanation, k_history=3) -> str:
     genres = [g for g, n in e.shared_genres if n >= MIN_GENRE_COUNT][:1]
     clauses = []
     if e.popularity_prior > 0 and e.popularity_prior >= e.score - e.popularity_prior:
-        clauses.append("it is popular lately")
+        clauses.append("items like it are popular lately" if e.prior_predicted else "it is popular lately")
     if watched:
         clauses.append(f"you watched {join_titles(watched)}")
     if genres:
