@@ -1,5 +1,6 @@
 """The main job end to end on the real MovieLens-100K files with the real MiniLM."""
 import json
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -137,7 +138,7 @@ def test_two_stage_main_job_reports_both_stages_and_exports_rank(demo):
     assert ratings["user_item_bias"]["rmse"] < ratings["global_mean"]["rmse"]  # the bias baseline is not broken
     loaded = tf.saved_model.load(result.export_path)
     assert {"rank", "retrieve", "serving_default", "explain"} <= set(loaded.signatures)
-    meta = json.loads((__import__("pathlib").Path(result.export_path) / "assets.extra" / "tfrec_export.json").read_text())
+    meta = json.loads((pathlib.Path(result.export_path) / "assets.extra" / "tfrec_export.json").read_text())
     assert meta["two_stage"] and meta["retrieve_k"] == 200
     # The served two-stage list equals the in-memory ranker's order of the served retrieval candidates.
     rec = result.recommender
@@ -181,11 +182,39 @@ def test_cold_item_split_reports_the_hybrid_against_content_with_the_same_inform
 
 
 @pytest.mark.slow
+def test_a_run_with_the_content_prior_predicts_cold_items_prior_and_reloads_it(tmp_path, ml100k_path):
+    """`--model.content_prior=true` on the cold-item split: the held-out items get a
+    predicted prior (they have no interactions), a reloaded run folder recomputes the same
+    values, and an old folder (config without the key) loads with the content prior off."""
+    import tensorflow as tf
+
+    from tfrec.cli.artifacts import load_run
+
+    cfg = _cfg(tmp_path, ml100k_path, "--split.kind=cold_items", "--model.content_prior=true",
+               "--model.use_text=false", "--train.epochs=1", "--eval.baselines=", "--eval.n_bootstrap=50",
+               "--export.enabled=false", "--ranking.enabled=false")
+    result = run(cfg)
+    model = result.model
+    assert model.content_prior is not None and model.popularity_prior[0] > 0
+    cold = tf.constant([str(i) for i in result.split.cold_items])
+    ids = tf.constant(list(model.lookup.item_ids))
+    got = model.prior_column(cold).numpy()
+    assert (got > 0).mean() > 0.9 and np.unique(np.round(got, 5)).size > 10  # predicted, item by item
+    loaded = load_run(result.run_dir)
+    np.testing.assert_allclose(loaded.model.prior_column(ids).numpy(), model.prior_column(ids).numpy(),
+                               rtol=1e-5, atol=1e-6)
+    assert "tfrec hybrid" in result.metrics["cold_start"]["models"]
+    path = pathlib.Path(result.run_dir) / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["model"]["content_prior"]  # as written before the option existed
+    path.write_text(json.dumps(saved))
+    assert load_run(result.run_dir).model.content_prior is None
+
+
+@pytest.mark.slow
 def test_a_run_with_the_repeat_penalty_reloads_and_exports_the_learned_penalty(tmp_path, ml100k_path):
     # The penalty is a model-level variable beside the towers: the run folder must carry it,
     # or `tfrec export --run` / `tfrec explain --run` would serve its initial value.
-    import pathlib
-
     from tfrec.cli.artifacts import load_run
     from tfrec.cli.export import export_run
     from tfrec.export.retrieval import METADATA_FILE
