@@ -18,7 +18,7 @@ clipped at 0, with the prior's weight w unchanged. The fit is closed form (one
 [features x features] solve) and deterministic, so a reloaded run recomputes the
 same values; `predict` places items added later (`Recommender.index_items`).
 Cost: the features of the whole catalogue are built on every fit, float64 [items x
-features] (ML-100K: 1,682 x 410, 5.5 MB, milliseconds; a 1M-item catalogue with a 384-d
+features] (ML-100K: 1,682 x 410, 5.5 MB, about 50 ms a fit; a 1M-item catalogue with a 384-d
 text embedding would need 3.3 GB, which this simple fit does not try to avoid).
 
     prior = ContentPrior()
