@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from sklearn.linear_model import Ridge
 
-from tests.models.worlds import seeded_hybrid, synthetic_world
+from tests.models.worlds import seeded_hybrid, synthetic_world, tiny_bert_world
 from tfrec.config import ModelConfig, load_config
 from tfrec.models.catalogue_lookup import column_values
 from tfrec.models.content_prior import ContentPrior
@@ -119,22 +119,10 @@ def _recs(flags=(True, False)):
     """Recommenders over one tiny-BERT world, with and without the content prior (untrained
     towers: the prior does not depend on them), the prior set on train with w 2 / 30 days;
     built per test, as `index_items` changes them."""
-    from tfrec.data.splits import make_split
-    from tfrec.data.synthetic import generate
-    from tfrec.features.catalogue import Catalogue
-    from tfrec.features.query_features import QueryFeatures
     from tfrec.models.factory import build_hybrid
     from tfrec.models.recommender import Recommender
-    from tfrec.text.cache import encode_texts
-    from tfrec.text.encoder import BertTextEncoder
-    from tfrec.text.template import item_texts
 
-    data = generate(n_users=40, n_items=30, n_interactions=1500, seed=5)
-    split = make_split(data.interactions, "temporal")
-    cat = Catalogue.fit(data.items, split.train, data.interactions, data.users)
-    encoder = BertTextEncoder("tiny", sequence_length=16)
-    text = encode_texts(encoder, item_texts(data.items), progress=False)
-    qf = QueryFeatures.fit(split.train, data.users, 5)
+    data, split, cat, encoder, text, qf = tiny_bert_world(40, 30, 1500, data_seed=5, history_length=5)
     out = {}
     for flag in flags:
         tf.keras.utils.set_random_seed(0)

@@ -5,26 +5,16 @@ import tensorflow as tf
 
 from tfrec.config import ModelConfig
 from tfrec.data.pipeline import make_dataset
-from tfrec.data.splits import make_split
-from tfrec.data.synthetic import generate
 from tfrec.errors import DataError
-from tfrec.features.catalogue import Catalogue
-from tfrec.features.query_features import QueryFeatures
 from tfrec.models.factory import build_hybrid
 from tfrec.models.recommender import Recommender
-from tfrec.text.cache import encode_texts
-from tfrec.text.encoder import BertTextEncoder
+from tests.models.worlds import tiny_bert_world
 from tfrec.text.template import item_texts
 
 
 @pytest.fixture(scope="module")
 def rec():
-    data = generate(n_users=80, n_items=60, n_interactions=3000, seed=5)
-    split = make_split(data.interactions, "temporal")
-    cat = Catalogue.fit(data.items, split.train, data.interactions, data.users)
-    encoder = BertTextEncoder("tiny", sequence_length=16)
-    text = encode_texts(encoder, item_texts(data.items), progress=False)
-    qf = QueryFeatures.fit(split.train, data.users, 5)
+    data, split, cat, encoder, text, qf = tiny_bert_world(80, 60, 3000, data_seed=5, history_length=5)
     tf.keras.utils.set_random_seed(0)
     model = build_hybrid(ModelConfig(embedding_dim=8), cat, data.items, text, qf)
     model.compile(tf.keras.optimizers.Adam(0.01))

@@ -21,6 +21,23 @@ def synthetic_world(n_users, n_items, n_interactions, data_seed, split, text_dim
     return data, parts, cat, text, qf
 
 
+def tiny_bert_world(n_users, n_items, n_interactions, data_seed, history_length):
+    """(data, temporal split, catalogue, the tiny BERT encoder, its item text embeddings, query
+    features): a synthetic world whose text goes through a real (tiny, random) BERT, for tests
+    that index new items or export `encode_items`."""
+    from tfrec.text.cache import encode_texts
+    from tfrec.text.encoder import BertTextEncoder
+    from tfrec.text.template import item_texts
+
+    data = generate(n_users=n_users, n_items=n_items, n_interactions=n_interactions, seed=data_seed)
+    split = make_split(data.interactions, "temporal")
+    cat = Catalogue.fit(data.items, split.train, data.interactions, data.users)
+    encoder = BertTextEncoder("tiny", sequence_length=16)
+    text = encode_texts(encoder, item_texts(data.items), progress=False)
+    qf = QueryFeatures.fit(split.train, data.users, history_length)
+    return data, split, cat, encoder, text, qf
+
+
 def seeded_hybrid(world, **model_kw):
     """`build_hybrid` on a `synthetic_world` (embedding size 8, Keras seed 0; the
     popularity prior's extra dimension off unless asked for)."""
