@@ -223,3 +223,17 @@ def test_errors_name_the_argument(tmp_path):
     with pytest.raises(DataError, match="`when` holds datetimes"):
         write_shards(pd.DataFrame({"when": pd.to_datetime(["2020-01-01"])}), str(tmp_path / "ev"))
     assert os.listdir(tmp_path) == []
+
+
+def test_order_does_not_depend_on_the_global_seed(tmp_path):
+    write_shards(_events(600), str(tmp_path / "ev"), n_shards=4)
+    pattern = str(tmp_path / "ev-*.tfrecord")
+
+    def order(global_seed):
+        tf.random.set_seed(global_seed)
+        ds = read_shards(pattern, infer_feature_spec(FIELDS), batch_size=100, seed=3, shuffle_buffer=300)
+        return np.concatenate([b["timestamp"].numpy() for b in ds])
+
+    fresh = order(None)
+    for g in (1, 99):
+        np.testing.assert_array_equal(order(g), fresh)

@@ -12,6 +12,7 @@ import pandas as pd
 import tensorflow as tf
 
 from tfrec.data.history import histories
+from tfrec.data.seeding import seed_alone
 from tfrec.data.service import auto_shard_policy, with_auto_shard
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -54,7 +55,8 @@ def make_dataset(features: Dict[str, np.ndarray], batch_size: int, *, shuffle: b
     Args:
         features: name -> array with a common first dimension.
         batch_size: global batch size (a distribution strategy splits it).
-        shuffle: reshuffle every epoch, reproducibly for a `seed`.
+        shuffle: reshuffle every epoch, reproducibly for a `seed` (the same order
+            whatever `tf.random.set_seed` was called with, see tfrec.data.seeding).
         shuffle_buffer: defaults to the whole data set (a full shuffle).
         cache: kept for API compatibility; in-memory columns need no cache.
         map_fn: optional vectorised preprocessing applied per batch in parallel.
@@ -65,7 +67,8 @@ def make_dataset(features: Dict[str, np.ndarray], batch_size: int, *, shuffle: b
     columns = {k: tf.constant(v) for k, v in features.items()}
     ds = tf.data.Dataset.range(n)
     if shuffle:
-        ds = ds.shuffle(min(n, shuffle_buffer or n), seed=seed, reshuffle_each_iteration=True)
+        with seed_alone(seed):  # the order is the seed's, not also the global seed's (tfrec.data.seeding)
+            ds = ds.shuffle(min(n, shuffle_buffer or n), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)

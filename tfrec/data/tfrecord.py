@@ -32,6 +32,7 @@ import pandas as pd
 import tensorflow as tf
 
 from tfrec.data.schema import Field
+from tfrec.data.seeding import seed_alone
 from tfrec.data.service import auto_shard_policy
 from tfrec.errors import DataError, SchemaError
 
@@ -169,7 +170,8 @@ def read_shards(pattern: Union[str, Sequence[str]], features: Union[Mapping, Seq
         deterministic = seed is not None
     if isinstance(block_length, bool) or not isinstance(block_length, (int, np.integer)) or block_length < 1:
         raise ValueError(f"`block_length` must be an integer >= 1, got {block_length!r}.")
-    ds = tf.data.Dataset.list_files(files, shuffle=shuffle_files, seed=seed)
+    with seed_alone(seed):  # orders that are the seed's alone (tfrec.data.seeding)
+        ds = tf.data.Dataset.list_files(files, shuffle=shuffle_files, seed=seed)
     # Each interleave element is a block of `block_length` raw records, not one record:
     # a parallel interleave hands every element across threads, which capped reading
     # at ~0.1M records/s; blocks of 256 read ~0.4M/s on the same 2 cores.
@@ -178,7 +180,8 @@ def read_shards(pattern: Union[str, Sequence[str]], features: Union[Mapping, Seq
                        deterministic=deterministic)
     ds = ds.unbatch()
     if shuffle_buffer:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        with seed_alone(seed):
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
