@@ -208,6 +208,10 @@ def main():
     ap.add_argument("--validation-draws", default="",
                     help="validate: other seeds of the validation-cold item draw (seed 7 is the usual one); "
                          "results under `validation_cold_draws`, training seed 42")
+    ap.add_argument("--rerun-test-as", default="",
+                    help="test: score `--variants` again on the test cold items under `test_reruns[KEY]`, never "
+                         "replacing `test` (session 14: the same models retrained after the shuffle fix, which "
+                         "changed every model but the first of a process; no choice is made on them)")
     args = ap.parse_args()
     out = json.loads(OUT.read_text()) if OUT.exists() else {}
     out.update({"benchmark": "cold-start items, ML-100K cold_items split (168 held-out items ranked among themselves)",
@@ -220,6 +224,16 @@ def main():
     val = out.setdefault("validation", {})
     seeds = [int(x) for x in args.seeds.split(",")]
     draws = [int(x) for x in args.validation_draws.split(",") if x]
+    if args.stage == "test" and args.rerun_test_as:
+        rerun = out.setdefault("test_reruns", {}).setdefault(args.rerun_test_as, {})
+        for name in args.variants.split(","):
+            row = rerun.setdefault(name, {"flags": VARIANTS[name]})
+            for seed in seeds:
+                print(f"== test rerun {args.rerun_test_as}: {name} seed {seed}", flush=True)
+                row.setdefault("cold_test_seeds", {})[str(seed)] = _summary(
+                    cold_scores([*VARIANTS[name], f"--train.seed={seed}"], args.epochs, False, print))
+                _write(out)
+        return
     if args.stage == "validate" and draws:  # session 13: how much a validation-cold result is its item draw
         for name in args.variants.split(","):
             row = out.setdefault("validation_cold_draws", {}).setdefault(name, {"flags": VARIANTS[name]})
