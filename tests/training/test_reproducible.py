@@ -6,24 +6,18 @@ the dataset is built); the later ones matched across processes, the first did no
 import numpy as np
 import tensorflow as tf
 
+from tests.models.worlds import synthetic_world
 from tfrec.config import ModelConfig
 from tfrec.data.pipeline import make_dataset
-from tfrec.data.splits import make_split
-from tfrec.data.synthetic import generate
-from tfrec.features.catalogue import Catalogue
-from tfrec.features.query_features import QueryFeatures
 from tfrec.models.factory import build_hybrid
 from tfrec.training.trainer import train
 
 
 def test_a_training_run_does_not_depend_on_what_ran_before_it():
-    data = generate(n_users=40, n_items=30, n_interactions=900, seed=11)
-    split = make_split(data.interactions, "temporal")
-    cat = Catalogue.fit(data.items, split.train, data.interactions, data.users)
-    qf = QueryFeatures.fit(split.train, data.users, 4)
+    data, split, cat, text, qf = synthetic_world(40, 30, 900, data_seed=11, split="temporal", text_dim=8,
+                                                 history_length=4)
     feats = qf.build(split.train, context=split.train)
     feats["item_id"] = split.train["item_id"].astype(str).to_numpy(dtype=object)
-    text = np.random.default_rng(0).normal(size=(cat.n_items, 8)).astype(np.float32)
     cfg = ModelConfig(embedding_dim=8)  # id dropouts on: their seeds are train()'s
 
     def weights(global_seed_before):
