@@ -64,3 +64,14 @@ def test_building_a_dataset_leaves_the_global_random_stream_alone():
     make_dataset(feats, 4, seed=1)
     np.testing.assert_array_equal(tf.random.uniform([3]).numpy(), want)
     assert tf.compat.v1.get_seed(5) == (7, 5)  # the global seed is back
+
+
+def test_without_a_seed_the_global_seed_decides_as_in_tensorflow():
+    feats = {"u": np.array([f"u{i}" for i in range(50)], dtype=object), "x": np.arange(50, dtype=np.int64)}
+
+    def first_epoch(global_seed):
+        tf.random.set_seed(global_seed)
+        return _rows(make_dataset(feats, 10, seed=None))
+
+    assert first_epoch(5) == first_epoch(5)
+    assert first_epoch(5) != first_epoch(6)
