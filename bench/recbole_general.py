@@ -123,14 +123,14 @@ def _config(flags, tmp, protocol):
     return load_config(None, [*COMMON, f"--run_root={tmp}", *proto, *flags])
 
 
-def validate(names):
+def validate(names, table_key=TABLE):
     from tfrec.cli.retrieval_stage import train_hybrid
     from tfrec.cli.run import encode_item_texts, prepare
 
     tmp = tempfile.mkdtemp(prefix="tfrec-recbole-general-")
     data, _, split, catalogue = prepare(_config([], tmp, protocol=True), log=lambda *a: None)
     out = _load()
-    table = out.setdefault(TABLE, {})
+    table = out.setdefault(table_key, {})
     text_emb = None
     for name in names:
         flags = VARIANTS[name]
@@ -145,7 +145,7 @@ def validate(names):
                        "val_recall@20": best["val_recall@20"], "val_ndcg@10": best["val_ndcg@10"]}
         print(f"{name:<22} val recall@20 {best['val_recall@20']:.4f}  ndcg@10 {best['val_ndcg@10']:.4f}  "
               f"(epoch {best['epoch']}/{len(history['validation'])}, {table[name]['seconds']:.0f} s)", flush=True)
-        out["table"] = _table(out)
+        out["table" if table_key == TABLE else f"table_{table_key}"] = _table(out, table_key)
         _save(out)
 
 
@@ -247,6 +247,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("stage", choices=("validate", "test", "references"))
     ap.add_argument("variants", nargs="*", default=[])
+    ap.add_argument("--table", default=TABLE,
+                    help=f"validate: the JSON key the rows go to (default {TABLE}; session 14 reran session 12's "
+                         "rows under validation_session14, every model on the batch order a fresh process gives)")
     args = ap.parse_args()
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
@@ -254,7 +257,7 @@ def main():
     if args.stage == "references":
         references()
     elif args.stage == "validate":
-        validate(args.variants or list(VARIANTS))
+        validate(args.variants or list(VARIANTS), args.table)
     else:
         if len(args.variants) != 1:
             sys.exit("`test` takes exactly one variant (the one chosen on validation)")
