@@ -196,6 +196,16 @@ def _write(out):
     os.replace(tmp, OUT)
 
 
+def _test_seeds(out, row, name, seeds, epochs, label):
+    """Trains variant `name` on the cold_items split once per seed and scores its test
+    cold items into `row["cold_test_seeds"]`, writing the JSON after each."""
+    for seed in seeds:
+        print(f"== {label} {name} seed {seed}", flush=True)
+        row.setdefault("cold_test_seeds", {})[str(seed)] = _summary(
+            cold_scores([*VARIANTS[name], f"--train.seed={seed}"], epochs, False, print))
+        _write(out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--stage", choices=("validate", "test", "all"), default="all")
@@ -227,12 +237,8 @@ def main():
     if args.stage == "test" and args.rerun_test_as:
         rerun = out.setdefault("test_reruns", {}).setdefault(args.rerun_test_as, {})
         for name in args.variants.split(","):
-            row = rerun.setdefault(name, {"flags": VARIANTS[name]})
-            for seed in seeds:
-                print(f"== test rerun {args.rerun_test_as}: {name} seed {seed}", flush=True)
-                row.setdefault("cold_test_seeds", {})[str(seed)] = _summary(
-                    cold_scores([*VARIANTS[name], f"--train.seed={seed}"], args.epochs, False, print))
-                _write(out)
+            _test_seeds(out, rerun.setdefault(name, {"flags": VARIANTS[name]}), name, seeds, args.epochs,
+                        f"test rerun {args.rerun_test_as}:")
         return
     if args.stage == "validate" and draws:  # session 13: how much a validation-cold result is its item draw
         for name in args.variants.split(","):
@@ -265,13 +271,9 @@ def main():
         test = out.setdefault("test", {})
         for name in dict.fromkeys(["default", args.final]):
             row = test.setdefault(name, {"flags": VARIANTS[name]})
-            for seed in seeds:
-                if str(seed) in row.get("cold_test_seeds", {}):
-                    continue  # tested once: never re-run to pick a better draw
-                print(f"== test {name} seed {seed}", flush=True)
-                row.setdefault("cold_test_seeds", {})[str(seed)] = _summary(
-                    cold_scores([*VARIANTS[name], f"--train.seed={seed}"], args.epochs, False, print))
-                _write(out)
+            # tested once: never re-run to pick a better draw
+            _test_seeds(out, row, name, [s for s in seeds if str(s) not in row.get("cold_test_seeds", {})],
+                        args.epochs, "test")
         tested = out.setdefault("tested_in_order", [])
         if args.final not in tested:
             tested.append(args.final)
