@@ -3,8 +3,8 @@
 tf.data's `shuffle(seed=s)` (and `list_files(seed=s)`) takes its seed pair from
 the process's global seed as well: `(87654321, s)` while no global seed is set,
 `(g, s)` after `tf.random.set_seed(g)` (`tensorflow.python.framework.random_seed.get_seed`).
-A training function that seeds TensorFlow after building its dataset (as Keras
-users do, and `tfrec.training.train` did) therefore trained the first model of a
+A training function that seeds TensorFlow after its dataset is built (as Keras
+users do, and `tfrec.training.train` must: the dataset is its argument) therefore trained the first model of a
 process on another batch order than every later one with the same seed, and a
 notebook cell re-run gave another model the second time. tfrec's pipelines build
 their shuffles inside `seed_alone()`, which fixes the pair to `(87654321, s)`
