@@ -75,7 +75,7 @@ class ContentPrior:
         rows = pd.Index(lookup.item_ids).get_indexer([str(i) for i in item_ids])
         if (rows < 0).any():
             raise ValueError(f"Items {list(np.asarray(item_ids)[rows < 0][:5])} are not in the catalogue lookup.")
-        return self._apply(self._features(lookup)[rows])
+        return self._apply(self._features(lookup, rows=rows))
 
     def predict_graph(self, feats):
         """`predict` as TensorFlow ops, for item features as the catalogue lookup holds
@@ -105,14 +105,17 @@ class ContentPrior:
         return tf.maximum(out, 0.0)
 
     # -- internals -----------------------------------------------------------------
-    def _features(self, lookup, refit=False):
-        """[n_items, F] content features of the lookup's rows (its trailing unknown row dropped);
+    def _features(self, lookup, refit=False, rows=None):
+        """[n_items, F] content features of the lookup's rows (its trailing unknown row dropped),
+        or of `rows` only (a new item's prediction builds its own features, not the catalogue's);
         `refit`: the encoding (vocabularies, bin edges) from this lookup, reused while it is
         the same lookup object (`index_items` replaces the lookup, so a changed catalogue is
         a new object)."""
         if refit and self._fitted_on[0] is lookup:
             return self._fitted_on[1]
         cols = {name: column_values(var)[:-1] for name, var in lookup.columns.items()}
+        if rows is not None:
+            cols = {name: v[rows] for name, v in cols.items()}
         if refit or self._encoding is None:
             self._encoding = {}
             for name, v in cols.items():
@@ -139,7 +142,7 @@ class ContentPrior:
                 hot = np.zeros((len(v), len(enc) + 1))
                 hot[np.arange(len(v)), np.searchsorted(enc, v, side="right")] = 1.0
                 parts.append(hot)
-        x = np.hstack(parts) if parts else np.zeros((len(lookup.item_ids), 0))
+        x = np.hstack(parts) if parts else np.zeros((len(lookup.item_ids) if rows is None else len(rows), 0))
         if refit:
             self._fitted_on = (lookup, x)
         return x
