@@ -7,8 +7,9 @@ model may know when it answers. Each `Protocol` below fixes all four after a
 published reference, so that tfrec's numbers can sit beside the reference's:
 
 - `tfrs_tutorial`: the TensorFlow Recommenders basic/deep retrieval tutorials
-  (and the Keras-RS retrieval example). ML-100K ratings, shuffled with seed 42
-  and cut 80/20 (tfrec shuffles with NumPy, the tutorial with
+  (the Keras-RS deep-retrieval example splits the same way but counts 5-star
+  test ratings only; `bench/keras_rs_example.py` scores it both ways). ML-100K
+  ratings, shuffled with seed 42 and cut 80/20 (tfrec shuffles with NumPy, the tutorial with
   `tf.data.Dataset.shuffle(seed=42)`, so the cut is of the same kind, not the
   same rows). The metric is `FactorizedTopK`'s top-K categorical accuracy: for
   EACH test rating, is its movie among the user's top K of all 1,682 movies?
@@ -205,7 +206,7 @@ PROTOCOLS = {
     for p in (
         Protocol(
             name="tfrs_tutorial",
-            title="TFRS basic/deep retrieval tutorials (and Keras-RS retrieval example): ML-100K ratings "
+            title="TFRS basic/deep retrieval tutorials (and the Keras-RS example's split): ML-100K ratings "
                   "shuffled with seed 42, 80/20; per test rating, is its movie in the user's top K of all "
                   "movies (FactorizedTopK top-K categorical accuracy); seen movies kept",
             split="random",
