@@ -248,27 +248,35 @@ def main(argv=None):
               f"5-star {m['five_star']['top100_accuracy']:.4f} {m['five_star']['ci95']}")
 
 
-def score_run(run_dir, protocol, test_queries, ratings, n_boot, seed):
-    """A saved tfrec hybrid under tfrs_tutorial, scored as `tfrec run` scored it (history queries)."""
+def saved_run_scorer(run_dir, protocol, test_queries):
+    """A saved `tfrec run` folder's hybrid under `protocol`, as `tfrec run` scored it: (its
+    score_queries scorer, its test queries (with history), the metrics.json means, a
+    description). Fails unless the run used `protocol` and has `test_queries`' targets."""
     from tfrec.cli.artifacts import load_run
     from tfrec.evaluation.queries import queries_for_test
     from tfrec.models.scoring import HybridScorer
 
     run = load_run(run_dir)
-    if run.config.eval.protocol != "tfrs_tutorial":
-        raise SystemExit(f"{run_dir}: protocol {run.config.eval.protocol!r}, not tfrs_tutorial")
+    if run.config.eval.protocol != protocol.name:
+        raise SystemExit(f"{run_dir}: protocol {run.config.eval.protocol!r}, not {protocol.name}")
     queries = queries_for_test(protocol, run.split, run.catalogue, history_length=run.config.data.history_length)
     if not np.array_equal(queries.relevant.indices, test_queries.relevant.indices):
-        raise SystemExit(f"{run_dir}: its test ratings are not this split's")
-    out = score(HybridScorer(run.model, run.query_features, run.known, run.catalogue.item_ids), queries, ratings,
-                n_boot, seed)
+        raise SystemExit(f"{run_dir}: its test interactions are not this split's")
     saved = json.loads((pathlib.Path(run_dir) / "metrics.json").read_text())["models"]["tfrec hybrid"]["mean"]
+    model = run.config.to_dict()["model"]
+    info = {"run": pathlib.Path(run_dir).name, "repeat_penalty": model.get("repeat_penalty"),
+            "sequence": model.get("sequence"), "history_length": run.config.data.history_length}
+    return HybridScorer(run.model, run.query_features, run.known, run.catalogue.item_ids), queries, saved, info
+
+
+def score_run(run_dir, protocol, test_queries, ratings, n_boot, seed):
+    """A saved tfrec hybrid under tfrs_tutorial, both ways; its all-ratings number must be the run's."""
+    scorer, queries, saved, info = saved_run_scorer(run_dir, protocol, test_queries)
+    out = score(scorer, queries, ratings, n_boot, seed)
     if abs(saved["hit_rate@100"] - out["all_ratings"]["top100_accuracy"]) > 1e-6:
         raise SystemExit(f"{run_dir}: re-scored {out['all_ratings']['top100_accuracy']:.5f}, metrics.json says "
                          f"{saved['hit_rate@100']:.5f}")
-    model = run.config.to_dict()["model"]
-    return {**out, "run": pathlib.Path(run_dir).name, "repeat_penalty": model.get("repeat_penalty"),
-            "history_length": run.config.data.history_length}
+    return {**out, **info}
 
 
 if __name__ == "__main__":
