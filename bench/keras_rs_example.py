@@ -203,16 +203,10 @@ def main(argv=None):
     ap.add_argument("--depths", default=",".join(DEPTHS), help="comma-separated names of DEPTHS")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
-    os.environ.setdefault("TFREC_DATA", str(REPO.parent / "shared" / "datasets" / "ml-100k"))
-    from tfrec.cli.run import prepare
-    from tfrec.config import load_config
     from tfrec.evaluation.baselines import BASELINES
-    from tfrec.evaluation.protocols import get_protocol
 
     start = time.time()
-    config = load_config(None, ["--eval.protocol=tfrs_tutorial"])
-    protocol = get_protocol("tfrs_tutorial")
-    data, _, split, catalogue = prepare(config, log=lambda *a: None)
+    config, protocol, data, split, catalogue = protocol_split("tfrs_tutorial")
     queries, ratings = test_rows(protocol, split, catalogue)
     n_boot, seed = config.eval.n_bootstrap, config.eval.seed
     print(f"tfrs_tutorial split: {len(split.train)} train, {queries.n} test ratings ({int((ratings >= 5).sum())} "
@@ -246,6 +240,19 @@ def main(argv=None):
     for name, m in models.items():
         print(f"{name}: all ratings {m['all_ratings']['top100_accuracy']:.4f} {m['all_ratings']['ci95']}, "
               f"5-star {m['five_star']['top100_accuracy']:.4f} {m['five_star']['ci95']}")
+
+
+def protocol_split(name):
+    """ML-100K (TFREC_DATA, default ../shared) split as `tfrec run --eval.protocol=NAME` splits it:
+    (config, protocol, data, split, catalogue)."""
+    from tfrec.cli.run import prepare
+    from tfrec.config import load_config
+    from tfrec.evaluation.protocols import get_protocol
+
+    os.environ.setdefault("TFREC_DATA", str(REPO.parent / "shared" / "datasets" / "ml-100k"))
+    config = load_config(None, [f"--eval.protocol={name}"])
+    data, _, split, catalogue = prepare(config, log=lambda *a: None)
+    return config, get_protocol(name), data, split, catalogue
 
 
 def saved_run_scorer(run_dir, protocol, test_queries):

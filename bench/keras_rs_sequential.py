@@ -27,7 +27,6 @@ evaluator; the run fails if they disagree. `--tfrec-run` re-scores saved `tfrec 
 Writes bench/results/keras_rs_sequential_ml100k.json (atomic).
 """
 import argparse
-import os
 import pathlib
 import sys
 import time
@@ -149,17 +148,11 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
-    os.environ.setdefault("TFREC_DATA", str(REPO.parent / "shared" / "datasets" / "ml-100k"))
-    from bench.keras_rs_example import saved_run_scorer
-    from tfrec.cli.run import prepare
-    from tfrec.config import load_config
-    from tfrec.evaluation.protocols import get_protocol
+    from bench.keras_rs_example import protocol_split, saved_run_scorer
     from tfrec.evaluation.queries import build_queries, queries_for_test
 
     start = time.time()
-    config = load_config(None, ["--eval.protocol=recbole_sequential"])
-    protocol = get_protocol("recbole_sequential")
-    data, _, split, catalogue = prepare(config, log=lambda *a: None)
+    config, protocol, _, split, catalogue = protocol_split("recbole_sequential")
     n_boot, eval_seed = config.eval.n_bootstrap, config.eval.seed
     test_q = queries_for_test(protocol, split, catalogue, history_length=CONTEXT)
     val_q = build_queries(split.val, split.train, None, catalogue, protocol.mode, CONTEXT)
