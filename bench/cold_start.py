@@ -77,16 +77,15 @@ def _config(flags, epochs, kind):
                               "--export.enabled=false", "--ranking.enabled=false", *flags])
 
 
-def cold_scores(flags, epochs, validation, log, validation_seed=7):
-    """Trains on the cold split (or its validation stand-in, validation-cold items drawn
-    with `validation_seed`) and returns the cold-item report per information setting
-    (see `cold_queries`)."""
+def train_cold_model(flags, epochs, validation, validation_seed=7):
+    """Trains the hybrid on the cold split (or its validation stand-in, validation-cold
+    items drawn with `validation_seed`). Returns (config, data, split, catalogue, scorer
+    over train + validation, training seconds, training history)."""
     import pandas as pd
 
     from tfrec.cli.retrieval_stage import train_hybrid
     from tfrec.cli.run import encode_item_texts, prepare
     from tfrec.data.splits import validation_cold_split
-    from tfrec.evaluation.cold_start import QUERY_INFORMATION, cold_queries, evaluate_cold_items
     from tfrec.features.catalogue import Catalogue
     from tfrec.models.scoring import HybridScorer
 
@@ -100,7 +99,16 @@ def cold_scores(flags, epochs, validation, log, validation_seed=7):
     model, history, _, qf = train_hybrid(config, data, split, catalogue, text_emb, log=lambda *a: None)
     secs = time.perf_counter() - t0
     known = pd.concat([split.train, split.val], ignore_index=True)
-    scorer = HybridScorer(model, qf, known, catalogue.item_ids)
+    return config, data, split, catalogue, HybridScorer(model, qf, known, catalogue.item_ids), secs, history
+
+
+def cold_scores(flags, epochs, validation, log, validation_seed=7):
+    """Trains on the cold split (or its validation stand-in, see `train_cold_model`) and
+    returns the cold-item report per information setting (see `cold_queries`)."""
+    from tfrec.evaluation.cold_start import QUERY_INFORMATION, cold_queries, evaluate_cold_items
+
+    config, data, split, catalogue, scorer, secs, history = train_cold_model(flags, epochs, validation,
+                                                                             validation_seed)
     reports = {}
     for information in QUERY_INFORMATION:
         log(f"   information: {information}")

@@ -47,27 +47,14 @@ def standardise(s):
 def blend_scores(seed, draw):
     """Trains the default hybrid (on validation-cold draw `draw`, or the test split for
     None) and returns {information: {beta or "tfidf": NDCG@10}}."""
-    import pandas as pd
-
-    from cold_start import VARIANTS, _config
-    from tfrec.cli.retrieval_stage import train_hybrid
-    from tfrec.cli.run import encode_item_texts, prepare
-    from tfrec.data.splits import validation_cold_split
+    from cold_start import VARIANTS, train_cold_model
     from tfrec.evaluation.baselines import BASELINES
     from tfrec.evaluation.cold_start import QUERY_INFORMATION, cold_queries
     from tfrec.evaluation.ranking import evaluate_ranking
-    from tfrec.features.catalogue import Catalogue
-    from tfrec.models.scoring import HybridScorer
     from tfrec.text.template import item_texts
 
-    config = _config([*VARIANTS["default"], f"--train.seed={seed}"], 10, "cold_items")
-    data, ia, split, catalogue = prepare(config, log=lambda *a: None)
-    if draw is not None:
-        split = validation_cold_split(split, seed=draw)
-        catalogue = Catalogue.fit(data.items, split.train, ia, data.users)
-    text_emb, _ = encode_item_texts(config, data.items, log=lambda *a: None)
-    model, _, _, qf = train_hybrid(config, data, split, catalogue, text_emb, log=lambda *a: None)
-    scorer = HybridScorer(model, qf, pd.concat([split.train, split.val], ignore_index=True), catalogue.item_ids)
+    _, data, split, catalogue, scorer, _, _ = train_cold_model([*VARIANTS["default"], f"--train.seed={seed}"], 10,
+                                                               draw is not None, validation_seed=draw)
     cold = np.sort(catalogue.item_index(split.cold_items))
     relevant = catalogue.matrix(split.test[split.test["item_id"].isin(split.cold_items)])[:, cold]
     users = np.unique(relevant.nonzero()[0])
