@@ -76,9 +76,9 @@ def blend_scores(seed, draw):
 
 
 def mean_rows(rows):
-    infos = next(iter(rows.values())).keys()
-    return {inf: {k: float(np.mean([r[inf][k] for r in rows.values()])) for k in rows[next(iter(rows))][inf]}
-            for inf in infos}
+    """Means over models of each {information: {beta: NDCG@10}} entry."""
+    first = next(iter(rows.values()))
+    return {inf: {k: float(np.mean([r[inf][k] for r in rows.values()])) for k in first[inf]} for inf in first}
 
 
 def main(argv=None):
