@@ -1,6 +1,6 @@
 """Cold items: the hybrid's score blended with TF-IDF content similarity (session 15, not built).
 
-    .venv/bin/python bench/cold_start_blend.py [--stage validate|test|all]
+    .venv/bin/python bench/cold_start_blend.py [--stage validate|test|all|draws]
 
 Would a lexical signal add to the tower's content vectors on items nobody interacted
 with? Each cold item's score for a user is z(hybrid) + beta x z(TF-IDF), both
@@ -14,6 +14,8 @@ validate: beta over a grid on validation-cold items (`validation_cold_split`) fo
     seed 42. beta is chosen by the mean NDCG@10 ("known" information) over the 7.
 test: the 168 test cold items of the `cold_items` split, training seeds 42 / 1 / 2, the
     whole grid recorded; the chosen beta is the reported one.
+draws: the other held-out item draws of `bench/cold_start_draws.py` (`split.seed` 1-4;
+    training seed 42), the chosen beta and the grid recorded, nothing chosen.
 Both information settings of `tfrec.evaluation.cold_start.cold_queries` are scored.
 Ratios are against TF-IDF alone in the same computation (beta -> infinity); cold items
 are ranked in catalogue-index order, so ties break as in `evaluate_cold_items`.
@@ -37,6 +39,7 @@ OUT = REPO / "bench" / "results" / "cold_start_blend_ml100k.json"
 BETAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0)
 VALIDATION = ((42, 7), (1, 7), (2, 7), (42, 1), (42, 2), (42, 3), (42, 4))  # (training seed, validation-cold draw)
 TEST_SEEDS = (42, 1, 2)
+DRAW_SEEDS = (1, 2, 3, 4)  # `split.seed` of bench/cold_start_draws.py (42 is the test split above)
 
 
 def standardise(s):
@@ -44,17 +47,18 @@ def standardise(s):
     return (s - s.mean(1, keepdims=True)) / np.maximum(s.std(1, keepdims=True), 1e-9)
 
 
-def blend_scores(seed, draw):
+def blend_scores(seed, draw, split_seed=None):
     """Trains the default hybrid (on validation-cold draw `draw`, or the test split for
-    None) and returns {information: {beta or "tfidf": NDCG@10}}."""
+    None; `split_seed`: another draw of the held-out items) and returns
+    {information: {beta or "tfidf": NDCG@10}}."""
     from cold_start import VARIANTS, train_cold_model
     from tfrec.evaluation.baselines import BASELINES
     from tfrec.evaluation.cold_start import QUERY_INFORMATION, cold_queries
     from tfrec.evaluation.ranking import evaluate_ranking
     from tfrec.text.template import item_texts
 
-    _, data, split, catalogue, scorer, _, _ = train_cold_model([*VARIANTS["default"], f"--train.seed={seed}"], 10,
-                                                               draw is not None, validation_seed=draw)
+    flags = [*VARIANTS["default"], f"--train.seed={seed}"] + ([f"--split.seed={split_seed}"] if split_seed else [])
+    _, data, split, catalogue, scorer, _, _ = train_cold_model(flags, 10, draw is not None, validation_seed=draw)
     cold = np.sort(catalogue.item_index(split.cold_items))
     relevant = catalogue.matrix(split.test[split.test["item_id"].isin(split.cold_items)])[:, cold]
     users = np.unique(relevant.nonzero()[0])
@@ -83,7 +87,7 @@ def mean_rows(rows):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stage", choices=("validate", "test", "all"), default="all")
+    ap.add_argument("--stage", choices=("validate", "test", "all", "draws"), default="all")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
     import json
@@ -111,6 +115,15 @@ def main(argv=None):
                                           "ratio_hybrid": m["0.0"] / m["tfidf"],
                                           "ratio_blend": m[str(chosen)] / m["tfidf"]} for inf, m in mean.items()}}
         print(f"test (beta {chosen}): {json.dumps(doc['test']['reported'], indent=1)}", flush=True)
+    if args.stage == "draws":
+        chosen = doc["validation"]["chosen_beta"]
+        rows = {f"split_seed{d}": blend_scores(42, None, split_seed=d) for d in DRAW_SEEDS}
+        per = {inf: [(r[inf]["0.0"] / r[inf]["tfidf"], r[inf][str(chosen)] / r[inf]["tfidf"]) for r in rows.values()]
+               for inf in next(iter(rows.values()))}
+        doc["other_draws"] = {"models": rows, "beta": chosen, "mean": mean_rows(rows),
+                              "ratios_tower_blend": {inf: {"per_draw": v, "mean": np.mean(v, axis=0).tolist()}
+                                                     for inf, v in per.items()}}
+        print(f"other draws (beta {chosen}): {json.dumps(doc['other_draws']['ratios_tower_blend'])}", flush=True)
     doc["seconds"] = round(time.time() - start, 1)
     write_json(out_path, doc)
 
