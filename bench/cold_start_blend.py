@@ -106,6 +106,8 @@ def main(argv=None):
         write_json(out_path, doc)
         print(f"validation: chosen beta {chosen}; mean known " +
               " ".join(f"{k} {v:.4f}" for k, v in mean["known"].items()), flush=True)
+    if args.stage in ("test", "draws") and "validation" not in doc:
+        raise SystemExit(f"{out_path} holds no validation stage: run `--stage validate` first (beta is chosen there)")
     if args.stage in ("test", "all"):
         chosen = doc["validation"]["chosen_beta"]
         rows = {f"seed{s}": blend_scores(s, None) for s in TEST_SEEDS}
