@@ -119,18 +119,25 @@ def build(layer_sizes, catalogue, sizes):
 
 
 def test_rows(protocol, split, catalogue):
-    """tfrec's test queries, and each row's rating (the queries are in (user, time, item) order)."""
+    """tfrec's test queries and the rating behind each row (one (user, item) per row)."""
+    import pandas as pd
+
     from tfrec.evaluation.queries import queries_for_test
 
     queries = queries_for_test(protocol, split, catalogue)
+    n = catalogue.n_items
     t = split.test
-    order = np.lexsort((catalogue.item_index(t["item_id"]), t["timestamp"].to_numpy(),
-                        catalogue.user_index(t["user_id"])))
-    ratings = t["rating"].to_numpy()[order]
-    items = catalogue.item_index(t["item_id"])[order]
-    if not np.array_equal(queries.relevant.indices, items):
-        raise SystemExit("test rows are not in the order assumed for their ratings")
+    rating = pd.Series(t["rating"].to_numpy(), index=catalogue.user_index(t["user_id"]) * n +
+                       catalogue.item_index(t["item_id"]))
+    if not rating.index.is_unique or not (np.diff(queries.relevant.indptr) == 1).all():
+        raise SystemExit("expected one test rating per (user, item) and one relevant item per query row")
+    ratings = rating.loc[queries.user_idx * n + queries.relevant.indices].to_numpy()
     return queries, ratings
+
+
+def subsets(ratings):
+    """The rows each metric counts: every test rating, and the 5-star ones (the example's weight)."""
+    return {"all_ratings": np.ones(len(ratings), bool), "five_star": ratings >= 5}
 
 
 def score(model, queries, ratings, n_boot, seed):
@@ -142,7 +149,7 @@ def score(model, queries, ratings, n_boot, seed):
     hit = np.full(queries.n, np.nan)
     hit[res.rows] = res.per_user["hit_rate@100"]
     out = {}
-    for name, keep in (("all_ratings", np.ones(queries.n, bool)), ("five_star", ratings >= 5)):
+    for name, keep in subsets(ratings).items():
         mean, low, high = cluster_bootstrap(hit[keep], queries.user_idx[keep], n_boot=n_boot, seed=seed)
         out[name] = {"top100_accuracy": float(mean), "ci95": [float(low), float(high)], "rows": int(keep.sum())}
     return out
@@ -157,10 +164,9 @@ def example_metric(query_emb, item_emb, queries, ratings):
     retrieval.update_candidates(item_emb)
     top = np.asarray(retrieval(query_emb[queries.user_idx]))
     out = {}
-    weights = {"all_ratings": np.ones(queries.n, np.float32), "five_star": (ratings >= 5).astype(np.float32)}
-    for name, weight in weights.items():
+    for name, keep in subsets(ratings).items():
         metric = keras.metrics.SparseTopKCategoricalAccuracy(k=100, from_sorted_ids=True)
-        metric.update_state(queries.relevant.indices, top, sample_weight=weight)
+        metric.update_state(queries.relevant.indices, top, sample_weight=keep.astype(np.float32))
         out[name] = float(metric.result())
     return out
 
