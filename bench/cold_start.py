@@ -61,6 +61,15 @@ VARIANTS = {  # the first six fixed before any number; dropout_0.8, dropout_1.0 
     # session 13: the popularity prior of items without interactions predicted from their content
     # (`tfrec.models.content_prior`); found in a scratch check on validation-cold items only
     "content_prior": ["--model.content_loss_weight=0.0", "--model.content_prior=true"],
+    # session 16: items without a trained id also score 0.5 x the cosine of their centred text with the user's
+    # whole known history (`tfrec.models.text_profile`); the weight chosen on validation-cold items over 7 models
+    # in a scratch run (docs/retrieval_results.md, which also says what of the test items that run printed);
+    # first without shrinkage, then a profile of n items counting n / (n + 40), k chosen on validation-cold
+    # items at w 0.5
+    "text_profile_unshrunk": ["--model.content_loss_weight=0.0", "--model.text_profile=0.5",
+                              "--model.text_profile_shrinkage=0"],
+    "text_profile": ["--model.content_loss_weight=0.0", "--model.text_profile=0.5",
+                     "--model.text_profile_shrinkage=40"],
 }
 OUT = ROOT / "bench" / "results" / "cold_start_ml100k.json"
 

@@ -3,10 +3,12 @@ the particular 168 items of the `cold_items` split (seed 42)?
 
 For each `split.seed` (a different seeded 10% of the items held out entirely) one model
 is trained (`train.seed` 42, the default settings, 10 epochs, as `bench/cold_start.py`
-trains) and its cold items are scored three times: with the item tower's content vectors
+trains) and its cold items are scored four ways: with the item tower's content vectors
 (the default), placed through their 50 nearest trained items (`set_cold_neighbours`,
-the settings chosen on validation-cold items), and with the content prior (the
-popularity prior their content predicts, `tfrec.models.content_prior`), against TF-IDF
+the settings chosen on validation-cold items), with the content prior (the
+popularity prior their content predicts, `tfrec.models.content_prior`), and with the text
+profile (session 16, `tfrec.models.text_profile`, weight 0.5; with its shrinkage 40 and
+without), against TF-IDF
 content, MostPopular and Random, for both information settings of
 `tfrec.evaluation.cold_start.cold_queries`. Every draw is a held-out set; none is used
 to choose anything (the defaults were fixed before these runs).
@@ -30,6 +32,7 @@ from bench._common import machine_info, write_json  # noqa: E402
 import tfrec  # noqa: E402,F401
 
 NEIGHBOURS = {"k": 50, "temperature": 0.1, "category_weight": 0.5, "content_weight": 0.0}
+TEXT_PROFILE, TEXT_PROFILE_SHRINKAGE = 0.5, 40.0  # `model.text_profile` and its shrinkage (session 16)
 
 
 def one_draw(split_seed, epochs=10):
@@ -60,12 +63,25 @@ def one_draw(split_seed, epochs=10):
     model.set_popularity_prior(known)
     model.set_cold_neighbours(**NEIGHBOURS)
     placed = HybridScorer(model, qf, known, catalogue.item_ids).item_embeddings
+    queries = {information: cold_queries(split, information) for information in QUERY_INFORMATION}
+    tower_users = {information: plain.user_matrix(catalogue, events) for information, (events, _) in queries.items()}
+    # Session 16: the tower with the text profile (`--model.text_profile`, the weight chosen on validation-cold
+    # items); it adds a block to both sides of the retrieval space, so its queries are its own (built after it
+    # is set; the tower's above, before).
+    model.set_cold_neighbours()
+    profiled = {}  # name -> {information: (query vectors, item vectors)}, each made while its profile is set
+    for name, shrinkage in (("text profile", TEXT_PROFILE_SHRINKAGE), ("text profile, unshrunk", 0.0)):
+        model.set_text_profile(TEXT_PROFILE, shrinkage=shrinkage)
+        scorer = HybridScorer(model, qf, known, catalogue.item_ids)
+        profiled[name] = {information: (scorer.user_matrix(catalogue, events), scorer.item_embeddings)
+                          for information, (events, _) in queries.items()}
     row = {"split_seed": split_seed, "n_cold_items": int(len(split.cold_items))}
     for information in QUERY_INFORMATION:
-        events, seen = cold_queries(split, information)
-        users = plain.user_matrix(catalogue, events)
+        events, seen = queries[information]
+        users = tower_users[information]
         report = evaluate_cold_items({"tower (default)": (users, plain.item_embeddings), "neighbours": (users, placed),
-                                      "content prior": (users, predicted)},
+                                      "content prior": (users, predicted),
+                                      **{name: p[information] for name, p in profiled.items()}},
                                      data, split, catalogue, config.eval, log=lambda *a: None, history=seen)
         row[information] = {name: {"ndcg@10": e["mean"]["ndcg@10"], "recall@20": e["mean"]["recall@20"],
                                    **({"ratio_ndcg@10_vs_tfidf": e["ratio_ndcg@10_vs_tfidf"]}
@@ -87,14 +103,15 @@ def main(argv=None):
         rows.append(one_draw(seed))
         k = rows[-1]["known"]
         print(f"   known: tower {k['tower (default)']['ndcg@10']:.4f}, neighbours {k['neighbours']['ndcg@10']:.4f}, "
-              f"content prior {k['content prior']['ndcg@10']:.4f}, tf-idf {k['tfidf_content']['ndcg@10']:.4f}",
+              f"content prior {k['content prior']['ndcg@10']:.4f}, text profile {k['text profile']['ndcg@10']:.4f}, "
+              f"tf-idf {k['tfidf_content']['ndcg@10']:.4f}",
               flush=True)
     summary = {}
     for information in ("known", "before_first_cold"):
-        for name in ("tower (default)", "neighbours", "content prior"):
+        for name in ("tower (default)", "neighbours", "content prior", "text profile", "text profile, unshrunk"):
             r = [row[information][name]["ratio_ndcg@10_vs_tfidf"] for row in rows]
             summary[f"{information}: {name} NDCG@10 / TF-IDF"] = {"mean": float(np.mean(r)), "by_draw": r}
-        for name in ("neighbours", "content prior"):
+        for name in ("neighbours", "content prior", "text profile", "text profile, unshrunk"):
             wins = [row[information][name]["ndcg@10"] > row[information]["tower (default)"]["ndcg@10"]
                     for row in rows]
             summary[f"{information}: draws where {name} beat the tower"] = f"{sum(wins)} of {len(wins)}"
@@ -102,7 +119,8 @@ def main(argv=None):
         "benchmark": "cold items on several draws of the held-out items (ML-100K cold_items split, split.seed)",
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": "python bench/cold_start_draws.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "settings": {"train_seed": 42, "epochs": 10, "neighbours": NEIGHBOURS},
+        "settings": {"train_seed": 42, "epochs": 10, "neighbours": NEIGHBOURS,
+                     "text_profile": [TEXT_PROFILE, TEXT_PROFILE_SHRINKAGE]},
         "seconds": round(time.perf_counter() - start, 1), "machine": machine_info(),
         "summary": summary, "draws": rows})
     for k, v in summary.items():

@@ -1,10 +1,9 @@
 """Run configuration: one frozen dataclass per stage, assembled into `RunConfig`.
 
-Values come from the defaults below, then a YAML/JSON file (`--config`), then
-dotted command-line overrides (`--train.epochs=3`). Every run writes the resolved
-config as `config.json` in its run folder. Each section checks its values when it is
-made (`__post_init__`), so a bad value stops `tfrec run` before any data is read, not
-when its stage starts (the ranker and the export only after training).
+Values come from the defaults below, then a YAML/JSON file (`--config`), then dotted
+command-line overrides (`--train.epochs=3`). Every run writes the resolved config as
+`config.json` in its run folder. Each section checks its values when it is made, so a bad
+value stops `tfrec run` before any data is read, not when its stage starts.
 """
 import dataclasses
 import difflib
@@ -102,6 +101,8 @@ class ModelConfig:
     content_prior: bool = False  # items without interactions: their prior predicted from content (content_prior.py)
     cold_neighbours: int = 0  # items without a trained id: mixed with K nearest trained ones (cold_neighbours.py)
     cold_neighbour_settings: Tuple[float, ...] = (0.1, 0.5, 0.0)  # softmax temperature, category weight, own share
+    text_profile: float = 0.0  # items without a trained id: + w x text match with the whole history (text_profile.py)
+    text_profile_shrinkage: float = 40.0  # a profile of n known items counts n / (n + this)
     repeat_penalty: bool = False  # learn a score offset for items in the query's own history (models/repeat.py)
 
     def __post_init__(self):
@@ -119,7 +120,8 @@ class ModelConfig:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"`model.{name}` must be in [0, 1], got {getattr(self, name)}.")
         _check_at_least("model", self, ["num_random_negatives", "history_negatives", "content_loss_weight",
-                                        "cold_neighbours"], 0, note=" (0 = off)")
+                                        "cold_neighbours", "text_profile", "text_profile_shrinkage"], 0,
+                        note=" (0 = off)")
         if self.content_loss_weight > 0 and not self.use_id:
             raise ConfigError("`model.content_loss_weight` > 0 needs `model.use_id=true`: without ids the main loss "
                               "is already content-only. Set `model.content_loss_weight=0`.")

@@ -4,18 +4,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.models.worlds import seeded_hybrid, synthetic_world
+from tests.models.worlds import cold_items_world, seeded_hybrid, unit as _unit
 from tfrec.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
 def world():
-    return synthetic_world(60, 40, 1500, data_seed=5, split="cold_items", text_dim=6, history_length=4,
-                           cold_item_fraction=0.2, seed=1)
-
-
-def _unit(x):
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    return cold_items_world()
 
 
 def _numpy_placement(model, items, cold_ids, k, temperature, category_weight, content_weight):

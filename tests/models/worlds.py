@@ -45,3 +45,14 @@ def seeded_hybrid(world, **model_kw):
     model_kw.setdefault("popularity_prior", (0.0,))
     tf.keras.utils.set_random_seed(0)
     return build_hybrid(ModelConfig(embedding_dim=8, **model_kw), cat, data.items, text, qf)
+
+
+def cold_items_world():
+    """The small `cold_items` world of the cold-item placement tests (20% of 40 items held out)."""
+    return synthetic_world(60, 40, 1500, data_seed=5, split="cold_items", text_dim=6, history_length=4,
+                           cold_item_fraction=0.2, seed=1)
+
+
+def unit(x):
+    """Rows of x scaled to length 1 (zero rows stay zero)."""
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)

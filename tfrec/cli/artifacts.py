@@ -248,9 +248,10 @@ def load_run(run_dir, log=None) -> LoadedRun:
         raise DataError(f"The weights in {model_dir} do not fit the model rebuilt from {run_dir / 'config.json'} "
                         f"({e}). The data or tfrec changed since the run. Fix: re-run `tfrec run`.") from e
     if config.model.kind == "hybrid":
-        from tfrec.cli.retrieval_stage import with_cold_neighbours
+        from tfrec.cli.retrieval_stage import with_cold_neighbours, with_text_profile
 
         with_cold_neighbours(out.model, config.model, log=lambda *a: None)  # as after training: from the weights
+        with_text_profile(out.model, config.model, log=lambda *a: None)
         if out.model.has_popularity_prior:  # as after training: the chosen prior, counting everything known
             prior = info.get("popularity_prior", {"weight": 0.0, "days": 14})
             out.model.set_popularity_prior(known, prior["weight"], prior["days"])

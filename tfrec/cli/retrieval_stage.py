@@ -138,6 +138,7 @@ def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log
         log(f"train: learned repeat penalty {history['repeat_penalty']:.3f} (a query's history items score that much "
             "lower, in cosine units)")
     with_cold_neighbours(model, config.model, log)  # before the prior is chosen: the vectors it is chosen with
+    with_text_profile(model, config.model, log)
     if model.has_popularity_prior:
         history["popularity_prior"] = tune_popularity_prior(model, config.model, fit_part, validation, log)
         with_popularity_prior(model, split.train, split.val)  # test and serving: everything known
@@ -161,6 +162,18 @@ def with_cold_neighbours(model, model_cfg, log=print):
     n = len(model.lookup.item_ids) - len(set(model.lookup.item_ids) & set(model.item_tower.item_vocabulary))
     log(f"cold items: {n} catalogue items without a trained id are placed by their {settings['k']} nearest trained "
         "items")
+
+
+def with_text_profile(model, model_cfg, log=print):
+    """Items without a trained id also score `model.text_profile` x their text's match with the
+    user's whole history (`tfrec.models.text_profile`); off at 0."""
+    if not model_cfg.text_profile:
+        return
+    model.set_text_profile(model_cfg.text_profile, shrinkage=model_cfg.text_profile_shrinkage)
+    n = len(model.lookup.item_ids) - len(set(model.lookup.item_ids) & set(model.item_tower.item_vocabulary))
+    log(f"cold items: the {n} catalogue items without a trained id also score {model_cfg.text_profile:g} x the "
+        f"cosine of their text with the user's text profile (newest {model.text_profile.length} known items; a "
+        f"profile of n items counts n / (n + {model_cfg.text_profile_shrinkage:g}))")
 
 
 def retrieval_validation(config, query_features, fit_part, val_part, catalogue, log=print):
@@ -228,6 +241,7 @@ def train_joint(config: RunConfig, data, split, catalogue, text_embeddings, log=
     ranker, info = train_ranker(config, data, split, catalogue, text_embeddings, None, qf, log, log_dir)
     history = {"validation": info["validation"]}
     with_cold_neighbours(ranker.retrieval, config.model, log)
+    with_text_profile(ranker.retrieval, config.model, log)
     if ranker.retrieval.has_popularity_prior:
         fit_part, val_part = early_stopping_parts(split, config.train.early_stopping_patience, config.train.seed,
                                                   log, "train")

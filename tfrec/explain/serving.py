@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from tfrec.explain.attribution import UNKNOWN_NUMBER, UNKNOWN_USER
 from tfrec.models.repeat import in_history
+from tfrec.models.text_profile import PROFILE_FEATURE
 
 
 class QueryExplainer(tf.Module):
@@ -43,15 +44,21 @@ class QueryExplainer(tf.Module):
         repeat_penalty: the model's learned repeat penalty p (None / 0: none): a catalogue
             item in the (padded) history scores p lower, as the `recommend` signatures
             rank it; removing its own history entry then adds p back.
-        prior_column: the embeddings' last coordinate is the popularity prior's (the
-            query's is 1, `HybridRetrieval.item_embeddings`): reported as `popularity_prior`.
+        prior_column: the embeddings' coordinate that is the popularity prior's (the query's
+            is 1, `HybridRetrieval.item_embeddings`: the one after the tower's, so the last
+            unless the text profile's block follows), reported as `popularity_prior`; True:
+            the last; None / False: no prior.
+        profile_history: also send each query's history as sent, unpadded, as the query model's
+            `profile_history` (a hybrid model's text profile reads more of it than the tower's
+            N; every leave-one-out row keeps it whole, as `Explainer` does).
     """
 
     def __init__(self, query_model, item_ids, item_embeddings, history_length=None, occlusions=None,
-                 repeat_penalty=None, prior_column=False):
+                 repeat_penalty=None, prior_column=None, profile_history=False):
         super().__init__(name="query_explainer")
+        self.profile_history = bool(profile_history)
         self.repeat_penalty = float(repeat_penalty or 0.0)
-        self.prior_column = bool(prior_column)
+        self.prior_column = -1 if prior_column is True else (None if prior_column is False else prior_column)
         self.query_model = query_model
         self.history_length = None if history_length is None else int(history_length)
         self.occlusions = dict(occlusions or {})
@@ -77,6 +84,8 @@ class QueryExplainer(tf.Module):
         hist = self._pad(features["history"])  # (b, N)
         b, n = tf.shape(hist)[0], tf.shape(hist)[1]
         others = {k: v for k, v in features.items() if k != "history"}
+        if self.profile_history:
+            others[PROFILE_FEATURE] = features["history"]
         # Leave-one-out rows: row 0 the query, row 1 + j without history item j:
         # the items before j move one step right, "" pads on the left.
         k = tf.range(n - 1)[None, :]  # (1, N - 1)
@@ -107,7 +116,7 @@ class QueryExplainer(tf.Module):
         s_occ = tf.einsum("abd,bd->ba", tf.reshape(q[b * (n + 1):], [a, b, d]), v) - penalty[:, :1]  # (b, A)
         return {"score": score, "history_contributions": contributions, "history_item_ids": hist,
                 "attribute_contributions": score[:, None] - s_occ,
-                "popularity_prior": v[:, -1] if self.prior_column else tf.zeros_like(score)}
+                "popularity_prior": v[:, self.prior_column] if self.prior_column is not None else tf.zeros_like(score)}
 
 
 def hybrid_occlusions(query_features, model=None) -> dict:
@@ -128,4 +137,5 @@ def hybrid_explainer(model, query_features, item_ids, item_embeddings) -> QueryE
     p = model.repeat_penalty
     return QueryExplainer(HybridQueryModel(model, n), item_ids, item_embeddings, history_length=n,
                           occlusions=hybrid_occlusions(query_features), repeat_penalty=None if p is None else float(p),
-                          prior_column=model.has_popularity_prior)
+                          prior_column=model.item_tower.output_dim if model.has_popularity_prior else None,
+                          profile_history=model.text_profile is not None)

@@ -20,22 +20,19 @@ negative sampling). The loss is computed per distinct candidate item (see
 `_distinct_candidate_loss`); it equals TFRS's on the same batch (tested).
 
 Popularity prior (`popularity_prior=True`): at query time the score of item i is
-cos(q, v_i) / T + w * log(1 + n_i), n_i = the item's interactions in the N days
-before the last known one (N = 0: all of them) (`set_popularity_prior(interactions, w, N)`; w = 0
-until it is set, so training and early stopping do not see it).
-Training is unchanged (its logQ correction removes popularity from the learned
-scores; the prior adds back what is popular now). It is one more dimension of
-the retrieval space: `item_embeddings` end with T * w * log(1 + n_i) and
-`query_embedding` with 1, so dot products, exported indexes and TF Serving score
-with it and nothing downstream changes; `item_vectors` / `query_vector` are the
-towers' own d-dimensional outputs. On ML-100K validation it took NDCG@10 from
-0.319 to 0.36 (see the README). With `content_prior`, items without interactions get
-a log(1 + n_i) predicted from their content instead of 0 (`tfrec.models.content_prior`).
+cos(q, v_i) / T + w * log(1 + n_i), n_i = the item's interactions in the N days before
+the last known one (N = 0: all) (`set_popularity_prior(interactions, w, N)`; w = 0 until
+set, so training and early stopping do not see it; the logQ correction removes popularity
+from the learned scores, the prior adds back what is popular now). It is one more
+dimension of the retrieval space (`item_embeddings` end with T * w * log(1 + n_i),
+`query_embedding` with 1), so dot products, exported indexes and TF Serving score with
+it; `item_vectors` / `query_vector` are the towers' own outputs. ML-100K validation
+NDCG@10: 0.319 -> 0.36 (README). `content_prior`: items without interactions get a
+log(1 + n_i) predicted from their content instead of 0 (`tfrec.models.content_prior`).
 
 Cold items (no trained id) are embedded from their content with the shared OOV id
-vector. `content_loss_weight` adds the same retrieval loss with every candidate's
-id replaced by OOV, so the content path is trained to rank items by itself rather
-than only as a side input to the ids.
+vector (`content_loss_weight`: the retrieval loss also with every candidate's id
+replaced by OOV); `set_text_profile` adds their text's match with the user's history.
 """
 import numpy as np
 import tensorflow as tf
@@ -59,9 +56,8 @@ class HybridRetrieval(tfrs.Model):
             with the query's own history items (a softmax over [positive, history]).
             In-batch negatives almost never include a user's own past items, so
             without it the model happily re-recommends what the user just consumed.
-        content_loss_weight: weight of the content-only retrieval loss (the same loss
-            with every candidate embedded as a cold item: id replaced by OOV). The
-            query side is unchanged. 0 = off.
+        content_loss_weight: weight of the content-only retrieval loss (the same loss with
+            every candidate embedded as a cold item: id replaced by OOV). 0 = off.
         popularity_prior: give the retrieval space the popularity prior's dimension
             (module docstring); its weight and window are set by `set_popularity_prior`.
         repeat_penalty: learn a score offset p >= 0 for items in the query's own
@@ -78,6 +74,7 @@ class HybridRetrieval(tfrs.Model):
                             if repeat_penalty else None)
         self.popularity_prior = (0.0, 14)  # (w, N days), see `set_popularity_prior`
         self.cold_neighbours = None  # `set_cold_neighbours`: how items without a trained id are placed
+        self.text_profile = None  # `set_text_profile`: their text against the user's whole history
         self._prior = None  # item id -> T * w * log(1 + recent count); unknown ids 0
         self.content_prior = ContentPrior() if content_prior and popularity_prior else None
         if popularity_prior:
@@ -157,19 +154,27 @@ class HybridRetrieval(tfrs.Model):
 
     # -- item side ---------------------------------------------------------------
     def item_embeddings(self, item_ids, training=False):
-        """Retrieval-space vectors of item ids [...] -> [..., d] (d + 1 with the
-        popularity prior: the tower's vector, then T * w * log(1 + recent count))."""
-        v = self.item_vectors(item_ids, training=training)
-        if self._prior is None:
-            return v
-        return tf.concat([v, self.prior_column(item_ids)[..., None]], axis=-1)
+        """Retrieval-space vectors of item ids [...] -> [..., d] (then T * w * log(1 + recent count) with the
+        popularity prior, and the text profile's block with one, `set_text_profile`)."""
+        parts = [self.item_vectors(item_ids, training=training)]
+        parts += [self.prior_column(item_ids)[..., None]] if self._prior is not None else []
+        parts += [self.text_profile.item_columns(self.lookup, item_ids)] if self.text_profile is not None else []
+        return tf.concat(parts, axis=-1) if len(parts) > 1 else parts[0]
 
     def query_embedding(self, features, training=False, history_vectors=None):
-        """Retrieval-space query vectors [b, d] (d + 1 with the popularity prior: then 1)."""
-        q = self.query_vector(features, training=training, history_vectors=history_vectors)
-        if self._prior is None:
-            return q
-        return tf.concat([q, tf.ones_like(q[:, :1])], axis=-1)
+        """Retrieval-space query vectors [b, d] (then 1 with the popularity prior, and the text profile)."""
+        parts = [self.query_vector(features, training=training, history_vectors=history_vectors)]
+        parts += [tf.ones_like(parts[0][:, :1])] if self._prior is not None else []
+        parts += [self.text_profile.query_columns(self.lookup, features)] if self.text_profile is not None else []
+        return tf.concat(parts, axis=-1) if len(parts) > 1 else parts[0]
+
+    def set_text_profile(self, weight=0.0, length=1000, shrinkage=40.0):
+        """Items without a trained id also score w x their text's match with the user's history (text_profile.py)."""
+        from tfrec.models import scoring
+        from tfrec.models.text_profile import TextProfile
+
+        self.text_profile = TextProfile(self, weight, length, shrinkage) if weight else None
+        scoring._FUNCTIONS.pop(self, None)  # functions traced before captured the previous space
 
     def set_cold_neighbours(self, **settings):
         """Items without a trained id get their vectors mixed with their nearest trained

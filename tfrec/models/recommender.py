@@ -27,6 +27,8 @@ import tensorflow as tf
 from tfrec.data.history import PAD
 from tfrec.errors import DataError
 from tfrec.models.catalogue_lookup import column_values
+from tfrec.models.scoring import newest
+from tfrec.models.text_profile import PROFILE_FEATURE
 
 
 class Recommender:
@@ -64,8 +66,11 @@ class Recommender:
         if history is None:
             mine = self.known[(self.known["user_id"].astype(str) == str(user_id)) & (self.known["timestamp"] < ts)]
             history = mine.sort_values("timestamp", kind="mergesort")["item_id"].astype(str).tolist()
-        history = [str(h) for h in history][-n:]
-        feats["history"] = np.array([[PAD] * (n - len(history)) + history], dtype=object)
+        history = [str(h) for h in history]
+        feats["history"] = np.array([[PAD] * (n - len(history[-n:])) + history[-n:]], dtype=object)
+        profile = getattr(self.model, "text_profile", None)
+        if profile is not None:  # reads more of the history than the tower (text_profile.py)
+            feats[PROFILE_FEATURE] = newest([history], profile.length)
         attrs = self.query_features.attributes([str(user_id)])
         for k, v in (attributes or {}).items():
             if k not in attrs:

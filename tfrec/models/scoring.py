@@ -13,7 +13,9 @@ import pandas as pd
 import scipy.sparse as sp
 import tensorflow as tf
 
+from tfrec.data.history import histories
 from tfrec.models.repeat import history_cells
+from tfrec.models.text_profile import PROFILE_FEATURE
 
 # One pair of traced functions per model, reused by every scorer of that model
 # (validation builds a scorer each epoch; re-tracing each time is slow and noisy).
@@ -57,15 +59,19 @@ class HybridScorer:
         events = events.reset_index(drop=True)
         if "request_time" in events.columns:
             events = events.assign(timestamp=events["request_time"].to_numpy(np.int64))
+        profile = self.model.text_profile  # reads a longer history than the tower (text_profile.py)
         if "history" in events.columns:
-            n = self.query_features.history_length
-            hist = np.array([[""] * (n - len(h)) + [str(x) for x in list(h)[-n:]] for h in events["history"]],
-                            dtype=object).reshape(len(events), n)
             feats = {"user_id": events["user_id"].astype(str).to_numpy(dtype=object),
-                     "timestamp": events["timestamp"].to_numpy(dtype=np.int64), "history": hist}
+                     "timestamp": events["timestamp"].to_numpy(dtype=np.int64),
+                     "history": newest(events["history"], self.query_features.history_length)}
             feats.update(self.query_features.attributes(feats["user_id"]))
+            if profile is not None:
+                feats[PROFILE_FEATURE] = newest(events["history"], profile.length)
             return feats
-        return self.query_features.build(events, context=self.context)
+        feats = self.query_features.build(events, context=self.context)
+        if profile is not None:
+            feats[PROFILE_FEATURE] = histories(events, profile.length, context=self.context)
+        return feats
 
     def query_embeddings(self, events: pd.DataFrame) -> np.ndarray:
         """Query vectors for events (user_id, timestamp); see `features`."""
@@ -119,6 +125,12 @@ class HybridScorer:
         cells = self.repeat_offsets(feats["history"]).tocoo()
         return out, sp.csr_matrix((cells.data, (users[cells.row], cells.col)),
                                   shape=(catalogue.n_users, len(self.item_ids)))
+
+
+def newest(sequences, n) -> np.ndarray:
+    """[len(sequences), n] item-id strings: each sequence's newest n items, oldest first, "" padded on the left."""
+    rows = [[str(x) for x in list(h)[-n:]] for h in sequences]
+    return np.array([[""] * (n - len(r)) + r for r in rows], dtype=object).reshape(len(rows), n)
 
 
 def first_events(catalogue, events: pd.DataFrame) -> pd.DataFrame:

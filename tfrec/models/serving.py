@@ -9,6 +9,7 @@ text template, the tokenizer, attribute normalisation) runs in the graph.
 """
 import tensorflow as tf
 
+from tfrec.models.text_profile import PROFILE_FEATURE
 from tfrec.text.template import item_texts_graph, template_fields
 
 _DTYPES = {"string": tf.string, "int64": tf.int64, "float32": tf.float32}
@@ -35,8 +36,10 @@ class HybridQueryModel(tf.Module):
         n = self.history_length
         history = features["history"]  # (batch, any): keep the newest n, "" padded on the left
         batch = tf.shape(history)[0]
-        history = tf.concat([tf.fill([batch, n], ""), history], axis=1)[:, -n:]
-        return self.model.query_embedding(dict(features, history=history), training=False)
+        feats = dict(features, history=tf.concat([tf.fill([batch, n], ""), history], axis=1)[:, -n:])
+        if self.model.text_profile is not None:  # the text profile reads more of it (text_profile.py), or its own
+            feats[PROFILE_FEATURE] = self.model.text_profile.newest(features.get(PROFILE_FEATURE, history))
+        return self.model.query_embedding(feats, training=False)
 
 
 class HybridItemEncoder(tf.Module):
@@ -44,10 +47,13 @@ class HybridItemEncoder(tf.Module):
     mixed with its nearest trained items, as `index_items` places it, when `cold` is the
     model's `ColdNeighbours`; then, with the retrieval model's popularity prior, its
     column: the catalogue's as in the index; for a new item, which has no interactions yet,
-    0, or with the model's content prior the value its content predicts, as `index_items`)."""
+    0, or with the model's content prior the value its content predicts, as `index_items`; then, with the
+    model's text profile, its block, from the text just encoded)."""
 
-    def __init__(self, item_tower, text_encoder, stats, template, columns, prior_model=None, cold=None):
+    def __init__(self, item_tower, text_encoder, stats, template, columns, prior_model=None, cold=None,
+                 text_profile=None):
         super().__init__(name="hybrid_item_encoder")
+        self.text_profile = text_profile  # the model's `TextProfile` (its item block), or None
         self.item_tower = item_tower
         self.cold = cold
         self.prior_model = prior_model  # the `HybridRetrieval`, when it has the prior
@@ -74,15 +80,18 @@ class HybridItemEncoder(tf.Module):
         v = tower(feats, training=False)
         if self.cold is not None:
             v = self.cold(tower, features["item_id"], feats, v)
-        if self.prior_model is None:
-            return v
+        parts = [v]
         m = self.prior_model
-        prior = m.prior_column(features["item_id"])
-        if getattr(m, "content_prior", None) is not None and m.content_prior.fitted:
-            new = tf.equal(m.lookup.table.lookup(features["item_id"]), len(m.lookup.item_ids))  # not in the catalogue
-            predicted = m.temperature * m.popularity_prior[0] * m.content_prior.predict_graph(feats)
-            prior = tf.where(new, predicted, prior)
-        return tf.concat([v, prior[:, None]], axis=-1)
+        if m is not None:
+            prior = m.prior_column(features["item_id"])
+            if getattr(m, "content_prior", None) is not None and m.content_prior.fitted:
+                new = tf.equal(m.lookup.table.lookup(features["item_id"]), len(m.lookup.item_ids))  # not catalogued
+                predicted = m.temperature * m.popularity_prior[0] * m.content_prior.predict_graph(feats)
+                prior = tf.where(new, predicted, prior)
+            parts.append(prior[:, None])
+        if self.text_profile is not None:  # from the text just encoded: new items have no lookup row
+            parts.append(self.text_profile.item_columns(None, features["item_id"], feats["text_embedding"]))
+        return tf.concat(parts, axis=-1) if len(parts) > 1 else v
 
 
 def hybrid_serving_parts(model, query_features, items=None, text_encoder=None, text_template=None):
@@ -99,7 +108,7 @@ def hybrid_serving_parts(model, query_features, items=None, text_encoder=None, t
         item_encoder = HybridItemEncoder(tower, text_encoder, getattr(model.lookup, "item_stats", None),
                                          text_template, items.columns,
                                          prior_model=model if model.has_popularity_prior else None,
-                                         cold=model.cold_neighbours)
+                                         cold=model.cold_neighbours, text_profile=model.text_profile)
     return query_model, query_spec(query_features), item_encoder, item_spec
 
 

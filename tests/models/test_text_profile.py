@@ -1,0 +1,184 @@
+"""The text-profile term (`set_text_profile`): items without a trained id also score
+w x cos(the user's text profile, the item's centred text), checked against numpy."""
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from tests.models.worlds import cold_items_world, seeded_hybrid, unit as _unit
+from tfrec.config import ModelConfig
+from tfrec.errors import ConfigError
+from tfrec.models.scoring import HybridScorer
+from tfrec.models.text_profile import PROFILE_FEATURE
+
+
+@pytest.fixture(scope="module")
+def world():
+    return cold_items_world()
+
+
+def _numpy_term(text, item_ids, trained, weight, shrinkage, known, user, before):
+    """Naive reference: centre the unit text rows on their mean, profile = unit sum of the
+    user's n known items strictly before `before` x n / (n + k), term = w x profile . t_i
+    for untrained items."""
+    unit = _unit(text.astype(np.float64))
+    centred = _unit(unit - unit.mean(axis=0))
+    row = {i: n for n, i in enumerate(item_ids)}
+    mine = known[(known["user_id"].astype(str) == user) & (known["timestamp"] < before)]
+    profile = _unit(sum((centred[row[str(i)]] for i in mine["item_id"]), np.zeros(text.shape[1])))
+    profile *= len(mine) / (len(mine) + shrinkage) if len(mine) else 0.0
+    return np.array([weight * (profile @ centred[row[i]]) if i not in trained else 0.0 for i in item_ids])
+
+
+def test_untrained_items_gain_the_text_match_with_the_whole_history_and_trained_items_nothing(world):
+    data, split, cat, text, qf = world
+    model = seeded_hybrid(world)
+    ids = list(cat.item_ids)
+    trained = set(model.item_tower.item_vocabulary)
+    assert 0 < len(set(ids) - trained) < len(ids)  # both kinds in the catalogue
+    # Asked after everything known, for the users with the most of it, and one mid-way.
+    last = split.train.groupby("user_id")["timestamp"].max().sort_index()
+    ev = (last.loc[split.train["user_id"].value_counts().index[:7]] + 1).reset_index()
+    ev.loc[len(ev)] = [ev["user_id"][0], int(split.train["timestamp"].median())]
+    before = HybridScorer(model, qf, split.train, ids).score_queries(ev)  # (n, I), term off
+    model.set_text_profile(0.7, shrinkage=5.0)
+    try:
+        scorer = HybridScorer(model, qf, split.train, ids)
+        got = scorer.score_queries(ev)
+        feats = scorer.features(ev)
+        assert feats["history"].shape[1] == 4 and feats[PROFILE_FEATURE].shape[1] == 1000
+        for r, (user, ts) in enumerate(zip(ev["user_id"].astype(str), ev["timestamp"])):
+            want = before[r] + _numpy_term(text, ids, trained, 0.7, 5.0, split.train, user, ts)
+            np.testing.assert_allclose(got[r], want, atol=1e-5)
+        # These users know more than the tower's 4 items: the profile read beyond them.
+        assert (np.count_nonzero(feats[PROFILE_FEATURE][:7], axis=1) > 4).all()
+    finally:
+        model.set_text_profile(0.0)
+    np.testing.assert_allclose(HybridScorer(model, qf, split.train, ids).score_queries(ev), before, atol=1e-6)
+
+
+def test_empty_and_unknown_histories_give_a_zero_profile(world):
+    data, split, cat, text, qf = world
+    model = seeded_hybrid(world)
+    model.set_text_profile(1.0)
+    feats = qf.build(split.test.head(2), context=split.train)
+    feats["history"] = np.array([[""] * 4, ["", "", "no-such-item", ""]], dtype=object)
+    q = model.query_embedding({k: tf.constant(v) for k, v in feats.items()}).numpy()
+    d = model.item_tower.output_dim
+    np.testing.assert_array_equal(q[:, d:], 0.0)  # only the profile block follows the tower's d (no prior here)
+    assert q.shape[1] == d + text.shape[1] and np.isfinite(q).all()
+
+
+def test_text_profile_settings_are_checked(world):
+    model = seeded_hybrid(world)
+    for weight, length, shrinkage in ((-0.5, 10, 1.0), (0.5, 0, 1.0), (0.5, 10, -1.0)):
+        with pytest.raises(ConfigError, match="weight > 0, a length >= 1 and a shrinkage >= 0"):
+            model.set_text_profile(weight, length, shrinkage)
+    for bad in ({"text_profile": -1.0}, {"text_profile_shrinkage": -2.0}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            ModelConfig(**bad)
+    no_text = seeded_hybrid(world, use_text=False)
+    with pytest.raises(ConfigError, match=r"cached text embeddings.*model.text_profile=0"):
+        no_text.set_text_profile(0.5)
+
+
+def test_with_text_profile_follows_the_config(world):
+    from tfrec.cli.retrieval_stage import with_text_profile
+
+    model = seeded_hybrid(world)
+    lines = []
+    with_text_profile(model, ModelConfig(), lines.append)
+    assert model.text_profile is None and not lines
+    with_text_profile(model, ModelConfig(text_profile=0.25), lines.append)
+    n_untrained = len(set(model.lookup.item_ids) - set(model.item_tower.item_vocabulary))
+    assert model.text_profile.weight == 0.25 and f"the {n_untrained} catalogue items" in lines[-1]
+
+
+def test_recommender_and_the_popularity_prior_keep_the_blocks_in_order(world):
+    """With the prior too, item vectors are [tower, prior, profile block] and the query
+    [tower, 1, profile]; `Recommender.query_features_of` sends the long history."""
+    from tfrec.models.recommender import Recommender
+
+    data, split, cat, text, qf = world
+    model = seeded_hybrid(world, popularity_prior=(0.0, 1.0))
+    model.set_popularity_prior(split.train, 1.0, 0)
+    model.set_text_profile(0.5, length=50)
+    ids = list(cat.item_ids)
+    d, t = model.item_tower.output_dim, text.shape[1]
+    emb = model.item_embeddings(tf.constant(ids)).numpy()
+    assert emb.shape == (len(ids), d + 1 + t)
+    np.testing.assert_allclose(emb[:, d], model.prior_column(tf.constant(ids)).numpy(), atol=1e-6)
+    rec = Recommender(model, qf, data.items, text, split.train)
+    user = str(split.train["user_id"].value_counts().index[0])  # the user with the longest history
+    ts = int(split.train["timestamp"].max()) + 1
+    feats = rec.query_features_of(user, timestamp=ts)
+    mine = split.train[split.train["user_id"].astype(str) == user].sort_values("timestamp", kind="mergesort")
+    want = mine["item_id"].astype(str).tolist()[-50:]
+    assert [h for h in feats[PROFILE_FEATURE][0] if h] == want
+    q = rec.query_embedding(user, timestamp=ts)
+    assert q.shape == (d + 1 + t,) and q[d] == 1.0
+    untrained = [i for i in ids if i not in set(model.item_tower.item_vocabulary)]
+    out = rec.recommend(user, k=5, timestamp=ts, include=untrained)
+    top = pd.Series(emb @ q, index=ids).drop(mine["item_id"].astype(str), errors="ignore")
+    top = top[[i for i in top.index if i in set(untrained)]]
+    assert out["item_id"].tolist() == top.sort_values(ascending=False, kind="mergesort").index[:5].tolist()
+
+
+def test_a_saved_model_scores_the_text_profile_from_the_whole_history_it_is_sent(tmp_path):
+    """The exported query model reads the tower's newest items and the profile's from one
+    `history` input of any length; `encode_items` gives a new item its block from its text."""
+    from tests.models.worlds import tiny_bert_world
+    from tfrec.explain.serving import hybrid_explainer
+    from tfrec.export.retrieval import export_retrieval
+    from tfrec.models.factory import build_hybrid
+    from tfrec.models.serving import hybrid_serving_parts
+
+    data, split, cat, enc, text, qf = tiny_bert_world(40, 30, 1200, data_seed=3, history_length=3)
+    tf.keras.utils.set_random_seed(0)
+    # Without item ids no item has a trained id, so every item carries the profile's block.
+    model = build_hybrid(ModelConfig(embedding_dim=8, use_id=False), cat, data.items, text, qf)
+    model.set_popularity_prior(split.train, 0.5, 0)
+    model.set_text_profile(0.5, length=20)
+    query_model, spec, item_encoder, item_spec = hybrid_serving_parts(model, qf, data.items, enc)
+    ids = list(cat.item_ids)
+    emb = model.item_embeddings(tf.constant(ids)).numpy()
+    explainer = hybrid_explainer(model, qf, ids, emb)
+    path = export_retrieval(query_model, spec, ids, emb, item_encoder=item_encoder, item_encoder_spec=item_spec,
+                            explainer=explainer, root=tmp_path, name="tp", k=5)
+    loaded = tf.saved_model.load(path)
+    # One user's whole known history (more than both windows), sent as one request.
+    user = str(split.train["user_id"].value_counts().index[0])
+    mine = split.train[split.train["user_id"].astype(str) == user].sort_values("timestamp", kind="mergesort")
+    history = mine["item_id"].astype(str).tolist()
+    assert len(history) > 20
+    ts = int(mine["timestamp"].max()) + 1
+    request = {"user_id": tf.constant([user]), "timestamp": tf.constant([ts], tf.int64),
+               "history": tf.constant([history])}
+    request.update({k: tf.constant(v) for k, v in qf.attributes([user]).items()})
+    got = loaded.signatures["encode_query"](**request)["embedding"].numpy()
+    events = pd.DataFrame({"user_id": [user], "timestamp": [ts]})
+    want = HybridScorer(model, qf, split.train, ids).query_embeddings(events)  # history 3, profile 20
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    d, t = model.item_tower.output_dim, text.shape[1]
+    unit = _unit(text.astype(np.float64))
+    centred = _unit(unit - unit.mean(axis=0))
+    row = {i: n for n, i in enumerate(ids)}
+    want_profile = _unit(sum(centred[row[i]] for i in history[-20:])) * 20 / (20 + 40)  # default shrinkage 40
+    np.testing.assert_allclose(got[0, d + 1:], want_profile, atol=1e-5)
+    # `explain` scores an item as the retrieval does (the profile from the whole history sent, the
+    # tower's window left one out at a time) and reports the prior's coordinate, not the profile's.
+    item = ids[int(np.argmax(emb[:, d]))]  # the item with the largest prior
+    assert np.abs(emb[row[item], d + 1:]).max() > 0  # it carries the profile's block too
+    out = loaded.signatures["explain"](**request, item_ids=tf.constant([item]))
+    np.testing.assert_allclose(out["score"].numpy(), got @ emb[row[item]], atol=1e-5)
+    np.testing.assert_allclose(out["popularity_prior"].numpy(), [emb[row[item], d]], atol=1e-6)
+    assert emb[row[item], d] > 0
+    # New items: their block is w x their centred text, as an untrained catalogue item's.
+    items = data.items.iloc[:3]
+    raw = {}
+    for name, s in item_spec.items():
+        col = pd.Series([f"new-{i}" for i in range(3)]) if name == "item_id" else items[name]
+        raw[name] = tf.constant(col.astype(str).tolist() if s.dtype == tf.string else col.astype(np.float32).to_numpy())
+    new = loaded.signatures["encode_items"](**raw)["embedding"].numpy()
+    assert new.shape == (3, d + 1 + t)
+    np.testing.assert_allclose(new[:, d + 1:], 0.5 * centred[[row[str(i)] for i in items["item_id"]]], atol=1e-4)
