@@ -182,3 +182,36 @@ def test_a_saved_model_scores_the_text_profile_from_the_whole_history_it_is_sent
     new = loaded.signatures["encode_items"](**raw)["embedding"].numpy()
     assert new.shape == (3, d + 1 + t)
     np.testing.assert_allclose(new[:, d + 1:], 0.5 * centred[[row[str(i)] for i in items["item_id"]]], atol=1e-4)
+
+
+def test_explainer_scores_an_untrained_item_with_its_text_profile_term():
+    """`Explainer` explains the score the recommender ranks by, the profile's part included
+    (leave-one-out removes items from the tower's window; the profile keeps the whole history)."""
+    from tests.explain.conftest import build_recommender
+    from tfrec.explain.explainer import Explainer
+    from tfrec.models.recommender import Recommender
+
+    rec, data, split = build_recommender("mean", fit=False)
+    model = rec.model
+    model.set_text_profile(0.5, shrinkage=0.0)
+    rec = Recommender(model, rec.query_features, data.items, rec.text_embeddings, rec.known)
+    untrained = [i for i in rec.item_ids if i not in set(model.item_tower.item_vocabulary)]
+    assert untrained
+    user = str(split.train["user_id"].value_counts().index[0])
+    ts = int(split.train["timestamp"].max()) + 1
+    ex = Explainer(rec, split.train)
+    e = ex._explain(ex.features(user, ts), untrained[:1], 3)[0]
+    q = rec.query_embedding(user, timestamp=ts)
+    v = rec.item_embeddings[list(rec.item_ids).index(untrained[0])]
+    d = model.item_tower.output_dim
+    assert e.score == pytest.approx(float(q @ v), abs=1e-5)
+    part = float(q[d + 1:] @ v[d + 1:])  # after the tower's d and the prior's coordinate
+    assert abs(part) > 1e-4 and e.text_profile == pytest.approx(part, abs=1e-6)
+    from tfrec.cli.explain import format_explanation
+    from tfrec.explain.text import sentence
+
+    # An item whose text matches the history says so, first among the history clauses.
+    liked = max(untrained, key=lambda i: float(q[d + 1:] @ rec.item_embeddings[list(rec.item_ids).index(i)][d + 1:]))
+    best = ex._explain(ex.features(user, ts), [liked], 3)[0]
+    assert best.text_profile > 0 and "its description is like what you watched" in sentence(best)
+    assert "(text profile) adds +" in format_explanation(best)

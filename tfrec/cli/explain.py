@@ -26,6 +26,9 @@ def format_explanation(e, rank=None, k_history=3) -> str:
                      f"{_signed(e.popularity_prior)} to the score")
     elif e.popularity_prior:
         lines.append(f"   popular lately: the popularity prior adds {_signed(e.popularity_prior)} to the score")
+    if e.text_profile:
+        lines.append(f"   no trained id: its text's match with the whole history (text profile) adds "
+                     f"{_signed(e.text_profile)} to the score")
     top = e.top_history(k_history)
     if top:
         lines.append("   history (score drop without it / gradient x input): " + "; ".join(

@@ -68,6 +68,7 @@ class Explanation:
     repeat_penalty: float = 0.0  # already subtracted from `score`: the item is in the history (0: it is not)
     popularity_prior: float = 0.0  # the popularity prior's part of `score`, T * w * log(1 + recent count)
     prior_predicted: bool = False  # the item has no known interactions: the prior is its content's prediction
+    text_profile: float = 0.0  # the text profile's part of `score` (items without a trained id; text_profile.py)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -133,7 +134,8 @@ class Explainer:
     def attribute(self, features: dict, item_ids):
         """Raw attributions for m items of one query: dict with score [m],
         leave_one_out [m, N], gradient_x_input [m, N], occlusion [m, A] (names:
-        `self.occlusion_names`), popularity_prior [m] (the prior's part of the score)."""
+        `self.occlusion_names`), popularity_prior [m] (the prior's part of the score), text_profile
+        [m] (the text profile's part: items without a trained id, `tfrec.models.text_profile`)."""
         item_ids = list(item_ids)
         vecs = self.recommender.item_embeddings[self._rows(item_ids)]  # (m, d)
         fn = self.recommender.scorer._query_fn
@@ -141,9 +143,15 @@ class Explainer:
         score, loo = leave_one_out(fn, features, vecs, item_ids, penalty)
         occ = occlusion(fn, features, vecs, self.occlusion_names, self.neutral_time, score=score,
                         item_ids=item_ids, repeat_penalty=penalty)
-        prior = self.recommender.model.prior_column(tf.constant(item_ids)).numpy()  # 0 without a prior
+        model = self.recommender.model
+        prior = model.prior_column(tf.constant(item_ids)).numpy()  # 0 without a prior
+        profile = np.zeros(len(item_ids), np.float32)
+        if getattr(model, "text_profile", None) is not None:  # its block ends both vectors
+            q = fn({k: tf.constant(v) for k, v in features.items()}).numpy()[0]
+            t = model.text_profile.dim
+            profile = vecs[:, -t:] @ q[-t:]
         return {"score": score, "leave_one_out": loo, "gradient_x_input": self._gxi(features, vecs),
-                "occlusion": occ, "popularity_prior": prior}
+                "occlusion": occ, "popularity_prior": prior, "text_profile": profile}
 
     @property
     def repeat_penalty(self) -> float:
@@ -210,7 +218,8 @@ class Explainer:
                 attributes={n: float(v) for n, v in zip(self.occlusion_names, att["occlusion"][m])},
                 repeat_penalty=penalty if item in real_ids else 0.0,
                 popularity_prior=float(att["popularity_prior"][m]),
-                prior_predicted=bool(att["popularity_prior"][m] > 0 and item not in self._interacted))
+                prior_predicted=bool(att["popularity_prior"][m] > 0 and item not in self._interacted),
+                text_profile=float(att["text_profile"][m]))
             e.sentence = sentence(e, k_history)
             out.append(e)
         return out

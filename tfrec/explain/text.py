@@ -5,7 +5,9 @@ lowers the item's score (leave-one-out contribution > 0), a genre only if at lea
 two history items have it, a co-occurrence only if its count is > 0, a user
 attribute or the request time only if making it unknown lowers the score. The
 popularity prior is cited first when it is at least half of the score (its part is
-the same for every user, so no contribution shows it).
+the same for every user, so no contribution shows it). An item without a trained id whose
+text profile term is positive is "like what you watched" (its text resembles the user's
+history's; leave-one-out does not show it, the profile reading the whole history).
 
     Because you watched Toy Story (1995) and Aladdin (1992), and you often watch Animation.
     Because it is popular lately, you watched Emma (1996), and you often watch Drama.
@@ -34,6 +36,8 @@ def sentence(explanation, k_history=3) -> str:
     clauses = []
     if e.popularity_prior > 0 and e.popularity_prior >= e.score - e.popularity_prior:
         clauses.append("items like it are popular lately" if e.prior_predicted else "it is popular lately")
+    if e.text_profile > 0:
+        clauses.append("its description is like what you watched")
     if watched:
         clauses.append(f"you watched {join_titles(watched)}")
     if genres:

@@ -59,7 +59,7 @@ class HybridScorer:
         events = events.reset_index(drop=True)
         if "request_time" in events.columns:
             events = events.assign(timestamp=events["request_time"].to_numpy(np.int64))
-        profile = self.model.text_profile  # reads a longer history than the tower (text_profile.py)
+        profile = getattr(self.model, "text_profile", None)  # reads a longer history than the tower (text_profile.py)
         if "history" in events.columns:
             feats = {"user_id": events["user_id"].astype(str).to_numpy(dtype=object),
                      "timestamp": events["timestamp"].to_numpy(dtype=np.int64),
