@@ -122,6 +122,10 @@ def test_recommender_and_the_popularity_prior_keep_the_blocks_in_order(world):
     top = pd.Series(emb @ q, index=ids).drop(mine["item_id"].astype(str), errors="ignore")
     top = top[[i for i in top.index if i in set(untrained)]]
     assert out["item_id"].tolist() == top.sort_values(ascending=False, kind="mergesort").index[:5].tolist()
+    # `Recommender.set_text_profile` switches it on the model and re-reads the index, no retraining.
+    assert rec.set_text_profile(0).item_embeddings.shape == (len(ids), d + 1) and model.text_profile is None
+    assert rec.set_text_profile(0.5, shrinkage=0).item_embeddings.shape == (len(ids), d + 1 + t)
+    assert model.text_profile.shrinkage == 0.0
 
 
 def test_a_saved_model_scores_the_text_profile_from_the_whole_history_it_is_sent(tmp_path):

@@ -57,6 +57,14 @@ class Recommender:
     def item_embeddings(self) -> np.ndarray:
         return self.scorer.item_embeddings
 
+    def set_text_profile(self, weight=0.5, shrinkage=40.0, length=1000):
+        """Items without a trained id (held out, or added by `index_items`) also score by their
+        text's match with the user's whole history (`tfrec.models.text_profile`; weight 0: off),
+        and this recommender's index follows. Nothing is retrained."""
+        self.model.set_text_profile(weight, length, shrinkage)
+        self._refresh()
+        return self
+
     def query_features_of(self, user_id, timestamp=None, history: Optional[Sequence[str]] = None, attributes=None):
         """Raw query features (batch of one) as a serving request would send them.
         Defaults: now, the user's known history, their known attributes."""
