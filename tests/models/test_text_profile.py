@@ -55,6 +55,12 @@ def test_untrained_items_gain_the_text_match_with_the_whole_history_and_trained_
     finally:
         model.set_text_profile(0.0)
     np.testing.assert_allclose(HybridScorer(model, qf, split.train, ids).score_queries(ev), before, atol=1e-6)
+    # A scorer built before the space changed says so instead of failing in a matrix product.
+    stale = HybridScorer(model, qf, split.train, ids)
+    model.set_text_profile(0.7)
+    with pytest.raises(ConfigError, match="retrieval space changed after the scorer was built"):
+        stale.score_queries(ev)
+    model.set_text_profile(0.0)
 
 
 def test_empty_and_unknown_histories_give_a_zero_profile(world):

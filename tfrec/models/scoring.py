@@ -14,6 +14,7 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from tfrec.data.history import histories
+from tfrec.errors import ConfigError
 from tfrec.models.repeat import history_cells
 from tfrec.models.text_profile import PROFILE_FEATURE
 
@@ -45,10 +46,22 @@ class HybridScorer:
         self.batch_size = int(batch_size)
         self.item_ids = np.asarray(item_ids, dtype=object).astype(str)
         self._index = pd.Index(self.item_ids)  # id -> catalogue position (the repeat penalty's items)
-        self._item_fn, self._query_fn = _functions(model)
+        self._item_fn, query_fn = _functions(model)
         self.item_embeddings = np.concatenate([
             self._item_fn(tf.constant(self.item_ids[i:i + self.batch_size])).numpy()
             for i in range(0, len(self.item_ids), self.batch_size)])  # (I, d)
+
+        def checked_query_fn(features):
+            q = query_fn(features)
+            if q.shape[-1] != self.item_embeddings.shape[1]:
+                raise ConfigError(
+                    f"The model's query vectors have {q.shape[-1]} dimensions and this scorer's item vectors "
+                    f"{self.item_embeddings.shape[1]}: the model's retrieval space changed after the scorer was built "
+                    "(`model.set_text_profile`). Fix: build the HybridScorer after the change (a Recommender: call "
+                    "`Recommender.set_text_profile`, which rebuilds its own).")
+            return q
+
+        self._query_fn = checked_query_fn
 
     def features(self, events: pd.DataFrame) -> dict:
         """Raw query features (name -> numpy) for events (user_id, timestamp); a
