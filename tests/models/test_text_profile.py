@@ -192,6 +192,12 @@ def test_a_saved_model_scores_the_text_profile_from_the_whole_history_it_is_sent
     new = loaded.signatures["encode_items"](**raw)["embedding"].numpy()
     assert new.shape == (3, d + 1 + t)
     np.testing.assert_allclose(new[:, d + 1:], 0.5 * centred[[row[str(i)] for i in items["item_id"]]], atol=1e-4)
+    # `index_items` gives the same items the same block (the lookup it replaces is the one the profile reads).
+    from tfrec.models.recommender import Recommender
+
+    rec = Recommender(model, qf, data.items, text, split.train, text_encoder=enc)
+    rec.index_items(items.assign(item_id=[f"new-{i}" for i in range(3)]))
+    np.testing.assert_allclose(rec.item_embeddings[-3:, d + 1:], new[:, d + 1:], atol=1e-4)
 
 
 def test_explainer_scores_an_untrained_item_with_its_text_profile_term():

@@ -57,7 +57,7 @@ class Recommender:
     def item_embeddings(self) -> np.ndarray:
         return self.scorer.item_embeddings
 
-    def set_text_profile(self, weight=0.5, shrinkage=40.0, length=1000):
+    def set_text_profile(self, weight=0.5, length=1000, shrinkage=40.0):
         """Items without a trained id (held out, or added by `index_items`) also score by their
         text's match with the user's whole history (`tfrec.models.text_profile`; weight 0: off),
         and this recommender's index follows. Nothing is retrained."""
