@@ -11,7 +11,8 @@ profile (session 16, `tfrec.models.text_profile`, weight 0.5; with its shrinkage
 without), against TF-IDF
 content, MostPopular and Random, for both information settings of
 `tfrec.evaluation.cold_start.cold_queries`. Every draw is a held-out set; none is used
-to choose anything (the defaults were fixed before these runs).
+to choose anything (the defaults were fixed before these runs; the text profile's
+shrinkage was prompted by them, and its k chosen on validation-cold items).
 
     .venv/bin/python bench/cold_start_draws.py [--split-seeds 42,1,2,3,4] [--out FILE]
 

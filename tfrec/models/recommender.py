@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from tfrec.data.history import PAD
 from tfrec.errors import DataError
 from tfrec.models.catalogue_lookup import column_values
 from tfrec.models.scoring import newest
@@ -75,7 +74,7 @@ class Recommender:
             mine = self.known[(self.known["user_id"].astype(str) == str(user_id)) & (self.known["timestamp"] < ts)]
             history = mine.sort_values("timestamp", kind="mergesort")["item_id"].astype(str).tolist()
         history = [str(h) for h in history]
-        feats["history"] = np.array([[PAD] * (n - len(history[-n:])) + history[-n:]], dtype=object)
+        feats["history"] = newest([history], n)
         profile = getattr(self.model, "text_profile", None)
         if profile is not None:  # reads more of the history than the tower (text_profile.py)
             feats[PROFILE_FEATURE] = newest([history], profile.length)

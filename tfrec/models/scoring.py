@@ -13,7 +13,7 @@ import pandas as pd
 import scipy.sparse as sp
 import tensorflow as tf
 
-from tfrec.data.history import histories
+from tfrec.data.history import PAD, histories
 from tfrec.errors import ConfigError
 from tfrec.models.repeat import history_cells
 from tfrec.models.text_profile import PROFILE_FEATURE
@@ -141,9 +141,9 @@ class HybridScorer:
 
 
 def newest(sequences, n) -> np.ndarray:
-    """[len(sequences), n] item-id strings: each sequence's newest n items, oldest first, "" padded on the left."""
+    """[len(sequences), n] item-id strings: each sequence's newest n items, oldest first, padded on the left (PAD)."""
     rows = [[str(x) for x in list(h)[-n:]] for h in sequences]
-    return np.array([[""] * (n - len(r)) + r for r in rows], dtype=object).reshape(len(rows), n)
+    return np.array([[PAD] * (n - len(r)) + r for r in rows], dtype=object).reshape(len(rows), n)
 
 
 def first_events(catalogue, events: pd.DataFrame) -> pd.DataFrame:
