@@ -240,3 +240,47 @@ def test_a_run_with_the_repeat_penalty_reloads_and_exports_the_learned_penalty(t
     info_path.write_text(json.dumps({**info, "parts": info["parts"][:3]}))
     with pytest.raises(DataError, match="holds no repeat_penalty weights"):
         load_run(result.run_dir)
+
+
+@pytest.mark.slow
+def test_a_run_with_the_text_profile_scores_reloads_and_exports_it(tmp_path, ml100k_path):
+    """`--model.text_profile` on the cold-item split with the real MiniLM: the held-out items
+    (no trained id) carry the profile's block, a reloaded run folder has the same setting and
+    vectors, and its export's query model reads the profile from the whole history it is sent."""
+    import tensorflow as tf
+
+    from tfrec.cli.artifacts import load_run
+    from tfrec.cli.export import export_run
+    from tfrec.models.scoring import HybridScorer
+
+    cfg = _cfg(tmp_path, ml100k_path, "--split.kind=cold_items", "--model.text_profile=0.5", "--train.epochs=1",
+               "--eval.baselines=", "--eval.n_bootstrap=50", "--export.enabled=false", "--ranking.enabled=false")
+    result = run(cfg)
+    model = result.model
+    d = model.item_tower.output_dim + 1  # the tower's vector and the popularity prior's coordinate
+    assert model.text_profile.weight == 0.5 and model.text_profile.shrinkage == 40.0
+    cold = tf.constant([str(i) for i in result.split.cold_items])
+    warm = tf.constant(list(model.item_tower.item_vocabulary)[:50])
+    assert np.abs(model.item_embeddings(cold).numpy()[:, d:]).max() > 0.01  # held out: the block
+    assert np.abs(model.item_embeddings(warm).numpy()[:, d:]).max() == 0.0  # trained ids: none
+    assert "tfrec hybrid" in result.metrics["cold_start"]["models"]
+    loaded = load_run(result.run_dir)
+    assert loaded.model.text_profile.weight == 0.5
+    ids = tf.constant(list(model.lookup.item_ids))
+    np.testing.assert_allclose(loaded.model.item_embeddings(ids).numpy(), model.item_embeddings(ids).numpy(),
+                               atol=1e-5)
+    path = export_run(loaded, root=str(tmp_path / "exported"))
+    known = loaded.known
+    user = str(known["user_id"].value_counts().index[0])  # hundreds of known items: more than the tower's 20
+    ts = int(known["timestamp"].max()) + 1
+    history = known[known["user_id"].astype(str) == user].sort_values("timestamp", kind="mergesort")
+    request = {"user_id": tf.constant([user]), "timestamp": tf.constant([ts], tf.int64),
+               "history": tf.constant([history["item_id"].astype(str).tolist()])}
+    request.update({k: tf.constant(v) for k, v in loaded.query_features.attributes([user]).items()})
+    got = tf.saved_model.load(path).signatures["encode_query"](**request)["embedding"].numpy()
+    import pandas as pd
+
+    want = HybridScorer(loaded.model, loaded.query_features, known, list(model.lookup.item_ids)).query_embeddings(
+        pd.DataFrame({"user_id": [user], "timestamp": [ts]}))
+    assert got.shape[1] == d + model.text_profile.dim
+    np.testing.assert_allclose(got, want, atol=1e-5)
