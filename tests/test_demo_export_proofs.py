@@ -215,7 +215,8 @@ def _explain_reference(rec, feats, q, item_ids, meta):
     prior = np.array([rec.model.temperature * w * np.log1p(counts.get(x.decode(), 0)) if r >= 0 else 0.0
                       for x, r in zip(item_ids, rows)], np.float32)
     return {"score": score, "history_contributions": contrib, "history_item_ids": hist,
-            "attribute_contributions": np.stack(attr, 1), "popularity_prior": prior}
+            "attribute_contributions": np.stack(attr, 1), "popularity_prior": prior,
+            "text_profile": np.zeros(len(item_ids), np.float32)}  # the demo's model has no text profile
 
 
 def _item_reference(rec, inputs):

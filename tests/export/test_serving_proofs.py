@@ -164,6 +164,7 @@ def explain_reference(parts, inputs):
         rows["attribute_contributions"].append(occlusion(query_fn, feats, vec, names, 0, score=score)[0])
     out = {n: np.stack(v) for n, v in rows.items()}
     out["popularity_prior"] = np.zeros(len(inputs["item_ids"]), np.float32)  # the demo's model has no prior
+    out["text_profile"] = np.zeros(len(inputs["item_ids"]), np.float32)  # nor a text profile
     return out
 
 

@@ -182,6 +182,8 @@ def test_a_saved_model_scores_the_text_profile_from_the_whole_history_it_is_sent
     out = loaded.signatures["explain"](**request, item_ids=tf.constant([item]))
     np.testing.assert_allclose(out["score"].numpy(), got @ emb[row[item]], atol=1e-5)
     np.testing.assert_allclose(out["popularity_prior"].numpy(), [emb[row[item], d]], atol=1e-6)
+    np.testing.assert_allclose(out["text_profile"].numpy(), [got[0, d + 1:] @ emb[row[item], d + 1:]], atol=1e-5)
+    assert abs(float(out["text_profile"].numpy()[0])) > 1e-4
     assert emb[row[item], d] > 0
     # New items: their block is w x their centred text, as an untrained catalogue item's.
     items = data.items.iloc[:3]
