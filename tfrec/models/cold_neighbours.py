@@ -51,8 +51,6 @@ class ColdNeighbours(tf.Module):
         self.temperature, self.category_weight = float(temperature), float(category_weight)
         self.content_weight = float(content_weight)
         self.categorical = list(tower.categorical)
-        self.trained = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.constant(trained), tf.ones([len(trained)], tf.int64)), 0)
         parts = {"vectors": [], "text": [], **{c: [] for c in self.categorical}}
         for i in range(0, len(trained), batch_size):
             ids = tf.constant(trained[i:i + batch_size])
@@ -76,7 +74,7 @@ class ColdNeighbours(tf.Module):
         """item_ids [n], their lookup (or serving) features, the tower's vectors [n, d]
         -> [n, d]: trained items unchanged, the others mixed with their neighbours
         (only their rows are compared with the trained items)."""
-        rows = tf.where(tf.equal(self.trained.lookup(item_ids), 0))[:, 0]  # (c,) the cold rows
+        rows = tf.where(tf.logical_not(tower.has_trained_id(item_ids)))[:, 0]  # (c,) the cold rows
         cold = {name: tf.gather(feats[name], rows) for name in ["text_embedding", *self.categorical]}
         own = self._similarity_parts(tower, cold)
         sim = tf.matmul(own["text"], self.parts["text"], transpose_b=True)  # (c, n_trained)

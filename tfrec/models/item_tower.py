@@ -99,6 +99,13 @@ class ItemTower(tf.keras.layers.Layer):
             parts[0] = self.ids(tf.fill(tf.shape(features["item_id"]), OOV_ID))
         return out, self._fuse(parts)
 
+    def has_trained_id(self, item_ids):
+        """bool [...]: which item ids have a trained id embedding (in `item_vocabulary`; none
+        without ids). The id lookup maps "" to its mask index 0 and unknown ids to OOV index 1."""
+        if not (self.use_id and self.item_vocabulary):
+            return tf.zeros(tf.shape(item_ids), tf.bool)
+        return self.ids.lookup(item_ids) >= 2
+
     def _fuse(self, parts):
         x = self.fuse(tf.concat(parts, axis=-1))
         return tf.math.l2_normalize(x, axis=-1) if self.normalize else x

@@ -60,9 +60,7 @@ class TextProfile(tf.Module):
         emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         self.mean = tf.constant(emb.mean(axis=0).astype(np.float32))  # (t,)
         self.dim = int(emb.shape[1])
-        trained = list(tower.item_vocabulary) if tower.use_id else []
-        self.trained = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-            tf.constant(trained or ["\x00none"], tf.string), tf.ones([max(len(trained), 1)], tf.float32)), 0.0)
+        self.tower = tower  # which ids are trained: `ItemTower.has_trained_id`
 
     def centred(self, text_embedding):
         """t = normalise(normalise(e) - m) for embeddings [..., t]."""
@@ -75,7 +73,7 @@ class TextProfile(tf.Module):
         `index_items` replaces, so it is passed in; new items' from serving)."""
         if text_embedding is None:
             text_embedding = lookup(item_ids)["text_embedding"]
-        untrained = 1.0 - self.trained.lookup(item_ids)  # (...,)
+        untrained = 1.0 - tf.cast(self.tower.has_trained_id(item_ids), tf.float32)  # (...,)
         return (self.weight * untrained)[..., None] * self.centred(text_embedding)
 
     def query_columns(self, lookup, features):
