@@ -88,6 +88,12 @@ VARIANTS = {
                                          "--model.temperature=0.2", "--train.batch_size=4096", *extra]
        for n, tag, extra in [(100, "", []), (200, "", []), (200, "_seed1", ["--train.seed=1"]), (400, "", [])]},
     "profile_h50_t0.2_b4096_nologq": ["--eval.query_history=profile", "--data.history_length=50", "--model.temperature=0.2", "--train.batch_size=4096", "--model.logq_correction=false"],
+    # Session 17 (validation_session17): wider retrieval spaces and a slower learning rate, two seeds each.
+    **{f"profile_h50_t0.2_b4096_{tag}{seed_tag}": ["--eval.query_history=profile", "--data.history_length=50",
+                                                   "--model.temperature=0.2", "--train.batch_size=4096", *extra, *seed]
+       for tag, extra in {"d128": ["--model.embedding_dim=128"], "d256": ["--model.embedding_dim=256"],
+                          "lr0.001_e40": ["--train.learning_rate=0.001", "--train.epochs=40"]}.items()
+       for seed_tag, seed in (("", []), ("_seed1", ["--train.seed=1"]))},
 }
 # For reference only (not produced here): bench/results/baselines_ml100k.json and RecBole's quick start.
 ANCHORS = {"EASE (tfrec baseline, same split)": {"ndcg@10": 0.336, "recall@10": 0.274},

@@ -17,7 +17,7 @@ from tfrec.errors import ConfigError
 from tfrec.features.catalogue import Catalogue
 from tfrec.features.query_features import QueryFeatures
 from tfrec.models.factory import build_hybrid
-from tfrec.models.hybrid import in_batch_softmax_loss
+from tfrec.models.losses import in_batch_softmax_loss
 from tfrec.models.sequence_encoder import SequenceEncoder
 from tfrec.text.encoder import BertTextEncoder
 

@@ -133,3 +133,32 @@ def test_run_validation_selects_on_the_protocols_metric(world):
         v = retrieval_validation(cfg, qf, split.train, split.val, cat, log=lambda *a: None)
         assert v.select_metric == want, name
     assert PROTOCOLS["tfrs_tutorial"].select_metric == "hit_rate@100"
+
+
+def test_a_recommender_follows_the_model_and_an_old_scorer_says_it_is_stale(world):
+    """After `model.set_popularity_prior` (e.g. refreshed with today's interactions) a Recommender
+    scores with the new prior at its next request; a HybridScorer built before raises a clear error
+    instead of scoring with the old item vectors. Reference: the model's own embeddings, by numpy."""
+    from tfrec.models.recommender import Recommender
+    from tfrec.models.scoring import HybridScorer
+
+    data, split, cat, text, qf = world
+    model = seeded_hybrid(world, popularity_prior=(0.0, 2.0))
+    model.set_popularity_prior(split.train, 0.0, 3)
+    rec = Recommender(model, qf, data.items, text, split.train)
+    old = HybridScorer(model, qf, split.train, cat.item_ids)
+    before = rec.recommend("u1", k=5)
+    everything = pd.concat([split.train, split.val, split.test])
+    model.set_popularity_prior(everything, 4.0, 30)
+    assert old.stale and not HybridScorer(model, qf, split.train, cat.item_ids).stale
+    with pytest.raises(ConfigError, match="changed after this HybridScorer was built.*build a new HybridScorer"):
+        old.score_queries(split.val.head(2))
+    after = rec.recommend("u1", k=5)
+    ids = np.asarray(rec.item_ids)
+    v = model.item_embeddings(tf.constant(ids)).numpy()
+    q = rec.query_embedding("u1")
+    seen = split.train.loc[split.train["user_id"] == "u1", "item_id"].astype(str)
+    want = pd.Series(v @ q, index=ids).drop(seen).sort_values(ascending=False, kind="stable").head(5)
+    assert after["item_id"].tolist() == want.index.tolist()
+    np.testing.assert_allclose(after["score"].to_numpy(), want.to_numpy(), rtol=1e-5)
+    assert after["item_id"].tolist() != before["item_id"].tolist()  # the prior (w 4) did move the list

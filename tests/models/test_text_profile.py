@@ -58,8 +58,10 @@ def test_untrained_items_gain_the_text_match_with_the_whole_history_and_trained_
     # A scorer built before the space changed says so instead of failing in a matrix product.
     stale = HybridScorer(model, qf, split.train, ids)
     model.set_text_profile(0.7)
-    with pytest.raises(ConfigError, match="retrieval space changed after the scorer was built"):
+    with pytest.raises(ConfigError, match="changed after this HybridScorer was built"):
         stale.score_queries(ev)
+    with pytest.raises(ConfigError, match="retrieval space changed after the scorer was built"):
+        stale.query_embeddings(ev)  # the query side alone: its vectors no longer match the scorer's items
     model.set_text_profile(0.0)
 
 

@@ -40,6 +40,7 @@ import tensorflow_recommenders as tfrs
 
 from tfrec.models.catalogue_lookup import catalogue_rows  # noqa: F401  (imported from here by callers)
 from tfrec.models.content_prior import ContentPrior, recent_counts  # noqa: F401  (recent_counts: likewise)
+from tfrec.models.losses import LOG_MIN_PROB, in_batch_softmax_loss
 from tfrec.models.repeat import penalty_from_raw, seen_indicator
 
 
@@ -75,6 +76,7 @@ class HybridRetrieval(tfrs.Model):
         self.popularity_prior = (0.0, 14)  # (w, N days), see `set_popularity_prior`
         self.cold_neighbours = None  # `set_cold_neighbours`: how items without a trained id are placed
         self.text_profile = None  # `set_text_profile`: their text against the user's whole history
+        self.space_version = 0  # +1 at each set_* that changes item vectors (scorers built before are stale)
         self._prior = None  # item id -> T * w * log(1 + recent count); unknown ids 0
         self.content_prior = ContentPrior() if content_prior and popularity_prior else None
         if popularity_prior:
@@ -132,6 +134,7 @@ class HybridRetrieval(tfrs.Model):
         self._prior.remove(self._prior.export()[0])
         if len(ids):
             self._prior.insert(tf.constant(ids.astype(object)), tf.constant(values.astype(np.float32)))
+        self.space_version += 1
 
     def prior_log_counts(self, interactions, days):
         """(item ids, log(1 + n)) of the items the prior counts in `interactions` over `days`
@@ -170,21 +173,25 @@ class HybridRetrieval(tfrs.Model):
 
     def set_text_profile(self, weight=0.0, length=1000, shrinkage=40.0):
         """Items without a trained id also score w x their text's match with the user's history (text_profile.py)."""
-        from tfrec.models import scoring
         from tfrec.models.text_profile import TextProfile
 
         self.text_profile = TextProfile(self, weight, length, shrinkage) if weight else None
-        scoring._FUNCTIONS.pop(self, None)  # functions traced before captured the previous space
+        self._space_changed()
 
     def set_cold_neighbours(self, **settings):
         """Items without a trained id get their vectors mixed with their nearest trained
         items' (`tfrec.models.cold_neighbours.ColdNeighbours`; its keyword arguments).
         A snapshot of the trained items: call it after training. No arguments: off."""
-        from tfrec.models import scoring
         from tfrec.models.cold_neighbours import ColdNeighbours
 
         self.cold_neighbours = ColdNeighbours(self, **settings) if settings else None
-        scoring._FUNCTIONS.pop(self, None)  # functions traced before captured the previous placement
+        self._space_changed()
+
+    def _space_changed(self):
+        from tfrec.models import scoring
+
+        scoring._FUNCTIONS.pop(self, None)  # functions traced before captured the previous space
+        self.space_version += 1
 
     def item_vectors(self, item_ids, training=False):
         """The item tower's vectors of item ids of any shape [...] -> [..., d], one tower pass per distinct id
@@ -275,7 +282,7 @@ class HybridRetrieval(tfrs.Model):
         log_prob_unique = None
         if self.logq:
             log_prob = self._logq_table.lookup(uniq) if uniq_rows is None else tf.gather(self._logq_rows, uniq_rows)
-            log_prob_unique = tf.clip_by_value(log_prob, _LOG_MIN_PROB, 0.0)
+            log_prob_unique = tf.clip_by_value(log_prob, LOG_MIN_PROB, 0.0)
         seen = None  # (history indices into the distinct items, their mask): the repeat penalty's input
         if self._repeat_raw is not None:
             seen = (tf.reshape(idx[batch:batch + n_hist], tf.shape(history)), hist_valid)
@@ -367,34 +374,3 @@ class HybridRetrieval(tfrs.Model):
         logits = tf.concat([pos, neg], axis=1)  # (batch, 1 + N)
         return tf.reduce_sum(tf.reduce_logsumexp(logits, axis=1) - pos[:, 0])
 
-
-def in_batch_softmax_loss(query, candidates, temperature, log_prob=None, candidate_ids=None, offset=None):
-    """Sum over queries of the in-batch softmax loss, as `tfrs.tasks.Retrieval`
-    computes it (query i's positive is candidate i; every other candidate is a
-    negative), with a sparse softmax instead of a dense [batch, batch] one-hot.
-
-    Args:
-        query: (batch, d); candidates: (batch + M, d), the first `batch` are the positives.
-        temperature: divides the scores.
-        log_prob: (batch + M,) log sampling probability of each candidate (logQ
-            correction: subtracted from its score, clipped to [log 1e-6, 0] as TFRS does).
-        candidate_ids: (batch + M,) integer ids; candidates equal to a query's positive
-            (other than the positive itself) are removed from its softmax.
-        offset: (batch, batch + M) subtracted from the scores (the repeat penalty), or None.
-    """
-    scores = tf.matmul(query, candidates, transpose_b=True) / temperature  # (batch, batch + M)
-    if log_prob is not None:
-        scores -= tf.clip_by_value(log_prob, _LOG_MIN_PROB, 0.0)[None, :]
-    if offset is not None:
-        scores -= offset
-    n = tf.shape(query)[0]
-    labels = tf.range(n)
-    if candidate_ids is not None:
-        same = tf.equal(candidate_ids[:n, None], candidate_ids[None, :])  # (batch, batch + M)
-        diagonal = tf.equal(labels[:, None], tf.range(tf.shape(candidates)[0])[None, :])
-        scores = tf.where(same & ~diagonal, tf.cast(_MIN_SCORE, scores.dtype), scores)
-    return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=scores))
-
-
-_MIN_SCORE = np.finfo(np.float32).min / 100.0  # as TFRS: exp() is 0, no inf - inf NaN
-_LOG_MIN_PROB = float(np.log(1e-6))  # TFRS clips sampling probabilities to [1e-6, 1]

@@ -47,10 +47,18 @@ class Recommender:
     def _refresh(self):
         from tfrec.models.scoring import HybridScorer
 
-        self.scorer = HybridScorer(self.model, self.query_features, self.known, self.items["item_id"].astype(str))
-        self.item_ids = self.scorer.item_ids
+        self._scorer = HybridScorer(self.model, self.query_features, self.known, self.items["item_id"].astype(str))
+        self.item_ids = self._scorer.item_ids
         self._index = pd.Index(self.item_ids)
         self._items_by_id = self.items.set_index(self.items["item_id"].astype(str))  # per-request lookups
+
+    @property
+    def scorer(self):
+        """The `HybridScorer` of this recommender's catalogue and known interactions, rebuilt when the
+        model's item vectors have changed since (`model.set_popularity_prior`, `set_cold_neighbours`, ...)."""
+        if self._scorer.stale:
+            self._refresh()
+        return self._scorer
 
     @property
     def item_embeddings(self) -> np.ndarray:
@@ -136,8 +144,9 @@ class Recommender:
         if rank and self.ranker is None:
             raise DataError("`rank=True` needs a ranker; train with `ranking.enabled=true`.")
         feats = self.query_features_of(user_id, timestamp, history, attributes)
-        q = self.scorer._query_fn({k_: tf.constant(v) for k_, v in feats.items()}).numpy()[0]
-        scores = self.scorer.penalise((self.item_embeddings @ q)[None, :], feats["history"])[0]  # (I,)
+        scorer = self.scorer
+        q = scorer._query_fn({k_: tf.constant(v) for k_, v in feats.items()}).numpy()[0]
+        scores = scorer.penalise((scorer.item_embeddings @ q)[None, :], feats["history"])[0]  # (I,)
         mask = self._mask(user_id, exclude_seen, exclude, include, where)
         masked = np.where(mask, -np.inf, scores)
         available = int((~mask).sum())

@@ -47,6 +47,7 @@ class HybridScorer:
         self.item_ids = np.asarray(item_ids, dtype=object).astype(str)
         self._index = pd.Index(self.item_ids)  # id -> catalogue position (the repeat penalty's items)
         self._item_fn, query_fn = _functions(model)
+        self.space_version = getattr(model, "space_version", 0)  # the model's item vectors this scorer holds
         self.item_embeddings = np.concatenate([
             self._item_fn(tf.constant(self.item_ids[i:i + self.batch_size])).numpy()
             for i in range(0, len(self.item_ids), self.batch_size)])  # (I, d)
@@ -104,7 +105,22 @@ class HybridScorer:
 
     def score_features(self, feats) -> np.ndarray:
         """`score_queries` for raw query features (`features`' output)."""
+        self.check_current()
         return self.penalise(self._embed(feats) @ self.item_embeddings.T, feats["history"])
+
+    @property
+    def stale(self) -> bool:
+        """Whether the model's item vectors changed after this scorer took them (`set_popularity_prior`,
+        `set_cold_neighbours`, `set_text_profile`): `item_embeddings` is a snapshot."""
+        return getattr(self.model, "space_version", 0) != self.space_version
+
+    def check_current(self):
+        """Raises a clear error if this scorer is `stale` (its scores would be the old model's)."""
+        if self.stale:
+            raise ConfigError(
+                "The model's item vectors changed after this HybridScorer was built (`set_popularity_prior`, "
+                "`set_cold_neighbours` or `set_text_profile`), so its scores would be the old model's. Fix: build "
+                "a new HybridScorer after the change (a Recommender rebuilds its own when asked next).")
 
     def penalise(self, scores, histories):
         """`scores` [n, n_items] with the model's repeat penalty subtracted, once, at each
