@@ -35,6 +35,20 @@ def test_recommend_excludes_seen_and_given_items(rec):
     assert "title" in out.columns
 
 
+def test_a_given_history_counts_as_seen(rec):
+    """A history passed with the request (a live session, a user the recommender does not know)
+    is excluded like the known interactions; `exclude_seen=False` keeps it."""
+    r, data, _ = rec
+    full = r.recommend("brand-new-user", k=len(r.item_ids), exclude_seen=False)["item_id"].tolist()
+    history = full[:3]  # the items this query would rank first, so the exclusion is what removes them
+    with_history = r.recommend("brand-new-user", k=len(r.item_ids), history=history, exclude_seen=False)
+    top = with_history["item_id"].tolist()
+    out = r.recommend("brand-new-user", k=10, history=history)
+    assert len(out) == 10 and not set(out["item_id"]) & set(history)
+    assert out["item_id"].tolist() == [i for i in top if i not in history][:10]  # the same order otherwise
+    assert set(history) <= set(top)  # without the exclusion they are still candidates
+
+
 def test_unknown_user_with_attributes_and_empty_history_is_served(rec):
     r, data, _ = rec
     a = r.recommend("brand-new-user", k=5, history=[], attributes={"gender": "F", "age": 25.0})

@@ -99,11 +99,11 @@ class Recommender:
         feats = self.query_features_of(user_id, timestamp, history, attributes)
         return self.scorer._query_fn({k: tf.constant(v) for k, v in feats.items()}).numpy()[0]
 
-    def _mask(self, user_id, exclude_seen, exclude, include, where):
+    def _mask(self, user_id, exclude_seen, exclude, include, where, history=None):
         mask = np.zeros(len(self.item_ids), bool)
         if exclude_seen:
             seen = self.known.loc[self.known["user_id"].astype(str) == str(user_id), "item_id"].astype(str)
-            mask |= self._index.isin(seen)
+            mask |= self._index.isin(seen) | self._index.isin([str(h) for h in (history or ())])
         if len(exclude):
             mask |= self._index.isin([str(e) for e in exclude])
         if include is not None:
@@ -128,7 +128,8 @@ class Recommender:
         """Top-k items for a user (known or not: attributes and history suffice).
 
         Args:
-            exclude_seen: drop items the user interacted with before.
+            exclude_seen: drop items the user interacted with before: the known ones and those of
+                the `history` given.
             exclude: item ids never to return.
             include: restrict to these item ids (e.g. newly indexed ones).
             where: item attribute filters, column -> value or list of values (for
@@ -147,7 +148,7 @@ class Recommender:
         scorer = self.scorer
         q = scorer._query_fn({k_: tf.constant(v) for k_, v in feats.items()}).numpy()[0]
         scores = scorer.penalise((scorer.item_embeddings @ q)[None, :], feats["history"])[0]  # (I,)
-        mask = self._mask(user_id, exclude_seen, exclude, include, where)
+        mask = self._mask(user_id, exclude_seen, exclude, include, where, history)
         masked = np.where(mask, -np.inf, scores)
         available = int((~mask).sum())
         n = min(available, max(self.n_candidates if rank else 0, int(k) * (4 if max_per_category else 1)))
