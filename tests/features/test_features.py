@@ -32,6 +32,17 @@ def test_time_features_json_round_trip_and_tf_data():
     np.testing.assert_allclose(out[:, 4], [0.0, 0.5])  # one day of a 2-day scale
 
 
+def test_recency_is_capped_after_a_year_and_untouched_before():
+    """Hand-worked: reference day 0, scale 365 days; 100 days before / 100 days after stay
+    -100/365 and 100/365; ten years after is capped at 1 (`max_recency`), 2 with max_recency=2."""
+    day = 86400
+    ts = np.array([-100 * day, 100 * day, 3650 * day], np.int64)
+    np.testing.assert_allclose(TimeFeatures()(tf.constant(ts)).numpy()[:, 4], [-100 / 365, 100 / 365, 1.0],
+                               rtol=1e-6)
+    np.testing.assert_allclose(TimeFeatures(max_recency=2.0)(tf.constant(ts)).numpy()[:, 4],
+                               [-100 / 365, 100 / 365, 2.0], rtol=1e-6)
+
+
 def test_vocabulary_order_and_lookup_layer_agree():
     v = Vocabulary.fit(["b", "a", "b", "c", "a", "b", ""])
     assert v.values == ("b", "a", "c") and v.counts == (3, 2, 1)  # by count, ties by value

@@ -35,6 +35,17 @@ def test_recommend_excludes_seen_and_given_items(rec):
     assert "title" in out.columns
 
 
+def test_the_default_request_time_is_just_after_the_last_known_interaction(rec):
+    """Not "now": the synthetic data (like MovieLens) ends long before today."""
+    r, data, known = rec
+    last = int(known["timestamp"].max())
+    assert r.default_timestamp() == last + 1
+    user = known["user_id"].iloc[0]
+    a, b = r.recommend(user, k=10), r.recommend(user, k=10, timestamp=last + 1)
+    pd.testing.assert_frame_equal(a, b)
+    np.testing.assert_array_equal(r.query_features_of(user)["timestamp"], [last + 1])
+
+
 def test_a_given_history_counts_as_seen(rec):
     """A history passed with the request (a live session, a user the recommender does not know)
     is excluded like the known interactions; `exclude_seen=False` keeps it."""

@@ -59,7 +59,7 @@ def explain_loaded(loaded, user, k=5, item=None, as_json=False, timestamp=None, 
     if getattr(loaded, "recommender", None) is None:
         raise DataError("`tfrec explain` needs a hybrid run (model.kind=hybrid): this run has no Recommender.")
     if timestamp is None:
-        timestamp = int(loaded.recommender.known["timestamp"].max()) + 1
+        timestamp = loaded.recommender.default_timestamp()
     explainer = Explainer(loaded.recommender, loaded.split.train)
     if item is not None:
         explanations = [explainer.explain(user, item, k_history=k_history, timestamp=timestamp)]

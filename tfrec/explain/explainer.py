@@ -20,7 +20,6 @@ Example:
 """
 import dataclasses
 import json
-import time
 from typing import List, Optional
 
 import numpy as np
@@ -170,7 +169,7 @@ class Explainer:
     def recommend_with_explanations(self, user_id, k=10, k_history=3, timestamp=None, history=None,
                                     attributes=None, **recommend_kwargs) -> List[Explanation]:
         """`Recommender.recommend` + one `Explanation` per item (rank set), best first."""
-        ts = int(time.time()) if timestamp is None else int(timestamp)
+        ts = self.recommender.default_timestamp() if timestamp is None else int(timestamp)
         top = self.recommender.recommend(user_id, k=k, timestamp=ts, history=history, attributes=attributes,
                                          **recommend_kwargs)
         feats = self.features(user_id, ts, history, attributes)

@@ -16,6 +16,11 @@ class TimeFeatures(tf.keras.layers.Layer):
             the end of the train split.
         recency_scale_days: recency is (t - reference_time) / (scale days).
         utc_offset_hours: local-time shift applied before hour/weekday.
+        max_recency: recency is capped there (default 1: one scale, 365 days, after
+            `reference_time`). Training sees recency <= 0; a model served long after its
+            data (or asked "now" about data from 1998: recency 28) would otherwise feed its
+            query tower a value far outside anything it learned from. Requests within a
+            year of the reference time (every validation and test event here) are unchanged.
 
     Output: float32 [batch, 5] = sin/cos(hour), sin/cos(weekday), recency.
 
@@ -25,11 +30,12 @@ class TimeFeatures(tf.keras.layers.Layer):
                     num_parallel_calls=tf.data.AUTOTUNE)
     """
 
-    def __init__(self, reference_time=0, recency_scale_days=365.0, utc_offset_hours=0.0, **kwargs):
+    def __init__(self, reference_time=0, recency_scale_days=365.0, utc_offset_hours=0.0, max_recency=1.0, **kwargs):
         super().__init__(**kwargs)
         self.reference_time = int(reference_time)
         self.recency_scale_days = float(recency_scale_days)
         self.utc_offset_hours = float(utc_offset_hours)
+        self.max_recency = float(max_recency)
 
     def call(self, timestamp):
         t = tf.cast(timestamp, tf.float64) + self.utc_offset_hours * 3600.0  # (batch,)
@@ -39,6 +45,7 @@ class TimeFeatures(tf.keras.layers.Layer):
         weekday = tf.math.floormod(day + 3.0, 7.0)
         two_pi = 2.0 * 3.141592653589793
         recency = (tf.cast(timestamp, tf.float64) - self.reference_time) / (self.recency_scale_days * SECONDS_PER_DAY)
+        recency = tf.minimum(recency, self.max_recency)
         out = tf.stack([
             tf.sin(two_pi * hour / 24.0), tf.cos(two_pi * hour / 24.0),
             tf.sin(two_pi * weekday / 7.0), tf.cos(two_pi * weekday / 7.0),
@@ -48,4 +55,5 @@ class TimeFeatures(tf.keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "reference_time": self.reference_time,
-                "recency_scale_days": self.recency_scale_days, "utc_offset_hours": self.utc_offset_hours}
+                "recency_scale_days": self.recency_scale_days, "utc_offset_hours": self.utc_offset_hours,
+                "max_recency": self.max_recency}

@@ -72,10 +72,17 @@ class Recommender:
         self._refresh()
         return self
 
+    def default_timestamp(self) -> int:
+        """The request time when none is given: 1 s after the last known interaction (now if none
+        is known). A model is asked about the time its data describes: MovieLens-100K ends in
+        April 1998, and "now" would put every request 28 years past anything it trained on. For
+        a live request pass `timestamp=` (TF Serving requests always carry one)."""
+        return int(self.known["timestamp"].max()) + 1 if len(self.known) else int(time.time())
+
     def query_features_of(self, user_id, timestamp=None, history: Optional[Sequence[str]] = None, attributes=None):
         """Raw query features (batch of one) as a serving request would send them.
-        Defaults: now, the user's known history, their known attributes."""
-        ts = int(time.time()) if timestamp is None else int(timestamp)
+        Defaults: `default_timestamp()`, the user's known history, their known attributes."""
+        ts = self.default_timestamp() if timestamp is None else int(timestamp)
         feats = {"user_id": np.array([str(user_id)], object), "timestamp": np.array([ts], np.int64)}
         n = self.query_features.history_length
         if history is None:
@@ -95,7 +102,7 @@ class Recommender:
         return feats
 
     def query_embedding(self, user_id, timestamp=None, history: Optional[Sequence[str]] = None, attributes=None):
-        """One query vector. Defaults: now, the user's known history, their known attributes."""
+        """One query vector. Defaults: `default_timestamp()`, the user's known history, their known attributes."""
         feats = self.query_features_of(user_id, timestamp, history, attributes)
         return self.scorer._query_fn({k: tf.constant(v) for k, v in feats.items()}).numpy()[0]
 
