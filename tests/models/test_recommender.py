@@ -56,6 +56,7 @@ def test_a_given_history_counts_as_seen(rec):
     top = with_history["item_id"].tolist()
     out = r.recommend("brand-new-user", k=10, history=history)
     assert len(out) == 10 and not set(out["item_id"]) & set(history)
+    pd.testing.assert_frame_equal(r.recommend("brand-new-user", k=10, history=np.array(history)), out)  # any sequence
     assert out["item_id"].tolist() == [i for i in top if i not in history][:10]  # the same order otherwise
     assert set(history) <= set(top)  # without the exclusion they are still candidates
 

@@ -110,7 +110,7 @@ class Recommender:
         mask = np.zeros(len(self.item_ids), bool)
         if exclude_seen:
             seen = self.known.loc[self.known["user_id"].astype(str) == str(user_id), "item_id"].astype(str)
-            mask |= self._index.isin(seen) | self._index.isin([str(h) for h in (history or ())])
+            mask |= self._index.isin(seen) | self._index.isin([str(h) for h in (() if history is None else history)])
         if len(exclude):
             mask |= self._index.isin([str(e) for e in exclude])
         if include is not None:
