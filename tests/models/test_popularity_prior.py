@@ -162,3 +162,24 @@ def test_a_recommender_follows_the_model_and_an_old_scorer_says_it_is_stale(worl
     assert after["item_id"].tolist() == want.index.tolist()
     np.testing.assert_allclose(after["score"].to_numpy(), want.to_numpy(), rtol=1e-5)
     assert after["item_id"].tolist() != before["item_id"].tolist()  # the prior (w 4) did move the list
+
+
+def test_observe_counts_new_interactions_in_the_prior(world):
+    """After `Recommender.observe`, the prior counts the observed interactions (weight and window
+    kept): checked against a pandas count over everything known, as in the first test."""
+    from tfrec.models.recommender import Recommender
+
+    data, split, cat, text, qf = world
+    model = seeded_hybrid(world, popularity_prior=(0.0, 2.0))
+    model.set_popularity_prior(split.train, 2.0, 3)
+    rec = Recommender(model, qf, data.items, text, split.train)
+    t = int(split.train["timestamp"].max())
+    new = pd.DataFrame({"user_id": ["u1", "u2", "u3"], "item_id": ["i5", "i5", "i7"], "timestamp": [t + 5, t + DAY, t + 2 * DAY]})
+    rec.observe(new)
+    ids = np.asarray(cat.item_ids).astype(str)
+    got = rec.item_embeddings[:, -1] / model.temperature  # the prior's coordinate, as the recommender scores it
+    want = 2.0 * np.log1p(_naive_counts(pd.concat([split.train, new]), 3, ids))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert model.popularity_prior == (2.0, 3)
+    rec.observe(pd.DataFrame({"user_id": ["u1"], "item_id": ["i9"], "timestamp": [t + 3 * DAY]}), popularity=False)
+    np.testing.assert_allclose(rec.item_embeddings[:, -1] / model.temperature, want, rtol=1e-5, atol=1e-6)

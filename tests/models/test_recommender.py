@@ -95,3 +95,29 @@ def test_index_items_adds_cold_items_without_changing_existing_ones(rec):
     assert set(out.item_id) == {"new-1", "new-2"}
     with pytest.raises(DataError, match="already in the catalogue"):
         r.index_items(new)
+
+
+def test_observe_puts_new_interactions_in_histories_and_seen_items(rec):
+    """Hand-checked: after `observe`, the user's query history ends with the observed items in
+    time order, they are excluded as seen, and a new user's observed items are their history."""
+    r, data, known = rec
+    from tfrec.models.recommender import Recommender
+
+    r = Recommender(r.model, r.query_features, r.items, r.text_embeddings, known.copy())  # leave the fixture as is
+    user, t = str(known["user_id"].iloc[0]), int(known["timestamp"].max())
+    fresh = [i for i in r.recommend(user, k=20)["item_id"]][:2]  # unseen by the user, ranked high
+    n = len(r.known)
+    assert r.observe(pd.DataFrame({"user_id": [user, user, "newcomer"], "item_id": [fresh[1], fresh[0], fresh[0]],
+                                   "timestamp": [t + 20, t + 10, t + 5]})) == 3
+    assert len(r.known) == n + 3
+    hist = r.query_features_of(user, timestamp=t + 30)["history"][0]
+    assert list(hist[-2:]) == [fresh[0], fresh[1]]  # oldest first
+    assert not set(fresh) & set(r.recommend(user, k=20)["item_id"])
+    assert list(r.query_features_of("newcomer", timestamp=t + 30)["history"][0][-1:]) == [fresh[0]]
+    assert r.default_timestamp() == t + 21
+    # Bad input changes nothing.
+    with pytest.raises(DataError, match="not in the catalogue.*index_items"):
+        r.observe(pd.DataFrame({"user_id": [user], "item_id": ["no-such-item"], "timestamp": [t + 40]}))
+    with pytest.raises(DataError, match="missing \\['timestamp'\\]"):
+        r.observe(pd.DataFrame({"user_id": [user], "item_id": [fresh[0]]}))
+    assert len(r.known) == n + 3

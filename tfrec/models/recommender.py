@@ -9,6 +9,7 @@ Example:
     rec.recommend("42", k=10)                    # DataFrame: item_id, title, score
     rec.index_items(new_items_df)                # cold items: text + attributes, no retraining
     rec.recommend("42", k=10, include=new_ids)   # they are retrievable at once
+    rec.observe(new_interactions_df)             # in histories, seen items and popularity from now on
 
 With a ranker (the ranking stage), `recommend` is two-stage: the top
 `n_candidates` (default 200) of the full catalogue are retrieved, re-ranked by the
@@ -175,6 +176,45 @@ class Recommender:
             titles = self._items_by_id["title"]
             out.insert(1, "title", titles.loc[out["item_id"]].to_numpy())
         return out
+
+    def observe(self, interactions: pd.DataFrame, popularity=True) -> int:
+        """Interactions that happened since the model was trained (columns user_id, item_id,
+        timestamp; rating optional): from now on they are in their users' histories and seen
+        items, for known and new users alike. With `popularity` the retriever's popularity prior
+        (its weight and window kept) and the ranker's popularity features count them too. Nothing
+        is retrained; items must be in the catalogue (`index_items` first). Checked before
+        anything changes. Returns the number of interactions added."""
+        missing = [c for c in ("user_id", "item_id", "timestamp") if c not in interactions.columns]
+        if missing:
+            raise DataError(f"`observe` needs columns user_id, item_id and timestamp; missing {missing}.")
+        new = interactions.copy()
+        new["user_id"], new["item_id"] = new["user_id"].astype(str), new["item_id"].astype(str)
+        unknown = new.loc[~new["item_id"].isin(self.item_ids), "item_id"].unique()
+        if len(unknown):
+            raise DataError(f"`observe`: item ids {list(unknown[:5])} are not in the catalogue; add new items "
+                            "with `index_items` first.")
+        try:
+            new["timestamp"] = new["timestamp"].astype(np.int64)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"`observe`: timestamps must be Unix seconds (integers): {e}") from None
+        table = getattr(self.ranker, "popularity", None) if popularity else None
+        if table is not None and len(new):
+            last = table.first_day + table.n_days - 1
+            if int(new["timestamp"].max()) // 86400 > last or int(new["timestamp"].min()) // 86400 < table.first_day:
+                raise DataError(f"`observe`: the ranker's popularity features count days {table.first_day} to {last} "
+                                "(Unix days) and these interactions fall outside; pass `popularity=False` (histories "
+                                "and seen items still follow) or retrain on data that spans them.")
+        if "event_order" in self.known.columns and "event_order" not in new.columns:  # same-second order: after
+            new["event_order"] = int(self.known["event_order"].max()) + 1 + np.arange(len(new))  # the known ones
+        self.known = pd.concat([self.known, new[[c for c in self.known.columns if c in new.columns]]],
+                               ignore_index=True)
+        if popularity and getattr(self.model, "has_popularity_prior", False):
+            self.model.set_popularity_prior(self.known)
+        if table is not None:  # (rows observed with popularity=False beyond its days stay uncounted)
+            day = self.known["timestamp"].to_numpy(np.int64) // 86400
+            self.ranker.set_popularity(self.known[(day >= table.first_day) & (day < table.first_day + table.n_days)])
+        self._refresh()
+        return len(new)
 
     def index_items(self, new_items: pd.DataFrame, batch_size=64) -> int:
         """Adds items nobody has interacted with from their text and attributes,
