@@ -165,8 +165,9 @@ def test_a_recommender_follows_the_model_and_an_old_scorer_says_it_is_stale(worl
 
 
 def test_observe_counts_new_interactions_in_the_prior(world):
-    """After `Recommender.observe`, the prior counts the observed interactions (weight and window
-    kept): checked against a pandas count over everything known, as in the first test."""
+    """After `Recommender.observe(..., popularity=True)` the prior counts the observed interactions
+    (weight and window kept): checked against a pandas count over everything known, as in the
+    first test; without it the prior stays as it was."""
     from tfrec.models.recommender import Recommender
 
     data, split, cat, text, qf = world
@@ -175,11 +176,14 @@ def test_observe_counts_new_interactions_in_the_prior(world):
     rec = Recommender(model, qf, data.items, text, split.train)
     t = int(split.train["timestamp"].max())
     new = pd.DataFrame({"user_id": ["u1", "u2", "u3"], "item_id": ["i5", "i5", "i7"], "timestamp": [t + 5, t + DAY, t + 2 * DAY]})
-    rec.observe(new)
+    before = rec.item_embeddings[:, -1].copy()
+    rec.observe(new.head(1))  # the default: histories and seen items only, the prior as it was
+    np.testing.assert_array_equal(rec.item_embeddings[:, -1], before)
+    rec.observe(new.tail(2), popularity=True)
     ids = np.asarray(cat.item_ids).astype(str)
     got = rec.item_embeddings[:, -1] / model.temperature  # the prior's coordinate, as the recommender scores it
     want = 2.0 * np.log1p(_naive_counts(pd.concat([split.train, new]), 3, ids))
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert model.popularity_prior == (2.0, 3)
-    rec.observe(pd.DataFrame({"user_id": ["u1"], "item_id": ["i9"], "timestamp": [t + 3 * DAY]}), popularity=False)
+    rec.observe(pd.DataFrame({"user_id": ["u1"], "item_id": ["i9"], "timestamp": [t + 3 * DAY]}))
     np.testing.assert_allclose(rec.item_embeddings[:, -1] / model.temperature, want, rtol=1e-5, atol=1e-6)

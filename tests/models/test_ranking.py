@@ -313,20 +313,20 @@ def test_recommend_two_stage_with_business_rules(world):
         rec.recommend(user, where={"no_such_column": 1})
     with pytest.raises(DataError, match="needs a ranker"):
         Recommender(retrieval, qf, data.items, text, known).recommend(user, rank=True)
-    # `observe` with a ranker: its popularity features count days the data spans only; later
-    # interactions are refused up front (nothing changes) unless popularity=False.
+    # `observe(..., popularity=True)` with a ranker: its popularity features count days the data
+    # spans only; later interactions are refused up front (nothing changes), and taken without it.
     ranker.set_popularity(known)
     t = int(data.interactions["timestamp"].max())
     item = str(known.item_id.iloc[0])
     later = pd.DataFrame({"user_id": [user], "item_id": [item], "timestamp": [t + 400 * 86400]})
     n = len(rec.known)
     with pytest.raises(DataError, match="popularity features count days.*popularity=False"):
-        rec.observe(later)
+        rec.observe(later, popularity=True)
     assert len(rec.known) == n
-    assert rec.observe(later, popularity=False) == 1 and len(rec.known) == n + 1
+    assert rec.observe(later) == 1 and len(rec.known) == n + 1
     inside = pd.DataFrame({"user_id": [user], "item_id": [item], "timestamp": [t]})
     before = ranker.popularity.cumulative.numpy().copy()
-    rec.observe(inside)  # within the table's days: counted
+    rec.observe(inside, popularity=True)  # within the table's days: counted
     assert ranker.popularity.cumulative.numpy().sum() > before.sum()
 
 

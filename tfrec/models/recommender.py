@@ -9,7 +9,7 @@ Example:
     rec.recommend("42", k=10)                    # DataFrame: item_id, title, score
     rec.index_items(new_items_df)                # cold items: text + attributes, no retraining
     rec.recommend("42", k=10, include=new_ids)   # they are retrievable at once
-    rec.observe(new_interactions_df)             # in histories, seen items and popularity from now on
+    rec.observe(new_interactions_df)             # in histories and seen items from now on
 
 With a ranker (the ranking stage), `recommend` is two-stage: the top
 `n_candidates` (default 200) of the full catalogue are retrieved, re-ranked by the
@@ -177,13 +177,17 @@ class Recommender:
             out.insert(1, "title", titles.loc[out["item_id"]].to_numpy())
         return out
 
-    def observe(self, interactions: pd.DataFrame, popularity=True) -> int:
+    def observe(self, interactions: pd.DataFrame, popularity=False) -> int:
         """Interactions that happened since the model was trained (columns user_id, item_id,
         timestamp; rating optional): from now on they are in their users' histories and seen
-        items, for known and new users alike. With `popularity` the retriever's popularity prior
-        (its weight and window kept) and the ranker's popularity features count them too. Nothing
-        is retrained; items must be in the catalogue (`index_items` first). Checked before
-        anything changes. Returns the number of interactions added."""
+        items, for known and new users alike. Nothing is retrained; items must be in the
+        catalogue (`index_items` first). Checked before anything changes. Returns the number of
+        interactions added.
+
+        `popularity=True`: the retriever's popularity prior (weight and window kept) and the
+        ranker's popularity features count them too. Pass it with *everything* that happened
+        since: the prior's window ends at the newest known interaction, so one user's later
+        events alone would move it past days the recommender knows nothing of."""
         missing = [c for c in ("user_id", "item_id", "timestamp") if c not in interactions.columns]
         if missing:
             raise DataError(f"`observe` needs columns user_id, item_id and timestamp; missing {missing}.")
