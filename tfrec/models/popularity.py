@@ -60,13 +60,18 @@ class ItemPopularity(tf.keras.layers.Layer):
         self.known_rows = self.add_weight(name="known_rows", shape=(), initializer="zeros", trainable=False)
         super().build(input_shape)
 
+    def covers(self, timestamps) -> np.ndarray:
+        """bool per Unix timestamp: whether its day is one of the table's (only those can be counted)."""
+        days = np.asarray(timestamps, np.int64) // DAY - self.first_day
+        return (days >= 0) & (days < self.n_days)
+
     def set_counts(self, interactions):
         """Fills the table from `interactions` (columns item_id, timestamp): what the
         model knows from now on."""
         if not self.built:
             self.build()
         days = np.asarray(interactions["timestamp"], np.int64) // DAY - self.first_day
-        if len(days) and (days.min() < 0 or days.max() >= self.n_days):
+        if not self.covers(interactions["timestamp"]).all():
             raise ConfigError(f"Interactions from day {days.min() + self.first_day} to {days.max() + self.first_day} "
                               f"fall outside the popularity table's days {self.first_day}.."
                               f"{self.first_day + self.n_days - 1}; build it over the whole data's time range.")

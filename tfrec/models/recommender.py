@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tfrec.data.history import EVENT_ORDER
 from tfrec.errors import DataError
 from tfrec.models.catalogue_lookup import column_values
 from tfrec.models.scoring import newest
@@ -202,21 +203,19 @@ class Recommender:
         except (TypeError, ValueError) as e:
             raise DataError(f"`observe`: timestamps must be Unix seconds (integers): {e}") from None
         table = getattr(self.ranker, "popularity", None) if popularity else None
-        if table is not None and len(new):
+        if table is not None and not table.covers(new["timestamp"]).all():
             last = table.first_day + table.n_days - 1
-            if int(new["timestamp"].max()) // 86400 > last or int(new["timestamp"].min()) // 86400 < table.first_day:
-                raise DataError(f"`observe`: the ranker's popularity features count days {table.first_day} to {last} "
-                                "(Unix days) and these interactions fall outside; pass `popularity=False` (histories "
-                                "and seen items still follow) or retrain on data that spans them.")
-        if "event_order" in self.known.columns and "event_order" not in new.columns:  # same-second order: after
-            new["event_order"] = int(self.known["event_order"].max()) + 1 + np.arange(len(new))  # the known ones
+            raise DataError(f"`observe`: the ranker's popularity features count days {table.first_day} to {last} "
+                            "(Unix days) and these interactions fall outside; pass `popularity=False` (histories "
+                            "and seen items still follow) or retrain on data that spans them.")
+        if EVENT_ORDER in self.known.columns and EVENT_ORDER not in new.columns:  # same-second order: after
+            new[EVENT_ORDER] = int(self.known[EVENT_ORDER].max()) + 1 + np.arange(len(new))  # the known ones
         self.known = pd.concat([self.known, new[[c for c in self.known.columns if c in new.columns]]],
                                ignore_index=True)
         if popularity and getattr(self.model, "has_popularity_prior", False):
             self.model.set_popularity_prior(self.known)
         if table is not None:  # (rows observed with popularity=False beyond its days stay uncounted)
-            day = self.known["timestamp"].to_numpy(np.int64) // 86400
-            self.ranker.set_popularity(self.known[(day >= table.first_day) & (day < table.first_day + table.n_days)])
+            self.ranker.set_popularity(self.known[table.covers(self.known["timestamp"])])
         self._refresh()
         return len(new)
 
