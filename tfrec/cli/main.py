@@ -4,6 +4,7 @@
     tfrec evaluate --protocol NAME|all [--config FILE] [--data PATH] [--eval.baselines=...]
     tfrec export --run RUN_DIR [--version N] [--export.key=value ...]
     tfrec explain --run RUN_DIR --user ID [--k 5] [--item ID] [--json]
+    tfrec recommend --run RUN_DIR --user ID [--k 10] [--history IDS] [--exclude IDS] [--where COL=V,...] [--json]
     tfrec info [--data PATH]
     tfrec data-service dispatcher --port 5050 [--work-dir DIR]
     tfrec data-service worker --dispatcher HOST:5050 --port 5051
@@ -47,6 +48,22 @@ def _parser():
     xp.add_argument("--timestamp", type=int,
                     help="request time, Unix seconds (default: 1 s after the run's last known interaction)")
     xp.add_argument("--json", action="store_true", help="print the explanations' JSON form")
+    rc = sub.add_parser("recommend", help="a finished run's recommendations for a user, with business rules")
+    rc.add_argument("--run", required=True, help="run folder written by `tfrec run` (hybrid model)")
+    rc.add_argument("--user", required=True, help="user id (known or not: history and attributes suffice)")
+    rc.add_argument("--k", type=int, default=10, help="how many items (default 10)")
+    rc.add_argument("--timestamp", type=int,
+                    help="request time, Unix seconds (default: 1 s after the run's last known interaction)")
+    rc.add_argument("--history", help="comma-separated item ids, oldest first (default: the user's known history)")
+    rc.add_argument("--attribute", action="append", metavar="NAME=VALUE",
+                    help="a user attribute, e.g. age=31 or gender=F (repeatable; default: the known ones)")
+    rc.add_argument("--exclude", help="comma-separated item ids never to return")
+    rc.add_argument("--where", action="append", metavar="COLUMN=V1,V2",
+                    help="keep items whose COLUMN has one of these values (repeatable), e.g. genres=Comedy,Romance")
+    rc.add_argument("--max-per-category", metavar="COLUMN:CAP", help="at most CAP items per value, e.g. genres:3")
+    rc.add_argument("--retrieval-only", action="store_true", help="skip the ranker even if the run has one")
+    rc.add_argument("--keep-seen", action="store_true", help="allow items the user already interacted with")
+    rc.add_argument("--json", action="store_true", help="print the list as JSON records")
     i = sub.add_parser("info", help="summarise a data set (counts, time range, density)")
     i.add_argument("--data", help="as for `run`")
     ds = sub.add_parser("data-service", help="run a tf.data service dispatcher or worker (for --train.data_service)")
@@ -59,7 +76,10 @@ def _parser():
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    args, rest = _parser().parse_known_args(argv)
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command in ("explain", "recommend"):  # no config overrides there: a typo, not a setting
+        parser.error(f"unrecognized arguments for `{args.command}`: {' '.join(rest)}")
     try:
         from tfrec.config import load_config
 
@@ -83,6 +103,13 @@ def main(argv=None):
             from tfrec.cli.explain import explain_run
 
             explain_run(args.run, args.user, k=args.k, item=args.item, as_json=args.json, timestamp=args.timestamp)
+        elif args.command == "recommend":
+            from tfrec.cli.recommend import recommend_run
+
+            recommend_run(args.run, args.user, k=args.k, timestamp=args.timestamp, history=args.history,
+                          attributes=args.attribute, exclude=args.exclude, where=args.where,
+                          max_per_category=args.max_per_category, retrieval_only=args.retrieval_only,
+                          keep_seen=args.keep_seen, as_json=args.json)
         elif args.command == "data-service":
             from tfrec.data.service import serve
 
