@@ -51,15 +51,13 @@ def explain_loaded(loaded, user, k=5, item=None, as_json=False, timestamp=None, 
     """Explains for an object with `.recommender` and `.split` (a `LoadedRun` or a `RunResult`).
 
     `timestamp` defaults to one second after the last interaction the run knows (train +
-    validation), not "now": the time features of a model trained on old data would
+    validation; `Recommender.default_timestamp`, the Explainer's own default), not "now": the time features of a model trained on old data would
     extrapolate far outside their training range and dominate the score.
     """
     from tfrec.explain.explainer import Explainer
 
     if getattr(loaded, "recommender", None) is None:
         raise DataError("`tfrec explain` needs a hybrid run (model.kind=hybrid): this run has no Recommender.")
-    if timestamp is None:
-        timestamp = loaded.recommender.default_timestamp()
     explainer = Explainer(loaded.recommender, loaded.split.train)
     if item is not None:
         explanations = [explainer.explain(user, item, k_history=k_history, timestamp=timestamp)]

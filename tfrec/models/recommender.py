@@ -23,7 +23,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from tfrec.data.history import EVENT_ORDER
 from tfrec.errors import DataError
@@ -70,8 +69,7 @@ class Recommender:
         """Items without a trained id (held out, or added by `index_items`) also score by their
         text's match with the user's whole history (`tfrec.models.text_profile`; weight 0: off),
         and this recommender's index follows. Nothing is retrained."""
-        self.model.set_text_profile(weight, length, shrinkage)
-        self._refresh()
+        self.model.set_text_profile(weight, length, shrinkage)  # `scorer` rebuilds at its next use
         return self
 
     def default_timestamp(self) -> int:
@@ -105,8 +103,7 @@ class Recommender:
 
     def query_embedding(self, user_id, timestamp=None, history: Optional[Sequence[str]] = None, attributes=None):
         """One query vector. Defaults: `default_timestamp()`, the user's known history, their known attributes."""
-        feats = self.query_features_of(user_id, timestamp, history, attributes)
-        return self.scorer._query_fn({k: tf.constant(v) for k, v in feats.items()}).numpy()[0]
+        return self.scorer._embed(self.query_features_of(user_id, timestamp, history, attributes))[0]
 
     def _mask(self, user_id, exclude_seen, exclude, include, where, history=None):
         mask = np.zeros(len(self.item_ids), bool)
@@ -155,8 +152,7 @@ class Recommender:
             raise DataError("`rank=True` needs a ranker; train with `ranking.enabled=true`.")
         feats = self.query_features_of(user_id, timestamp, history, attributes)
         scorer = self.scorer
-        q = scorer._query_fn({k_: tf.constant(v) for k_, v in feats.items()}).numpy()[0]
-        scores = scorer.penalise((scorer.item_embeddings @ q)[None, :], feats["history"])[0]  # (I,)
+        scores = scorer.penalise(scorer._embed(feats) @ scorer.item_embeddings.T, feats["history"])[0]  # (I,)
         mask = self._mask(user_id, exclude_seen, exclude, include, where, history)
         masked = np.where(mask, -np.inf, scores)
         available = int((~mask).sum())
