@@ -92,6 +92,7 @@ class ModelConfig:
     id_dropout: float = 0.2
     user_id_dropout: float = 0.1
     num_random_negatives: int = 0
+    history_refresh: int = 10  # training: history vectors from a table refreshed every N steps, no gradient; 0 = off
     history_negatives: float = 0.0  # weight of the "own history items are negatives" loss
     content_loss_weight: float = 0.0  # content-only retrieval loss (candidate ids -> OOV, as cold items); 0 = off
     # Query-time popularity prior (hybrid): score + w * log(1 + the item's interactions in the last N days), the
@@ -119,9 +120,9 @@ class ModelConfig:
         for name in ("id_dropout", "user_id_dropout"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"`model.{name}` must be in [0, 1], got {getattr(self, name)}.")
-        _check_at_least("model", self, ["num_random_negatives", "history_negatives", "content_loss_weight",
-                                        "cold_neighbours", "text_profile", "text_profile_shrinkage"], 0,
-                        note=" (0 = off)")
+        _check_at_least("model", self, ["num_random_negatives", "history_negatives", "history_refresh",
+                                        "content_loss_weight", "cold_neighbours", "text_profile"], 0, note=" (0 = off)")
+        _check_at_least("model", self, ["text_profile_shrinkage"], 0)
         if self.content_loss_weight > 0 and not self.use_id:
             raise ConfigError("`model.content_loss_weight` > 0 needs `model.use_id=true`: without ids the main loss "
                               "is already content-only. Set `model.content_loss_weight=0`.")

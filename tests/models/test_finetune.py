@@ -91,6 +91,7 @@ def test_frozen_mode_is_the_cached_embedding_model(small):
         model = _build(small, finetune)
         assert model.item_tower.text_encoder is None
         assert "text_embedding" in model.lookup.column_names and "text" not in model.lookup.column_names
+        assert model._history_table is not None  # cached text: the history reads the table (history_refresh)
         losses.append(float(model.compute_loss(batch)))
     assert losses[0] == losses[1]
 
@@ -98,6 +99,7 @@ def test_frozen_mode_is_the_cached_embedding_model(small):
 def test_the_per_batch_bert_runs_on_distinct_items_only(small, monkeypatch):
     data, cat, qf, feats, text = small
     model = _build(small, "top_n")
+    assert model._history_table is None  # a table refresh would run BERT over the whole catalogue
     rows = []
     original = BertTextEncoder.call
 

@@ -68,7 +68,9 @@ def build_hybrid(model_cfg, catalogue, items, text_embeddings, query_features, t
     `text_cfg` (a `TextConfig`) selects the fine-tuning mode: with `finetune` top_n or
     full the item tower holds a trainable BERT that encodes each item's template text
     (stored in the catalogue lookup) for the distinct items of every batch, and
-    `text_embeddings` are not used; frozen (or None) reads the cached embeddings.
+    `text_embeddings` are not used, and the history encoder trains on the tower's pass over
+    each batch's history items (`model.history_refresh` is ignored); frozen (or None)
+    reads the cached embeddings.
     """
     from tfrec.models.catalogue_lookup import CatalogueLookup
     from tfrec.models.hybrid import HybridRetrieval
@@ -109,4 +111,6 @@ def build_hybrid(model_cfg, catalogue, items, text_embeddings, query_features, t
                            history_negatives=model_cfg.history_negatives, seed=seed,
                            content_loss_weight=model_cfg.content_loss_weight,
                            popularity_prior=max(model_cfg.popularity_prior) > 0,
-                           repeat_penalty=model_cfg.repeat_penalty, content_prior=model_cfg.content_prior)
+                           repeat_penalty=model_cfg.repeat_penalty, content_prior=model_cfg.content_prior,
+                           # A fine-tuned BERT would re-encode the whole catalogue at each refresh.
+                           history_refresh=0 if text_encoder is not None else model_cfg.history_refresh)

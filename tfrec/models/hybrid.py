@@ -3,9 +3,10 @@
 
 Retrieving O(thousands) of candidates from the whole catalogue needs one dot
 product per item, so both towers map into one space. The item tower runs once
-per *distinct* item of a batch (candidates and history items together) and the
-results are gathered back: on ML-100K a batch of 1,024 examples with histories
-of 20 touches at most the 1,682 catalogue items instead of 21,504 rows.
+per *distinct* candidate of a batch and the results are gathered back. In training
+the history encoder reads the same tower's vectors from a table refreshed every
+`history_refresh` steps, without gradient (`tfrec.models.history_table`); with 0 the
+history items join the candidates' pass (as history negatives and the repeat penalty need).
 
 Text: frozen (default) reads each item's cached BERT embedding from the
 catalogue lookup; with a fine-tuned encoder in the item tower (`text.finetune`
@@ -65,11 +66,15 @@ class HybridRetrieval(tfrs.Model):
             history (`tfrec.models.repeat`).
         content_prior: the prior of items without interactions is predicted from their
             content (`tfrec.models.content_prior`); without it, 0.
+        history_refresh: K > 0: in training the history encoder reads the item tower's
+            vectors from a table refreshed every K steps, without gradient
+            (`tfrec.models.history_table`); 0: the tower on each batch's history items.
     """
 
     def __init__(self, lookup, item_tower, query_tower, item_log_probability=None, temperature=0.05,
                  remove_accidental_hits=True, num_random_negatives=0, history_negatives=0.0, seed=0,
-                 content_loss_weight=0.0, popularity_prior=False, repeat_penalty=False, content_prior=False, **kwargs):
+                 content_loss_weight=0.0, popularity_prior=False, repeat_penalty=False, content_prior=False,
+                 history_refresh=0, **kwargs):
         super().__init__(**kwargs)
         self._repeat_raw = (self.add_weight(name="repeat_penalty", shape=(), initializer=tf.constant_initializer(-3.0))
                             if repeat_penalty else None)
@@ -106,6 +111,15 @@ class HybridRetrieval(tfrs.Model):
         self._negative_pool = tf.constant(list(item_tower.item_vocabulary) or lookup.item_ids)
         # Keras reports the LAST batch's loss as `loss`; this is the epoch mean.
         self.loss_tracker = tf.keras.metrics.Mean(name="mean_batch_loss")
+        self.history_refresh = int(history_refresh)
+        if self.history_refresh < 0:
+            raise ValueError(f"`history_refresh` must be >= 0 (0 = off), got {history_refresh}.")
+        history_table = None
+        if self.history_refresh and query_tower.use_history:
+            from tfrec.models.history_table import HistoryTable
+
+            history_table = HistoryTable(self, self.history_refresh)
+        self.__dict__["_history_table"] = history_table  # a cache: not tracked, so not saved
 
     @property
     def repeat_penalty(self):
@@ -243,9 +257,12 @@ class HybridRetrieval(tfrs.Model):
         hist_valid = tf.not_equal(history, padding)
         batch = tf.shape(cand_key)[0]
         n_hist = tf.size(history)
-        # History items only enter the loss through the history encoder or the
-        # history-negative loss; without both, the tower never sees them.
-        need_history = self.query_tower.use_history or self.history_negatives > 0 or self._repeat_raw is not None
+        # The history encoder reads the history table in training (`history_refresh`), else
+        # the tower's pass over the history items; history negatives and the repeat penalty
+        # need the history items in that pass.
+        table = self._history_table if training else None
+        need_history = self.history_negatives > 0 or self._repeat_raw is not None or (
+            self.query_tower.use_history and table is None)
         all_keys = [cand_key]
         if need_history:
             all_keys.append(tf.reshape(history, [-1]))
@@ -270,13 +287,21 @@ class HybridRetrieval(tfrs.Model):
         # [batch * (N + 1), d] tensor (StridedSliceGrad, ~8 ms a step at 1,024 x 20).
         cand_idx = idx[:batch]  # (batch,) same item <=> same index
         hist = None
-        if need_history and self._pooled_history:
+        if self.history_negatives > 0 or (table is None and need_history and not self._pooled_history):
+            hist = tf.reshape(tf.gather(unique_emb, idx[batch:batch + n_hist]),
+                              tf.concat([tf.shape(history), [d]], axis=0))  # (batch, N, d)
+        if table is not None:  # (n_items + 1, d), no gradient; history as catalogue rows
+            hist_rows = history if rows else self.lookup.table.lookup(history)
+            if self.query_tower.sequence == "mean":
+                query = self._query_from_pooled_history(features, table(), tf.reshape(hist_rows, [-1]), hist_valid,
+                                                        training)
+            else:
+                query = self.query_vector(features, training=training, history_vectors=tf.gather(table(), hist_rows),
+                                          history_mask=hist_valid)
+        elif need_history and self._pooled_history:
             query = self._query_from_pooled_history(features, unique_emb, idx[batch:batch + n_hist], hist_valid,
                                                     training)
         else:
-            if need_history:
-                hist = tf.reshape(tf.gather(unique_emb, idx[batch:batch + n_hist]),
-                                  tf.concat([tf.shape(history), [d]], axis=0))  # (batch, N, d)
             query = self.query_vector(features, training=training, history_vectors=hist,
                                       history_mask=hist_valid)  # (batch, d)
         log_prob_unique = None
