@@ -70,6 +70,11 @@ VARIANTS = {  # the first six fixed before any number; dropout_0.8, dropout_1.0 
                               "--model.text_profile_shrinkage=0"],
     "text_profile": ["--model.content_loss_weight=0.0", "--model.text_profile=0.5",
                      "--model.text_profile_shrinkage=40"],
+    # Session 18: the text profile with the history encoder trained through the item tower's own pass (0, as
+    # every row above) and through the table refreshed every 10 steps (`model.history_refresh`, the default since)
+    **{f"text_profile_refresh{k}": ["--model.content_loss_weight=0.0", "--model.text_profile=0.5",
+                                    "--model.text_profile_shrinkage=40", f"--model.history_refresh={k}"]
+       for k in (0, 10)},
 }
 OUT = ROOT / "bench" / "results" / "cold_start_ml100k.json"
 

@@ -94,6 +94,13 @@ VARIANTS = {
        for tag, extra in {"d128": ["--model.embedding_dim=128"], "d256": ["--model.embedding_dim=256"],
                           "lr0.001_e40": ["--train.learning_rate=0.001", "--train.epochs=40"]}.items()
        for seed_tag, seed in (("", []), ("_seed1", ["--train.seed=1"]))},
+    # Session 18 (validation_session18): the chosen setting with the history encoder reading the item tower
+    # through the table refreshed every 10 steps (`model.history_refresh`, the default since) or through the
+    # tower's own pass with gradient (0, as every row above was trained), two seeds each.
+    **{f"profile_h200_t0.2_b4096_refresh{k}{seed_tag}": [
+        "--eval.query_history=profile", "--data.history_length=200", "--model.temperature=0.2",
+        "--train.batch_size=4096", f"--model.history_refresh={k}", *seed]
+       for k in (0, 10) for seed_tag, seed in (("", []), ("_seed1", ["--train.seed=1"]))},
 }
 # For reference only (not produced here): bench/results/baselines_ml100k.json and RecBole's quick start.
 ANCHORS = {"EASE (tfrec baseline, same split)": {"ndcg@10": 0.336, "recall@10": 0.274},

@@ -40,6 +40,11 @@ VARIANTS = {
     "gru_repeat_penalty": ["--model.sequence=gru", "--model.repeat_penalty=true"],
     "gru_h50_repeat_penalty": ["--model.sequence=gru", "--data.history_length=50", "--model.repeat_penalty=true"],
     "gru_h100_repeat_penalty": ["--model.sequence=gru", "--data.history_length=100", "--model.repeat_penalty=true"],
+    # Session 18: the chosen setting with the history encoder reading the item tower through the table refreshed
+    # every 10 steps (`model.history_refresh`, the default since), and through its own pass (0, as every row above).
+    **{f"gru_h100_repeat_penalty_refresh{k}": ["--model.sequence=gru", "--data.history_length=100",
+                                               "--model.repeat_penalty=true", f"--model.history_refresh={k}"]
+       for k in (0, 10)},
 }
 TEST_METRICS = ("ndcg@10", "hit_rate@10", "mrr@10")
 

@@ -14,6 +14,10 @@ Models (embedding size 64 everywhere):
   hybrid_full           `build_hybrid(ModelConfig(), ...)` as `tfrec run` trains it (Adam 3e-3),
                         with cached text = a [n_items, 384] lookup table (random values by
                         default: a table lookup costs the same whatever it holds);
+  hybrid_history_pass   hybrid_full with `model.history_refresh=0`: the history encoder's input
+                        through the item tower's pass over each batch's history items, with
+                        gradient, as every hybrid trained before session 18 (the default reads
+                        a table of the tower's vectors refreshed every 10 steps);
   hybrid_<ablation>     the same with parts switched off through `ModelConfig`, to show
                         where the time goes;
   hybrid_string_ids     hybrid_full fed item ids as strings (`item_id`, `history`), as before
@@ -59,6 +63,7 @@ TARGET_RATIO = 1.5
 
 ABLATIONS = {  # name -> ModelConfig overrides
     "hybrid_full": {},
+    "hybrid_history_pass": {"history_refresh": 0},  # the history through the tower's pass, as before session 18
     "hybrid_no_history": {"use_history": False},
     "hybrid_no_text": {"use_text": False},
     "hybrid_no_accidental_hits": {"remove_accidental_hits": False},
@@ -396,6 +401,11 @@ def main(argv=None):
                     "speedup_hybrid_full_vs_previous": round(previous / full, 2),
                     "speedup_catalogue_rows_vs_string_ids": round(
                         variants["hybrid_string_ids"]["seconds_per_epoch"] / full, 2),
+                    **({"ratio_hybrid_history_pass_to_tutorial": round(
+                        variants["hybrid_history_pass"]["seconds_per_epoch"] / tutorial, 2),
+                        "speedup_history_table_vs_pass": round(
+                            variants["hybrid_history_pass"]["seconds_per_epoch"] / full, 2)}
+                       if "hybrid_history_pass" in variants else {}),
                     "target_ratio_max": TARGET_RATIO, "target_met": full / tutorial <= TARGET_RATIO},
         "breakdown_vs_hybrid_full": breakdown,
         "exactness_check": check,
@@ -417,6 +427,11 @@ def main(argv=None):
                   "TensorFlow's single-threaded sparse softmax cross-entropy kernel: the same loss to 1e-7, "
                   "1.05x per best epoch and 1.00x per median step in one run, not worth the changed rounding "
                   "(it moved make demo's trained model: hybrid NDCG@10 0.3753 -> 0.3696, within the seed spread).",
+                  "Session 18: `model.history_refresh` (default 10): in training the history encoder reads the "
+                  "item tower's vectors from a table of the whole catalogue refreshed every 10 steps, without "
+                  "gradient, instead of the tower's pass (with gradient) over each batch's distinct history items; "
+                  "hybrid_history_pass is the model with 0, the step as it was. Not an exact rewrite: chosen on "
+                  "validation (bench/history_refresh.py).",
                   "profile op times are summed over the executor threads (2 cores), so they exceed wall time, "
                   "and include time an op waited for a core taken by another process.",
                   "tf.data autotune quirk: destroying an iterator of make_dataset's pipeline waits for the "
