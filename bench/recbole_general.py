@@ -100,7 +100,8 @@ VARIANTS = {
     **{f"profile_h200_t0.2_b4096_refresh{k}{seed_tag}": [
         "--eval.query_history=profile", "--data.history_length=200", "--model.temperature=0.2",
         "--train.batch_size=4096", f"--model.history_refresh={k}", *seed]
-       for k in (0, 10) for seed_tag, seed in (("", []), ("_seed1", ["--train.seed=1"]))},
+       for k in (0, 10) for seed_tag, seed in (("", []), ("_seed1", ["--train.seed=1"]), ("_seed2", ["--train.seed=2"]),
+                                               ("_seed3", ["--train.seed=3"]))},
 }
 # For reference only (not produced here): bench/results/baselines_ml100k.json and RecBole's quick start.
 ANCHORS = {"EASE (tfrec baseline, same split)": {"ndcg@10": 0.336, "recall@10": 0.274},
