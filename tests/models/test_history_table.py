@@ -51,12 +51,16 @@ def test_the_table_is_every_items_tower_vector_refreshed_every_k_steps(world):
     np.testing.assert_allclose(table().numpy(), moved, rtol=1e-5, atol=1e-6)  # step 3: refreshed
 
 
-@pytest.mark.parametrize("sequence", ["mean", "gru"])
-def test_a_fresh_table_gives_the_loss_of_the_towers_own_pass(world, sequence):
+@pytest.mark.parametrize("sequence,as_rows", [("mean", False), ("gru", False), ("mean", True), ("gru", True)])
+def test_a_fresh_table_gives_the_loss_of_the_towers_own_pass(world, sequence, as_rows):
     # Without dropout the tower's training and inference outputs agree, so at step 0 (the
-    # table just filled) the table path's loss equals the per-batch pass's.
+    # table just filled) the table path's loss equals the per-batch pass's, for batches
+    # of string ids and of catalogue rows (as `tfrec run` feeds them).
+    from tfrec.models.hybrid import catalogue_rows
+
     kw = dict(sequence=sequence, id_dropout=0.0, user_id_dropout=0.0)
-    batch = _tensors(_batch(world))
+    feats = _batch(world)
+    batch = _tensors(catalogue_rows(feats, world[2].item_ids) if as_rows else feats)
     want = float(seeded_hybrid(world, history_refresh=0, **kw).compute_loss(batch, training=True))
     got = float(seeded_hybrid(world, history_refresh=5, **kw).compute_loss(batch, training=True))
     assert got == pytest.approx(want, rel=1e-5)

@@ -2,19 +2,20 @@
 
 The query tower reads the user's recent items through the *same* item tower as the
 candidates. Run on each batch's history items with their gradient (the way this
-model trained until session 18), that pass costs about as much as the rest of the step
-put together: a batch of 1,024 queries with 20 history items each touches ~1,500
-distinct items on ML-100K, against ~700 distinct candidates.
+model trained until session 18), that pass was about a third of the training step:
+a batch of 1,024 queries with 20 history items each touches ~1,500 distinct items on
+ML-100K, against ~700 distinct candidates.
 
 With `history_refresh` = K > 0, the history's vectors come instead from a table of
 every catalogue item's tower vector (inference mode: no id dropout), recomputed every
 K training steps and read without gradient: the item tower learns from the candidate
 role only, the query tower learns to read the item space as it is. Serving is not
 affected: `query_vector` encodes a history through the current tower, which the table
-equals after its last refresh. Measured on ML-100K (temporal split, validation, three
-training seeds each; docs/retrieval_results.md, session 18): NDCG@10 with the
-popularity prior 0.3649 (gradient path) against 0.3716 (K = 10), and the training
-epoch 1.6x shorter.
+equals after its last refresh. Measured on ML-100K (docs/retrieval_results.md, session
+18): temporal validation NDCG@10 with the popularity prior 0.3649 (gradient path)
+against 0.3716 (K = 10, three training seeds each), test 0.372 against 0.377, and an
+epoch 1.35x shorter (bench/train_throughput.py); on test it lost under recbole_general
+and on held-out cold items.
 
 The table is a cache, not a weight: it is not tracked (so neither checkpointed nor
 exported) and each process starts by filling it. Under a distribution strategy each
@@ -28,7 +29,8 @@ CHUNK = 32768  # catalogue rows per tower call when the table is refreshed
 class HistoryTable:
     """`model`: a `HybridRetrieval`; `refresh_steps`: K. Call it in a training step to
     get the (n_items + 1, d) table, refreshed first if K steps have passed; the last
-    row (the catalogue lookup's unknown row, the history's padding) is zeros."""
+    row (the catalogue lookup's unknown row: the history's padding, and ids outside the
+    catalogue, which the tower's own pass would embed from the OOV id) is zeros."""
 
     def __init__(self, model, refresh_steps):
         self.model = model
