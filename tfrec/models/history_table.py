@@ -14,8 +14,8 @@ affected: `query_vector` encodes a history through the current tower, which the 
 equals after its last refresh. Measured on ML-100K (docs/retrieval_results.md, session
 18): temporal validation NDCG@10 with the popularity prior 0.3649 (gradient path)
 against 0.3716 (K = 10, three training seeds each), test 0.372 against 0.377, and an
-epoch 1.35x shorter (bench/train_throughput.py); on test it lost under recbole_general
-and on held-out cold items.
+epoch 1.35x shorter (bench/train_throughput.py); on test it lost under the random-split
+protocols (recbole_general, tfrs_tutorial) and on held-out cold items.
 
 The table is a cache, not a weight: it is not tracked (so neither checkpointed nor
 exported) and each process starts by filling it. Under a distribution strategy each
