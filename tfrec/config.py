@@ -154,8 +154,7 @@ class TrainConfig:
     resume: bool = True  # a restarted run with the same config continues after its last finished epoch
     # multi_worker: a collective waiting this long on a lost peer fails the job (then restart it to resume).
     collective_timeout_s: float = 300.0
-    # "grpc://HOST:PORT" of a tf.data service dispatcher: preprocessing runs on its workers
-    # (`tfrec data-service dispatcher|worker`); None: in this process.
+    # "grpc://HOST:PORT" of a tf.data service dispatcher (`tfrec data-service dispatcher|worker`); None: this process.
     data_service: Optional[str] = None
 
     def __post_init__(self):

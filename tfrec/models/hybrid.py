@@ -41,6 +41,7 @@ import tensorflow_recommenders as tfrs
 
 from tfrec.models.catalogue_lookup import catalogue_rows  # noqa: F401  (imported from here by callers)
 from tfrec.models.content_prior import ContentPrior, recent_counts  # noqa: F401  (recent_counts: likewise)
+from tfrec.models.history_table import HistoryTable
 from tfrec.models.losses import LOG_MIN_PROB, in_batch_softmax_loss
 from tfrec.models.repeat import penalty_from_raw, seen_indicator
 
@@ -114,12 +115,9 @@ class HybridRetrieval(tfrs.Model):
         self.history_refresh = int(history_refresh)
         if self.history_refresh < 0:
             raise ValueError(f"`history_refresh` must be >= 0 (0 = off), got {history_refresh}.")
-        history_table = None
-        if self.history_refresh and query_tower.use_history:
-            from tfrec.models.history_table import HistoryTable
-
-            history_table = HistoryTable(self, self.history_refresh)
-        self.__dict__["_history_table"] = history_table  # a cache: not tracked, so not saved
+        # A cache, not a weight: set past Keras's attribute tracking, so neither checkpointed nor exported.
+        self.__dict__["_history_table"] = (HistoryTable(self, self.history_refresh)
+                                           if self.history_refresh and query_tower.use_history else None)
 
     @property
     def repeat_penalty(self):
