@@ -4,13 +4,16 @@
 
 mode: "multi_worker" (cluster from TF_CONFIG, one CPU device per process) or
 "mirrored" (MirroredStrategy over `devices` logical CPU devices in this process).
-Trains the id two-tower on a small synthetic data set through
-`tfrec.training.trainer.train`, then writes its trainable weights to `out`.
+Trains the id two-tower (or, with "model": "hybrid", a small hybrid whose history
+encoder reads the item tower's table, `model.history_refresh`) on a small synthetic data
+set through `tfrec.training.trainer.train`, then writes its trainable weights to `out`
+(the hybrid also its history table, as the key "table").
 With env TFREC_TEST_KILL_AT_EPOCH=k, worker 1 dies (os._exit) when epoch k begins,
 after epoch k's checkpoint. Exit code 3: a WorkerLostError (message on stderr).
 """
 import json
 import os
+import pathlib
 import sys
 import time
 
@@ -60,33 +63,59 @@ def features(n_rows, n_users=60, n_items=40, seed=7):
             "item_id": ia["item_id"].astype(str).to_numpy(dtype=object)}
 
 
+def hybrid_parts(args):
+    """(model_fn, dataset) of a hybrid (ids, random text, attributes, time, a 4-item
+    history read from the table refreshed every 2 steps) on a synthetic world; no
+    dropout, so replicas on workers and in one process compute the same thing."""
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # the repository, for tests.models
+    from tests.models.worlds import synthetic_world
+    from tfrec.config import ModelConfig
+    from tfrec.models.factory import build_hybrid
+
+    data, split, cat, text, qf = synthetic_world(60, 40, int(args.get("rows", 512)), data_seed=7, split="temporal",
+                                                 text_dim=6, history_length=4)
+    feats = qf.build(split.train, context=split.train)
+    feats["item_id"] = split.train["item_id"].astype(str).to_numpy(dtype=object)
+    cfg = ModelConfig(embedding_dim=int(args.get("dim", 8)), history_refresh=2, id_dropout=0.0, user_id_dropout=0.0,
+                      popularity_prior=(0.0,))
+    ds = make_dataset(feats, int(args.get("batch", 64)), shuffle=False, seed=0, drop_remainder=True)
+    return (lambda: build_hybrid(cfg, cat, data.items, text, qf, seed=0)), ds
+
+
 def main(args):
     if args["mode"] == "mirrored":
         devices = split_cpu(int(args.get("devices", 2)))
         strategy = make_strategy("mirrored", devices=devices)
     else:
         strategy = make_strategy("multi_worker", collective_timeout_s=float(args.get("timeout", 300)))
-    feats = features(int(args.get("rows", 512)), int(args.get("users", 60)), int(args.get("items", 40)))
-    users, items = sorted(set(feats["user_id"])), sorted(set(feats["item_id"]))
-    # shuffle=False by default: a resumed run's fresh iterator would restart the seeded
-    # shuffle sequence, so only an unshuffled run can match an uninterrupted one.
-    ds = make_dataset(feats, int(args.get("batch", 64)), shuffle=bool(args.get("shuffle", False)), seed=0,
-                      drop_remainder=True)
+    hybrid = args.get("model") == "hybrid"
+    if hybrid:
+        model_fn, ds = hybrid_parts(args)
+    else:
+        feats = features(int(args.get("rows", 512)), int(args.get("users", 60)), int(args.get("items", 40)))
+        users, items = sorted(set(feats["user_id"])), sorted(set(feats["item_id"]))
+        # shuffle=False by default: a resumed run's fresh iterator would restart the seeded
+        # shuffle sequence, so only an unshuffled run can match an uninterrupted one.
+        ds = make_dataset(feats, int(args.get("batch", 64)), shuffle=bool(args.get("shuffle", False)), seed=0,
+                          drop_remainder=True)
+        model_fn = lambda: TwoTowerRetrieval(users, items, int(args.get("dim", 8)))  # noqa: E731
     task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
     callbacks = [_Steps()]
     kill_at = os.environ.get("TFREC_TEST_KILL_AT_EPOCH")
     if kill_at and task.get("index") == 1:
         callbacks.append(_Die(int(kill_at)))
     try:
-        model, history, secs = train(lambda: TwoTowerRetrieval(users, items, int(args.get("dim", 8))), ds,
-                                     strategy=strategy, epochs=int(args.get("epochs", 2)), optimizer="adagrad",
-                                     learning_rate=0.1, seed=0, verbose=0, callbacks=callbacks,
+        model, history, secs = train(model_fn, ds, strategy=strategy, epochs=int(args.get("epochs", 2)),
+                                     optimizer="adam" if hybrid else "adagrad", learning_rate=0.01 if hybrid else 0.1,
+                                     seed=0, verbose=0, callbacks=callbacks,
                                      checkpoint_dir=args.get("ckpt"), log_dir=args.get("log_dir"),
                                      log=lambda *a: print(*a, flush=True))
     except WorkerLostError as e:
         print(f"child: {e}", file=sys.stderr, flush=True)
         sys.exit(3)
     weights = {f"w{i}": v.numpy() for i, v in enumerate(model.trainable_variables)}
+    if hybrid:
+        weights["table"] = model._history_table.table.read_value().numpy()  # this worker's (first replica's) copy
     out = args.get("out")
     if out:
         np.savez(out, **weights)

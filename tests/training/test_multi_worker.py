@@ -109,3 +109,24 @@ def test_a_lost_worker_fails_the_job_clearly_and_a_restart_resumes(uninterrupted
     # restart the seeded shuffle sequence).
     _assert_close(_weights(tmp_path / "k0.npz"), _weights(root / "w0.npz"), "resumed vs uninterrupted")
     _assert_close(_weights(tmp_path / "k1.npz"), _weights(root / "w0.npz"), "resumed worker 1 vs uninterrupted")
+
+
+def test_the_hybrid_with_its_history_table_trains_on_two_workers_as_in_one_process(tmp_path):
+    # The hybrid's history table (model.history_refresh) is a per-replica cache refreshed
+    # inside the training step: on two workers it must be filled and refreshed on each, and
+    # the job must compute what one process with two replicas computes.
+    args = {**ARGS, "model": "hybrid"}
+    workers = start_workers([{**args, "out": str(tmp_path / f"h{i}.npz")} for i in range(2)], tmp_path / "logs")
+    ref = start_mirrored({**args, "out": str(tmp_path / "href.npz")}, tmp_path / "logs")
+    rcs = [p.wait(WAIT_S) for p in workers + [ref]]
+    assert rcs == [0, 0, 0], [(p.name, p.stderr()[-2000:]) for p in workers + [ref]]
+    loaded = [dict(np.load(tmp_path / name)) for name in ("h0.npz", "h1.npz", "href.npz")]
+    assert len(loaded[2]) > 10 and set(loaded[0]) == set(loaded[1]) == set(loaded[2])
+    for name in loaded[2]:
+        for got, who in ((loaded[0], "chief"), (loaded[1], "worker 1")):
+            np.testing.assert_allclose(got[name], loaded[2][name], rtol=1e-5, atol=1e-6,
+                                       err_msg=f"{name}: {who} vs single-process MirroredStrategy")
+    assert np.abs(loaded[1]["table"][:-1]).sum() > 0  # worker 1 filled its own copy
+    losses = [p.result()["loss"] for p in workers + [ref]]
+    np.testing.assert_allclose(losses[0], losses[2], rtol=1e-5)
+    assert np.isfinite(losses[2]).all()

@@ -11,6 +11,30 @@ import pandas as pd
 import tensorflow as tf
 
 
+class StringColumn(tf.Module):
+    """A string column: a row -> string hash table. Not a variable, because
+    MultiWorkerMirroredStrategy broadcasts every variable's initial value from the chief
+    and its collectives carry no strings (`CollectiveBcastSend`: "Value for attr 'T' of
+    string is not in the list of allowed values"); every worker builds the same table
+    from the same catalogue instead. `numpy()` and `dtype` as a variable has them."""
+
+    dtype = tf.string
+
+    def __init__(self, values, name=None):
+        super().__init__(name=name)
+        self._values = np.asarray(values, dtype=object)
+        self.table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.range(len(self._values), dtype=tf.int64),
+                                                tf.constant(self._values.astype(str))), default_value="")
+
+    def numpy(self):
+        """The values as bytes, as a tf.string variable's `numpy()` gives them."""
+        return np.array([str(v).encode("utf-8") for v in self._values], dtype=object)
+
+    def gather(self, rows):
+        return self.table.lookup(tf.cast(rows, tf.int64))
+
+
 class CatalogueLookup(tf.keras.layers.Layer):
     """Maps item ids [...] to a dict of their features [..., ...].
 
@@ -37,8 +61,9 @@ class CatalogueLookup(tf.keras.layers.Layer):
             values = np.asarray(columns[name])
             pad = np.zeros((1,) + values.shape[1:], values.dtype) if values.dtype != object else np.array([""], object)
             full = np.concatenate([values, pad])
-            if full.dtype == object:
-                full = full.astype(str).astype(object)
+            if full.dtype == object:  # strings: a lookup table (see StringColumn)
+                self.columns[name] = StringColumn(full.astype(str).astype(object), name=f"catalogue_{name}")
+                continue
             # Non-trainable variables: stored once in a SavedModel, replaceable by `index_items`.
             self.columns[name] = tf.Variable(full, trainable=False, name=f"catalogue_{name}")
 
@@ -47,7 +72,8 @@ class CatalogueLookup(tf.keras.layers.Layer):
 
     def by_row(self, rows):
         """The features of catalogue rows [...] (`len(item_ids)`: the unknown row)."""
-        return {name: tf.gather(var, rows) for name, var in self.columns.items()}
+        return {name: col.gather(rows) if isinstance(col, StringColumn) else tf.gather(col, rows)
+                for name, col in self.columns.items()}
 
     def get_config(self):
         # Arrays are data, not config: rebuild with the same columns to restore.
