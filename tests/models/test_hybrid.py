@@ -33,9 +33,11 @@ def test_keras_json_round_trip_of_public_layers():
     for kind in ("mean", "gru", "sasrec"):
         _roundtrip(SequenceEncoder(kind, output_dim=4))
     clone = _roundtrip(CatalogueLookup(["1", "2"], {"year": np.array([0.5, -1.0], np.float32),
-                                                    "genres": np.array(["A|B", "C"], object)}))
+                                                    "genres": np.array(["A|B", "C"], object),
+                                                    "sub-genre": np.array(["x", "y"], object)}))  # any column name
     out = clone(tf.constant(["2", "nope"]))
     assert out["year"].numpy().tolist() == [-1.0, 0.0] and out["genres"].numpy().tolist() == [b"C", b""]
+    assert out["sub-genre"].numpy().tolist() == [b"y", b""]
     rows = clone.by_row(tf.constant([1, 2]))  # row 1 = "2", row 2 = the unknown row
     assert rows["year"].numpy().tolist() == [-1.0, 0.0] and rows["genres"].numpy().tolist() == [b"C", b""]
     bb = keras_hub.models.BertBackbone(vocabulary_size=20, num_layers=1, num_heads=1, hidden_dim=4,

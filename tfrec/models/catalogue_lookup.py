@@ -20,8 +20,8 @@ class StringColumn(tf.Module):
 
     dtype = tf.string
 
-    def __init__(self, values, name=None):
-        super().__init__(name=name)
+    def __init__(self, values):
+        super().__init__()  # no name: a column's name need not be a Python identifier
         self._values = np.asarray(values, dtype=object)
         self.table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(tf.range(len(self._values), dtype=tf.int64),
@@ -62,7 +62,7 @@ class CatalogueLookup(tf.keras.layers.Layer):
             pad = np.zeros((1,) + values.shape[1:], values.dtype) if values.dtype != object else np.array([""], object)
             full = np.concatenate([values, pad])
             if full.dtype == object:  # strings: a lookup table (see StringColumn)
-                self.columns[name] = StringColumn(full.astype(str).astype(object), name=f"catalogue_{name}")
+                self.columns[name] = StringColumn(full.astype(str).astype(object))
                 continue
             # Non-trainable variables: stored once in a SavedModel, replaceable by `index_items`.
             self.columns[name] = tf.Variable(full, trainable=False, name=f"catalogue_{name}")
