@@ -16,20 +16,14 @@ class StringColumn(tf.Module):
     MultiWorkerMirroredStrategy broadcasts every variable's initial value from the chief
     and its collectives carry no strings (`CollectiveBcastSend`: "Value for attr 'T' of
     string is not in the list of allowed values"); every worker builds the same table
-    from the same catalogue instead. `numpy()` and `dtype` as a variable has them."""
-
-    dtype = tf.string
+    from the same catalogue instead. `values`: the strings, as numpy (`column_values`)."""
 
     def __init__(self, values):
         super().__init__()  # no name: a column's name need not be a Python identifier
-        self._values = np.asarray(values, dtype=object)
+        self.values = np.asarray(values, dtype=object)
         self.table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.range(len(self._values), dtype=tf.int64),
-                                                tf.constant(self._values.astype(str))), default_value="")
-
-    def numpy(self):
-        """The values as bytes, as a tf.string variable's `numpy()` gives them."""
-        return np.array([str(v).encode("utf-8") for v in self._values], dtype=object)
+            tf.lookup.KeyValueTensorInitializer(tf.range(len(self.values), dtype=tf.int64),
+                                                tf.constant(self.values.astype(str))), default_value="")
 
     def gather(self, rows):
         return self.table.lookup(tf.cast(rows, tf.int64))
@@ -78,8 +72,7 @@ class CatalogueLookup(tf.keras.layers.Layer):
     def get_config(self):
         # Arrays are data, not config: rebuild with the same columns to restore.
         return {**super().get_config(), "item_ids": self.item_ids,
-                "columns": {k: v.numpy().tolist() if v.dtype != tf.string else
-                            [x.decode("utf-8") for x in v.numpy()] for k, v in self.columns.items()}}
+                "columns": {k: column_values(v).tolist() for k, v in self.columns.items()}}
 
     @classmethod
     def from_config(cls, config):
@@ -88,12 +81,9 @@ class CatalogueLookup(tf.keras.layers.Layer):
         return cls(columns=cols, **config)
 
 
-def column_values(var) -> np.ndarray:
-    """A lookup column's values as numpy (strings decoded), its trailing unknown row included."""
-    v = var.numpy()
-    if v.dtype == object:  # tf.string -> bytes
-        return np.array([x.decode("utf-8") for x in v], dtype=object)
-    return v
+def column_values(col) -> np.ndarray:
+    """A lookup column's values as numpy (strings as str), its trailing unknown row included."""
+    return col.values.copy() if isinstance(col, StringColumn) else col.numpy()
 
 
 def catalogue_rows(features, item_ids):
