@@ -102,6 +102,14 @@ VARIANTS = {
         "--train.batch_size=4096", f"--model.history_refresh={k}", *seed]
        for k in (0, 10) for seed_tag, seed in (("", []), ("_seed1", ["--train.seed=1"]), ("_seed2", ["--train.seed=2"]),
                                                ("_seed3", ["--train.seed=3"]))},
+    # Session 19 (validation_session19): the same with the co-occurrence block (`model.cooccurrence`, EASE's
+    # item-item scores with a weight chosen on validation after training, the default since) or without it (0).
+    **{f"profile_h200_t0.2_b4096_{tag}{seed_tag}": [
+        "--eval.query_history=profile", "--data.history_length=200", "--model.temperature=0.2",
+        "--train.batch_size=4096", *extra, *seed]
+       for tag, extra in (("cooc", []), ("nocooc", ["--model.cooccurrence=0"]))
+       for seed_tag, seed in (("", []), ("_seed1", ["--train.seed=1"]), ("_seed2", ["--train.seed=2"]),
+                              ("_seed3", ["--train.seed=3"]))},
 }
 # For reference only (not produced here): bench/results/baselines_ml100k.json and RecBole's quick start.
 ANCHORS = {"EASE (tfrec baseline, same split)": {"ndcg@10": 0.336, "recall@10": 0.274},
@@ -157,6 +165,7 @@ def validate(names, table_key=TABLE):
         table[name] = {"flags": flags, "seconds": round(time.perf_counter() - t0, 1),
                        "epochs_trained": len(history["validation"]), "best_epoch": best["epoch"],
                        "val_recall@20": best["val_recall@20"], "val_ndcg@10": best["val_ndcg@10"]}
+        table[name].update(_after_choices(history))
         print(f"{name:<22} val recall@20 {best['val_recall@20']:.4f}  ndcg@10 {best['val_ndcg@10']:.4f}  "
               f"(epoch {best['epoch']}/{len(history['validation'])}, {table[name]['seconds']:.0f} s)", flush=True)
         out["table" if table_key == TABLE else f"table_{table_key}"] = _table(out, table_key)
@@ -220,11 +229,30 @@ def references():
     print(out["table"])
 
 
+def _after_choices(history):
+    """The co-occurrence weight and popularity prior chosen on validation after training, and the
+    validation metrics with both (the prior is chosen last, with the block in place)."""
+    co, prior = history.get("cooccurrence") or {}, history.get("popularity_prior") or {}
+    chosen = [t for t in prior.get("trials", []) if (t["weight"], t["days"]) == (prior["weight"], prior["days"])]
+    if not chosen:
+        return {}
+    return {"cooccurrence_weight": co.get("weight", 0.0), "prior": [prior["weight"], prior["days"]],
+            "val_recall@20_after_choices": chosen[0]["val_recall@20"],
+            "val_ndcg@10_after_choices": chosen[0]["val_ndcg@10"]}
+
+
 def _table(out, key=TABLE):
     lines = ["| variant | val Recall@20 | val NDCG@10 | epochs (best) |", "|---|---|---|---|"]
+    after = any("val_ndcg@10_after_choices" in r for r in out.get(key, {}).values())
+    if after:  # session 19 on: also after the choices made on validation after training
+        lines = ["| variant | val Recall@20 | val NDCG@10 | epochs (best) | co-occurrence weight | prior (w, days) "
+                 "| val Recall@20 after | val NDCG@10 after |", "|---|---|---|---|---|---|---|---|"]
     for name, r in out.get(key, {}).items():
+        extra = (f" {r['cooccurrence_weight']:g} | {r['prior'][0]:g}, {r['prior'][1]} | "
+                 f"{r['val_recall@20_after_choices']:.4f} | {r['val_ndcg@10_after_choices']:.4f} |"
+                 ) if "val_ndcg@10_after_choices" in r else (" - | - | - | - |" if after else "")
         lines.append(f"| {name} | {r['val_recall@20']:.4f} | {r['val_ndcg@10']:.4f} | "
-                     f"{r['epochs_trained']} ({r['best_epoch']}) |")
+                     f"{r['epochs_trained']} ({r['best_epoch']}) |{extra}")
     ref, dae = out.get("ease_validation"), out.get("dae_validation")
     if ref:
         lines.append(f"| EASE l2=500 (reference) | {ref['val_recall@20']:.4f} | {ref['val_ndcg@10']:.4f} | - |")

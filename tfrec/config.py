@@ -75,8 +75,7 @@ SEQUENCE_ENCODERS = ("mean", "gru", "sasrec")
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """kind: "hybrid" (ids + BERT text + attributes + context + history) or
-    "two_tower" (ids only, the TFRS tutorial's architecture with logQ)."""
+    """kind: "hybrid" (ids + BERT text + attributes + context + history) or "two_tower" (ids only, TFRS + logQ)."""
 
     kind: str = "hybrid"
     embedding_dim: int = 64
@@ -95,10 +94,13 @@ class ModelConfig:
     history_refresh: int = 10  # training: history vectors from a table refreshed every N steps, no gradient; 0 = off
     history_negatives: float = 0.0  # weight of the "own history items are negatives" loss
     content_loss_weight: float = 0.0  # content-only retrieval loss (candidate ids -> OOV, as cold items); 0 = off
-    # Query-time popularity prior (hybrid): score + w * log(1 + the item's interactions in the last N days), the
-    # (w, N) pair chosen on validation after training from these candidates; (0,) = off. README, "popularity prior".
+    # Hybrid: + w * log(1 + the item's interactions in the last N days), (w, N) chosen on validation; (0,) = off
     popularity_prior: Tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
     popularity_prior_days: Tuple[int, ...] = (7, 14, 30, 0)  # 0 = all time
+    # Hybrid: + w * EASE's item-item scores from the known items, w chosen on validation; 0 = off (cooccurrence.py)
+    cooccurrence: Tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+    cooccurrence_l2: float = 250.0
+    cooccurrence_rank: int = 256
     content_prior: bool = False  # items without interactions: their prior predicted from content (content_prior.py)
     cold_neighbours: int = 0  # items without a trained id: mixed with K nearest trained ones (cold_neighbours.py)
     cold_neighbour_settings: Tuple[float, ...] = (0.1, 0.5, 0.0)  # softmax temperature, category weight, own share
@@ -112,11 +114,13 @@ class ModelConfig:
         if self.sequence not in SEQUENCE_ENCODERS:
             raise ConfigError(f"`model.sequence` must be {', '.join(SEQUENCE_ENCODERS[:-1])} or "
                               f"{SEQUENCE_ENCODERS[-1]}, got {self.sequence!r}.")
-        _check_at_least("model", self, ["embedding_dim"], 1)
+        _check_at_least("model", self, ["embedding_dim", "cooccurrence_rank"], 1)
         if not self.popularity_prior or min(self.popularity_prior) < 0 or min(self.popularity_prior_days or [-1]) < 0:
             raise ConfigError("`model.popularity_prior` needs weights >= 0 (0 = off) and `model.popularity_prior_days` "
                               f"days >= 0 (0 = all time), got {self.popularity_prior} / {self.popularity_prior_days}.")
-        _check_at_least("model", self, ["temperature"], 0, strict=True)
+        if not self.cooccurrence or min(self.cooccurrence) < 0:
+            raise ConfigError(f"`model.cooccurrence` needs weights >= 0 (0 = off), got {self.cooccurrence}.")
+        _check_at_least("model", self, ["temperature", "cooccurrence_l2"], 0, strict=True)
         for name in ("id_dropout", "user_id_dropout"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"`model.{name}` must be in [0, 1], got {getattr(self, name)}.")

@@ -165,6 +165,7 @@ def explain_reference(parts, inputs):
     out = {n: np.stack(v) for n, v in rows.items()}
     out["popularity_prior"] = np.zeros(len(inputs["item_ids"]), np.float32)  # the demo's model has no prior
     out["text_profile"] = np.zeros(len(inputs["item_ids"]), np.float32)  # nor a text profile
+    out["cooccurrence"] = np.zeros(len(inputs["item_ids"]), np.float32)  # nor a co-occurrence block
     return out
 
 

@@ -138,6 +138,9 @@ def save_model(run_dir, model, catalogue=None, ranker=None) -> str:
                 "catalogue_fingerprint": catalogue_fingerprint(catalogue) if catalogue is not None else None}
         if getattr(model, "has_popularity_prior", False):  # chosen on validation; the counts are recomputed
             info["popularity_prior"] = dict(zip(("weight", "days"), model.popularity_prior))
+        c = getattr(model, "cooccurrence", None)  # chosen on validation; EASE is refitted on load
+        if c is not None:
+            info["cooccurrence"] = {"weight": c.weight, "l2": c.l2, "rank": c.rank, "length": c.length}
         if ranker is not None:
             variables = _ranker_variables(ranker)
             _ranker_checkpoint(variables, ranker).write(str(tmp / RANKER_CHECKPOINT))
@@ -252,6 +255,9 @@ def load_run(run_dir, log=None) -> LoadedRun:
 
         with_cold_neighbours(out.model, config.model, log=lambda *a: None)  # as after training: from the weights
         with_text_profile(out.model, config.model, log=lambda *a: None)
+        c = info.get("cooccurrence")
+        if c:  # as after training: the chosen weight, EASE fitted on everything known
+            out.model.set_cooccurrence(known, c["weight"], c["l2"], c["rank"], c["length"])
         if out.model.has_popularity_prior:  # as after training: the chosen prior, counting everything known
             prior = info.get("popularity_prior", {"weight": 0.0, "days": 14})
             out.model.set_popularity_prior(known, prior["weight"], prior["days"])

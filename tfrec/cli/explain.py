@@ -29,6 +29,9 @@ def format_explanation(e, rank=None, k_history=3) -> str:
     if e.text_profile:
         lines.append(f"   no trained id: its text's match with the whole history (text profile) adds "
                      f"{_signed(e.text_profile)} to the score")
+    if e.cooccurrence:
+        lines.append(f"   item-item: EASE's scores from the whole history (co-occurrence block) add "
+                     f"{_signed(e.cooccurrence)} to the score")
     top = e.top_history(k_history)
     if top:
         lines.append("   history (score drop without it / gradient x input): " + "; ".join(

@@ -139,9 +139,10 @@ def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log
             "lower, in cosine units)")
     with_cold_neighbours(model, config.model, log)  # before the prior is chosen: the vectors it is chosen with
     with_text_profile(model, config.model, log)
+    history["cooccurrence"] = tune_cooccurrence(model, config.model, fit_part, validation, log)
     if model.has_popularity_prior:
         history["popularity_prior"] = tune_popularity_prior(model, config.model, fit_part, validation, log)
-        with_popularity_prior(model, split.train, split.val)  # test and serving: everything known
+    with_popularity_prior(model, split.train, split.val)  # test and serving: everything known
     return model, history, secs, qf
 
 
@@ -223,11 +224,49 @@ def tune_popularity_prior(model, model_cfg, fit_part, validation, log=print):
     return {"weight": best["weight"], "days": best["days"], "metric": metric, "trials": trials}
 
 
+def tune_cooccurrence(model, model_cfg, fit_part, validation, log=print):
+    """Chooses the co-occurrence block's weight (`tfrec.models.cooccurrence`) among
+    `model.cooccurrence` by `validation.select_metric`, EASE fitted on `fit_part`; of
+    equals, the smallest. Off (with a log line) without validation or when the catalogue
+    is too large. Sets it on `model` and returns {"weight", "metric", "trials"}."""
+    from tfrec.models.cooccurrence import MAX_ITEMS
+
+    weights = sorted(set(model_cfg.cooccurrence))
+    off = {"weight": 0.0, "trials": []}
+    if weights == [0.0]:
+        return off
+    if validation is None or len(model.lookup.item_ids) > MAX_ITEMS:
+        why = "no validation to choose it on" if validation is None else f"more than {MAX_ITEMS:,} items"
+        log(f"train: co-occurrence block off ({why})")
+        return off
+    model.set_cooccurrence(fit_part, 1.0, model_cfg.cooccurrence_l2, model_cfg.cooccurrence_rank)
+    users, items, repeat = validation.vectors(model)
+    start, stop = model.block_columns("cooccurrence")
+    metric, trials = validation.select_metric, []
+    for w in weights:  # the item block is w * Q: the same vectors with its columns scaled
+        scaled = items.copy()
+        scaled[:, start:stop] *= w
+        res = validation.evaluate(model, vectors=(users, scaled, repeat))
+        trials.append({"weight": w, "val_ndcg@10": float(res["ndcg@10"]),
+                       f"val_recall@{validation.k}": float(res[f"recall@{validation.k}"]),
+                       f"val_{metric}": float(res[metric])})
+    best = max(trials, key=lambda t: (t[f"val_{metric}"], -t["weight"]))
+    model.set_cooccurrence(fit_part, best["weight"], model_cfg.cooccurrence_l2, model_cfg.cooccurrence_rank)
+    log(f"train: co-occurrence block chosen on validation {metric}: weight {best['weight']:g} "
+        f"({trials[0][f'val_{metric}']:.4f} at weight {trials[0]['weight']:g} -> {best[f'val_{metric}']:.4f}; "
+        f"EASE l2 {model_cfg.cooccurrence_l2:g}, rank {model.block_columns('cooccurrence') and stop - start})")
+    return {"weight": best["weight"], "metric": metric, "trials": trials}
+
+
 def with_popularity_prior(model, *parts):
-    """Points the hybrid model's popularity prior (if it has one; weight and days
-    unchanged) at the interactions of `parts`; returns the model."""
+    """Points the hybrid model's popularity prior and co-occurrence block (those it has;
+    weights and days unchanged) at the interactions of `parts`; returns the model."""
+    known = (pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]) if model is not None else None
     if model is not None and getattr(model, "has_popularity_prior", False):
-        model.set_popularity_prior(pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0])
+        model.set_popularity_prior(known)
+    c = getattr(model, "cooccurrence", None)
+    if c is not None:  # EASE refitted on everything known (as the EASE baseline before test)
+        model.set_cooccurrence(known, c.weight, c.l2, c.rank, c.length)
     return model
 
 
@@ -242,10 +281,11 @@ def train_joint(config: RunConfig, data, split, catalogue, text_embeddings, log=
     history = {"validation": info["validation"]}
     with_cold_neighbours(ranker.retrieval, config.model, log)
     with_text_profile(ranker.retrieval, config.model, log)
+    fit_part, val_part = early_stopping_parts(split, config.train.early_stopping_patience, config.train.seed,
+                                              log, "train")
+    validation = retrieval_validation(config, qf, fit_part, val_part, catalogue, log) if len(val_part) else None
+    history["cooccurrence"] = tune_cooccurrence(ranker.retrieval, config.model, fit_part, validation, log)
     if ranker.retrieval.has_popularity_prior:
-        fit_part, val_part = early_stopping_parts(split, config.train.early_stopping_patience, config.train.seed,
-                                                  log, "train")
-        validation = retrieval_validation(config, qf, fit_part, val_part, catalogue, log) if len(val_part) else None
         history["popularity_prior"] = tune_popularity_prior(ranker.retrieval, config.model, fit_part, validation, log)
-        with_popularity_prior(ranker.retrieval, split.train, split.val)
+    with_popularity_prior(ranker.retrieval, split.train, split.val)
     return ranker.retrieval, history, info["seconds"], qf, ranker, info

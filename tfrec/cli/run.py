@@ -248,6 +248,7 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
                        "train": {"seconds": train_secs, "mean_batch_loss": history.get("mean_batch_loss"),
                                  "validation": history.get("validation"),
                                  "popularity_prior": history.get("popularity_prior"),
+                                 "cooccurrence": history.get("cooccurrence"),
                                  "repeat_penalty": history.get("repeat_penalty")}, **report}
             if config.export.enabled:
                 from tfrec.cli.export import export_model

@@ -68,6 +68,7 @@ class Explanation:
     popularity_prior: float = 0.0  # the popularity prior's part of `score`, T * w * log(1 + recent count)
     prior_predicted: bool = False  # the item has no known interactions: the prior is its content's prediction
     text_profile: float = 0.0  # the text profile's part of `score` (items without a trained id; text_profile.py)
+    cooccurrence: float = 0.0  # the co-occurrence block's part of `score` (EASE's item-item scores; cooccurrence.py)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -134,7 +135,8 @@ class Explainer:
         """Raw attributions for m items of one query: dict with score [m],
         leave_one_out [m, N], gradient_x_input [m, N], occlusion [m, A] (names:
         `self.occlusion_names`), popularity_prior [m] (the prior's part of the score), text_profile
-        [m] (the text profile's part: items without a trained id, `tfrec.models.text_profile`)."""
+        [m] (the text profile's part: items without a trained id, `tfrec.models.text_profile`),
+        cooccurrence [m] (the co-occurrence block's part, `tfrec.models.cooccurrence`)."""
         item_ids = list(item_ids)
         vecs = self.recommender.item_embeddings[self._rows(item_ids)]  # (m, d)
         fn = self.recommender.scorer._query_fn
@@ -144,13 +146,15 @@ class Explainer:
                         item_ids=item_ids, repeat_penalty=penalty)
         model = self.recommender.model
         prior = model.prior_column(tf.constant(item_ids)).numpy()  # 0 without a prior
-        profile = np.zeros(len(item_ids), np.float32)
-        if getattr(model, "text_profile", None) is not None:  # its block ends both vectors
+        blocks = {name: np.zeros(len(item_ids), np.float32) for name in ("text_profile", "cooccurrence")}
+        if getattr(model, "profile_length", None) is not None:  # the blocks after the towers' (models/space.py)
             q = fn({k: tf.constant(v) for k, v in features.items()}).numpy()[0]
-            t = model.text_profile.dim
-            profile = vecs[:, -t:] @ q[-t:]
+            for name in blocks:
+                cols = model.block_columns(name)
+                if cols is not None:
+                    blocks[name] = vecs[:, cols[0]:cols[1]] @ q[cols[0]:cols[1]]
         return {"score": score, "leave_one_out": loo, "gradient_x_input": self._gxi(features, vecs),
-                "occlusion": occ, "popularity_prior": prior, "text_profile": profile}
+                "occlusion": occ, "popularity_prior": prior, **blocks}
 
     @property
     def repeat_penalty(self) -> float:
@@ -218,7 +222,7 @@ class Explainer:
                 repeat_penalty=penalty if item in real_ids else 0.0,
                 popularity_prior=float(att["popularity_prior"][m]),
                 prior_predicted=bool(att["popularity_prior"][m] > 0 and item not in self._interacted),
-                text_profile=float(att["text_profile"][m]))
+                text_profile=float(att["text_profile"][m]), cooccurrence=float(att["cooccurrence"][m]))
             e.sentence = sentence(e, k_history)
             out.append(e)
         return out

@@ -20,6 +20,8 @@ equal `Explainer.attribute`'s (the serving proofs check it).
                                                      log(1 + recent count) (0 without a prior)
         text_profile             float32 [batch]     the text profile's part of `score` (items without
                                                      a trained id, `tfrec.models.text_profile`; 0 without)
+        cooccurrence             float32 [batch]     the co-occurrence block's part of `score` (EASE's
+                                                     item-item scores, `tfrec.models.cooccurrence`; 0 without)
 
 An unknown item id scores 0 against every query (a zero embedding).
 """
@@ -51,17 +53,18 @@ class QueryExplainer(tf.Module):
             unless the text profile's block follows), reported as `popularity_prior`; True:
             the last; None / False: no prior.
         profile_history: also send each query's history as sent, unpadded, as the query model's
-            `profile_history` (a hybrid model's text profile reads more of it than the tower's
-            N; every leave-one-out row keeps it whole, as `Explainer` does).
-        profile_dim: the size of the text profile's block, which ends both vectors (None: no
-            profile); its dot product is reported as `text_profile`.
+            `profile_history` (a hybrid model's text profile and co-occurrence block read more
+            of it than the tower's N; every leave-one-out row keeps it whole, as `Explainer` does).
+        blocks: name -> (start, stop), the columns of a block of both vectors
+            (`HybridRetrieval.block_columns`): "text_profile", "cooccurrence"; each one's dot
+            product is reported under its name (0 for a block not given).
     """
 
     def __init__(self, query_model, item_ids, item_embeddings, history_length=None, occlusions=None,
-                 repeat_penalty=None, prior_column=None, profile_history=False, profile_dim=None):
+                 repeat_penalty=None, prior_column=None, profile_history=False, blocks=None):
         super().__init__(name="query_explainer")
         self.profile_history = bool(profile_history)
-        self.profile_dim = None if profile_dim is None else int(profile_dim)
+        self.blocks = {name: (int(a), int(b)) for name, (a, b) in (blocks or {}).items()}
         self.repeat_penalty = float(repeat_penalty or 0.0)
         self.prior_column = -1 if prior_column is True else (None if prior_column is False else prior_column)
         self.query_model = query_model
@@ -109,9 +112,9 @@ class QueryExplainer(tf.Module):
         d = tf.shape(q)[1]
         q_loo = tf.reshape(q[:b * (n + 1)], [b, n + 1, d])  # row 0 of each example: the query itself
         s = tf.einsum("bkd,bd->bk", q_loo, v)  # (b, N + 1)
-        profile = tf.zeros_like(s[:, 0])
-        if self.profile_dim:  # the query's own profile block against the item's
-            profile = tf.reduce_sum(q_loo[:, 0, -self.profile_dim:] * v[:, -self.profile_dim:], axis=1)
+        blocks = {name: tf.zeros_like(s[:, 0]) for name in ("text_profile", "cooccurrence")}
+        for name, (a, z) in self.blocks.items():  # the query's own block against the item's
+            blocks[name] = tf.reduce_sum(q_loo[:, 0, a:z] * v[:, a:z], axis=1)
         penalty = tf.zeros_like(s)
         if self.repeat_penalty:  # (b, N + 1): the item is in that variant's history (unknown items never)
             hit = tf.reshape(in_history(tf.repeat(item_ids, n + 1)[:, None], tf.reshape(variants, [-1, n])),
@@ -126,7 +129,7 @@ class QueryExplainer(tf.Module):
         return {"score": score, "history_contributions": contributions, "history_item_ids": hist,
                 "attribute_contributions": score[:, None] - s_occ,
                 "popularity_prior": v[:, self.prior_column] if self.prior_column is not None else tf.zeros_like(score),
-                "text_profile": profile}
+                **blocks}
 
 
 def hybrid_occlusions(query_features, model=None) -> dict:
@@ -148,5 +151,6 @@ def hybrid_explainer(model, query_features, item_ids, item_embeddings) -> QueryE
     return QueryExplainer(HybridQueryModel(model, n), item_ids, item_embeddings, history_length=n,
                           occlusions=hybrid_occlusions(query_features), repeat_penalty=None if p is None else float(p),
                           prior_column=model.item_tower.output_dim if model.has_popularity_prior else None,
-                          profile_history=model.text_profile is not None,
-                          profile_dim=None if model.text_profile is None else model.text_profile.dim)
+                          profile_history=model.profile_length is not None,
+                          blocks={name: model.block_columns(name) for name in ("text_profile", "cooccurrence")
+                                  if model.block_columns(name) is not None})

@@ -7,7 +7,9 @@ attribute or the request time only if making it unknown lowers the score. The
 popularity prior is cited first when it is at least half of the score (its part is
 the same for every user, so no contribution shows it). An item without a trained id whose
 text profile term is positive is "like what you watched" (its text resembles the user's
-history's; leave-one-out does not show it, the profile reading the whole history).
+history's; leave-one-out does not show it, the profile reading the whole history). The
+co-occurrence block (EASE's item-item scores from the whole history) is cited when it is
+at least half of the score, as the prior is.
 
     Because you watched Toy Story (1995) and Aladdin (1992), and you often watch Animation.
     Because it is popular lately, you watched Emma (1996), and you often watch Drama.
@@ -38,6 +40,8 @@ def sentence(explanation, k_history=3) -> str:
         clauses.append("items like it are popular lately" if e.prior_predicted else "it is popular lately")
     if e.text_profile > 0:
         clauses.append("its description is like what you watched")
+    if e.cooccurrence > 0 and e.cooccurrence >= e.score - e.cooccurrence:
+        clauses.append("people who watched what you watched also watched it")
     if watched:
         clauses.append(f"you watched {join_titles(watched)}")
     if genres:

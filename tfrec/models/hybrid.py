@@ -34,6 +34,7 @@ log(1 + n_i) predicted from their content instead of 0 (`tfrec.models.content_pr
 Cold items (no trained id) are embedded from their content with the shared OOV id
 vector (`content_loss_weight`: the retrieval loss also with every candidate's id
 replaced by OOV); `set_text_profile` adds their text's match with the user's history.
+`set_cooccurrence` adds EASE's item-item scores (`tfrec.models.space` lists the blocks).
 """
 import numpy as np
 import tensorflow as tf
@@ -44,9 +45,10 @@ from tfrec.models.content_prior import ContentPrior, recent_counts  # noqa: F401
 from tfrec.models.history_table import HistoryTable
 from tfrec.models.losses import LOG_MIN_PROB, in_batch_softmax_loss
 from tfrec.models.repeat import penalty_from_raw, seen_indicator
+from tfrec.models.space import RetrievalSpace
 
 
-class HybridRetrieval(tfrs.Model):
+class HybridRetrieval(RetrievalSpace, tfrs.Model):
     """Args:
         lookup: `CatalogueLookup` (item id -> text embedding and attributes).
         item_tower: `ItemTower`.
@@ -82,6 +84,7 @@ class HybridRetrieval(tfrs.Model):
         self.popularity_prior = (0.0, 14)  # (w, N days), see `set_popularity_prior`
         self.cold_neighbours = None  # `set_cold_neighbours`: how items without a trained id are placed
         self.text_profile = None  # `set_text_profile`: their text against the user's whole history
+        self.cooccurrence = None  # `set_cooccurrence`: EASE's item-item scores from the user's known items
         self.space_version = 0  # +1 at each set_* that changes item vectors (scorers built before are stale)
         self._prior = None  # item id -> T * w * log(1 + recent count); unknown ids 0
         self.content_prior = ContentPrior() if content_prior and popularity_prior else None
@@ -168,43 +171,6 @@ class HybridRetrieval(tfrs.Model):
         return self.prior_column(item_ids) / self.temperature
 
     # -- item side ---------------------------------------------------------------
-    def item_embeddings(self, item_ids, training=False):
-        """Retrieval-space vectors of item ids [...] -> [..., d] (then T * w * log(1 + recent count) with the
-        popularity prior, and the text profile's block with one, `set_text_profile`)."""
-        parts = [self.item_vectors(item_ids, training=training)]
-        parts += [self.prior_column(item_ids)[..., None]] if self._prior is not None else []
-        parts += [self.text_profile.item_columns(self.lookup, item_ids)] if self.text_profile is not None else []
-        return tf.concat(parts, axis=-1) if len(parts) > 1 else parts[0]
-
-    def query_embedding(self, features, training=False, history_vectors=None):
-        """Retrieval-space query vectors [b, d] (then 1 with the popularity prior, and the text profile)."""
-        parts = [self.query_vector(features, training=training, history_vectors=history_vectors)]
-        parts += [tf.ones_like(parts[0][:, :1])] if self._prior is not None else []
-        parts += [self.text_profile.query_columns(self.lookup, features)] if self.text_profile is not None else []
-        return tf.concat(parts, axis=-1) if len(parts) > 1 else parts[0]
-
-    def set_text_profile(self, weight=0.0, length=1000, shrinkage=40.0):
-        """Items without a trained id also score w x their text's match with the user's history (text_profile.py)."""
-        from tfrec.models.text_profile import TextProfile
-
-        self.text_profile = TextProfile(self, weight, length, shrinkage) if weight else None
-        self._space_changed()
-
-    def set_cold_neighbours(self, **settings):
-        """Items without a trained id get their vectors mixed with their nearest trained
-        items' (`tfrec.models.cold_neighbours.ColdNeighbours`; its keyword arguments).
-        A snapshot of the trained items: call it after training. No arguments: off."""
-        from tfrec.models.cold_neighbours import ColdNeighbours
-
-        self.cold_neighbours = ColdNeighbours(self, **settings) if settings else None
-        self._space_changed()
-
-    def _space_changed(self):
-        from tfrec.models import scoring
-
-        scoring._FUNCTIONS.pop(self, None)  # functions traced before captured the previous space
-        self.space_version += 1
-
     def item_vectors(self, item_ids, training=False):
         """The item tower's vectors of item ids of any shape [...] -> [..., d], one tower pass per distinct id
         (items without a trained id: mixed with their neighbours', see `set_cold_neighbours`)."""

@@ -90,9 +90,9 @@ class Recommender:
             history = mine.sort_values("timestamp", kind="mergesort")["item_id"].astype(str).tolist()
         history = [str(h) for h in history]
         feats["history"] = newest([history], n)
-        profile = getattr(self.model, "text_profile", None)
-        if profile is not None:  # reads more of the history than the tower (text_profile.py)
-            feats[PROFILE_FEATURE] = newest([history], profile.length)
+        profile = getattr(self.model, "profile_length", None)
+        if profile is not None:  # blocks that read more of the history than the tower (models/space.py)
+            feats[PROFILE_FEATURE] = newest([history], profile)
         attrs = self.query_features.attributes([str(user_id)])
         for k, v in (attributes or {}).items():
             if k not in attrs:

@@ -73,18 +73,18 @@ class HybridScorer:
         events = events.reset_index(drop=True)
         if "request_time" in events.columns:
             events = events.assign(timestamp=events["request_time"].to_numpy(np.int64))
-        profile = getattr(self.model, "text_profile", None)  # reads a longer history than the tower (text_profile.py)
+        profile = getattr(self.model, "profile_length", None)  # blocks reading a longer history (models/space.py)
         if "history" in events.columns:
             feats = {"user_id": events["user_id"].astype(str).to_numpy(dtype=object),
                      "timestamp": events["timestamp"].to_numpy(dtype=np.int64),
                      "history": newest(events["history"], self.query_features.history_length)}
             feats.update(self.query_features.attributes(feats["user_id"]))
             if profile is not None:
-                feats[PROFILE_FEATURE] = newest(events["history"], profile.length)
+                feats[PROFILE_FEATURE] = newest(events["history"], profile)
             return feats
         feats = self.query_features.build(events, context=self.context)
         if profile is not None:
-            feats[PROFILE_FEATURE] = histories(events, profile.length, context=self.context)
+            feats[PROFILE_FEATURE] = histories(events, profile, context=self.context)
         return feats
 
     def query_embeddings(self, events: pd.DataFrame) -> np.ndarray:

@@ -37,8 +37,8 @@ class HybridQueryModel(tf.Module):
         history = features["history"]  # (batch, any): keep the newest n, "" padded on the left
         batch = tf.shape(history)[0]
         feats = dict(features, history=tf.concat([tf.fill([batch, n], ""), history], axis=1)[:, -n:])
-        if self.model.text_profile is not None:  # the text profile reads more of it (text_profile.py), or its own
-            feats[PROFILE_FEATURE] = self.model.text_profile.newest(features.get(PROFILE_FEATURE, history))
+        if self.model.profile_length is not None:  # blocks that read more of it (models/space.py), or their own
+            feats[PROFILE_FEATURE] = features.get(PROFILE_FEATURE, history)[:, -self.model.profile_length:]
         return self.model.query_embedding(feats, training=False)
 
 
@@ -48,11 +48,13 @@ class HybridItemEncoder(tf.Module):
     model's `ColdNeighbours`; then, with the retrieval model's popularity prior, its
     column: the catalogue's as in the index; for a new item, which has no interactions yet,
     0, or with the model's content prior the value its content predicts, as `index_items`; then, with the
+    model's co-occurrence block, the item's column (zeros for a new item), then, with the
     model's text profile, its block, from the text just encoded)."""
 
     def __init__(self, item_tower, text_encoder, stats, template, columns, prior_model=None, cold=None,
-                 text_profile=None):
+                 text_profile=None, cooccurrence=None):
         super().__init__(name="hybrid_item_encoder")
+        self.cooccurrence = cooccurrence  # the model's `Cooccurrence` (its item block), or None
         self.text_profile = text_profile  # the model's `TextProfile` (its item block), or None
         self.item_tower = item_tower
         self.cold = cold
@@ -89,6 +91,8 @@ class HybridItemEncoder(tf.Module):
                 predicted = m.temperature * m.popularity_prior[0] * m.content_prior.predict_graph(feats)
                 prior = tf.where(new, predicted, prior)
             parts.append(prior[:, None])
+        if self.cooccurrence is not None:  # catalogue items: their column; new items: zeros
+            parts.append(self.cooccurrence.item_columns(features["item_id"]))
         if self.text_profile is not None:  # from the text just encoded: new items have no lookup row
             parts.append(self.text_profile.item_columns(None, features["item_id"], feats["text_embedding"]))
         return tf.concat(parts, axis=-1) if len(parts) > 1 else v
@@ -108,7 +112,8 @@ def hybrid_serving_parts(model, query_features, items=None, text_encoder=None, t
         item_encoder = HybridItemEncoder(tower, text_encoder, getattr(model.lookup, "item_stats", None),
                                          text_template, items.columns,
                                          prior_model=model if model.has_popularity_prior else None,
-                                         cold=model.cold_neighbours, text_profile=model.text_profile)
+                                         cold=model.cold_neighbours, text_profile=model.text_profile,
+                                         cooccurrence=model.cooccurrence)
     return query_model, query_spec(query_features), item_encoder, item_spec
 
 
