@@ -138,14 +138,32 @@ def test_tuning_picks_the_best_validation_weight_and_matches_the_real_block(worl
                                exclude=validation.train_matrix, ks=(10, 20), return_topk=False).mean()
         for name in ("ndcg@10", "recall@20"):
             assert res[name] == pytest.approx(trial[f"val_{name}"], abs=1e-6), (name, trial)
+    # With the popularity prior each weight is scored with its best prior: the same numbers as
+    # setting the block for real and choosing the prior on it.
+    from tfrec.cli.retrieval_stage import tune_popularity_prior
+
+    cfg = ModelConfig(embedding_dim=8, cooccurrence=(0.0, 0.5, 4.0), cooccurrence_l2=3.0, cooccurrence_rank=8,
+                      popularity_prior=(0.0, 1.0, 8.0), popularity_prior_days=(2, 30))
+    model = seeded_hybrid(world, popularity_prior=cfg.popularity_prior, popularity_prior_days=cfg.popularity_prior_days)
+    out = tune_cooccurrence(model, cfg, split.train, validation, log=lines.append)
+    assert "each weight with its best popularity prior" in lines[-1]
+    chosen = model.cooccurrence.weight if model.cooccurrence is not None else 0.0
+    assert chosen == out["weight"] == max(out["trials"], key=lambda t: t["val_ndcg@10"])["weight"]
+    for trial in out["trials"]:
+        model.set_cooccurrence(split.train, trial["weight"], 3.0, 8)
+        prior = tune_popularity_prior(model, cfg, split.train, validation, log=lambda *a: None)
+        best = max(prior["trials"], key=lambda t: t["val_ndcg@10"])
+        assert [prior["weight"], prior["days"]] == trial["prior"]
+        assert best["val_ndcg@10"] == pytest.approx(trial["val_ndcg@10"], abs=1e-6)
     # Test and serving: EASE refitted on everything known, the weight kept.
     model.set_cooccurrence(split.train, 0.5, 3.0, 8)
     with_popularity_prior(model, split.train, split.val)
     known = pd.concat([split.train, split.val], ignore_index=True)
     ids = [str(i) for i in cat.item_ids]
     p, q = factorise(_ridge_ease(_user_item(known, ids), 3.0), 8)
-    d = model.item_tower.output_dim
-    got = model.item_embeddings(tf.constant(ids)).numpy()[:, d:]  # 0.5 Q
+    a, z = model.block_columns("cooccurrence")  # after the tower's and the prior's columns
+    assert (a, z) == (model.item_tower.output_dim + 1, model.item_tower.output_dim + 9)
+    got = model.item_embeddings(tf.constant(ids)).numpy()[:, a:z]  # 0.5 Q
     np.testing.assert_allclose(model.cooccurrence.query_rows.numpy()[:-1] @ got.T, 0.5 * p @ q.T, atol=1e-4)
     # Off: the grid (0,), no validation, or a catalogue too large (the last two say so).
     assert tune_cooccurrence(model, ModelConfig(cooccurrence=(0.0,)), split.train, validation, lines.append) == \

@@ -195,27 +195,16 @@ def tune_popularity_prior(model, model_cfg, fit_part, validation, log=print):
     selection metric, as the baselines are tuned; NDCG@10 under tfrec's default), counts
     from `fit_part`; of equals, the first in (days, weight) order. Without validation the
     prior stays off. Sets it on `model` and returns {"weight", "days", "metric", "trials"}."""
-    weights, days = sorted(set(model_cfg.popularity_prior)), sorted(set(model_cfg.popularity_prior_days))
+    days = sorted(set(model_cfg.popularity_prior_days))
     model.set_popularity_prior(fit_part, 0.0, days[0])  # the model's own scores (prior column 0)
     if validation is None:
         log("train: no validation to choose the popularity prior on: off")
         return {"weight": 0.0, "days": days[0], "trials": []}
-    vectors = validation.vectors(model)
-    ids = np.asarray(validation.catalogue.item_ids).astype(str)
     metric = validation.select_metric
     key = f"val_{metric}"
-    trials, best = [], None
-    for n in days:
-        item, log_n = model.prior_log_counts(fit_part, n)  # counted (and, with the content prior, predicted)
-        logn = pd.Series(log_n, index=item).reindex(ids, fill_value=0.0).to_numpy(np.float64)
-        for w in weights:
-            if w == 0 and n != days[0]:
-                continue  # the same as (0, days[0])
-            res = validation.evaluate(model, item_bias=w * model.temperature * logn, vectors=vectors)
-            trials.append({"weight": w, "days": n, "val_ndcg@10": float(res["ndcg@10"]),
-                           f"val_recall@{validation.k}": float(res[f"recall@{validation.k}"]), key: float(res[metric])})
-            if best is None or trials[-1][key] > best[key]:
-                best = trials[-1]
+    trials = _prior_trials(validation, model, _prior_candidates(model, model_cfg, fit_part, validation),
+                           validation.vectors(model))
+    best = max(trials, key=lambda t: t[key])  # the first of equals
     model.set_popularity_prior(fit_part, best["weight"], best["days"])
     off = trials[0][key]
     window = f"{best['days']} days" if best["days"] else "all time"
@@ -224,11 +213,40 @@ def tune_popularity_prior(model, model_cfg, fit_part, validation, log=print):
     return {"weight": best["weight"], "days": best["days"], "metric": metric, "trials": trials}
 
 
+def _prior_candidates(model, model_cfg, fit_part, validation):
+    """[(weight, days, item bias [I] in catalogue order)] of the popularity prior's candidates,
+    in (days, weight) order, weight 0 once; [(0, None, None)] for a model without the prior."""
+    if not model.has_popularity_prior:
+        return [(0.0, None, None)]
+    weights, days = sorted(set(model_cfg.popularity_prior)), sorted(set(model_cfg.popularity_prior_days))
+    ids = np.asarray(validation.catalogue.item_ids).astype(str)
+    out = []
+    for n in days:
+        item, log_n = model.prior_log_counts(fit_part, n)  # counted (and, with the content prior, predicted)
+        logn = pd.Series(log_n, index=item).reindex(ids, fill_value=0.0).to_numpy(np.float64)
+        out += [(w, n, w * model.temperature * logn) for w in weights if w or n == days[0]]
+    return out
+
+
+def _prior_trials(validation, model, candidates, vectors):
+    """Validation metrics of each `_prior_candidates` entry on the model's `vectors`."""
+    metric, trials = validation.select_metric, []
+    for w, n, bias in candidates:
+        res = validation.evaluate(model, item_bias=bias, vectors=vectors)
+        trials.append({"weight": w, "days": n, "val_ndcg@10": float(res["ndcg@10"]),
+                       f"val_recall@{validation.k}": float(res[f"recall@{validation.k}"]),
+                       f"val_{metric}": float(res[metric])})
+    return trials
+
+
 def tune_cooccurrence(model, model_cfg, fit_part, validation, log=print):
     """Chooses the co-occurrence block's weight (`tfrec.models.cooccurrence`) among
-    `model.cooccurrence` by `validation.select_metric`, EASE fitted on `fit_part`; of
-    equals, the smallest. Off (with a log line) without validation or when the catalogue
-    is too large. Sets it on `model` and returns {"weight", "metric", "trials"}."""
+    `model.cooccurrence` by `validation.select_metric`, EASE fitted on `fit_part`, jointly
+    with the popularity prior (each weight is scored with its best prior candidate: the two
+    overlap, so a weight chosen without the prior can cost more than it gives with it); of
+    equals, the smallest weight. Off (with a log line) without validation or when the
+    catalogue is too large. Sets it on `model` (the prior is then chosen by
+    `tune_popularity_prior`) and returns {"weight", "metric", "trials"}."""
     from tfrec.models.cooccurrence import MAX_ITEMS
 
     weights = sorted(set(model_cfg.cooccurrence))
@@ -239,22 +257,25 @@ def tune_cooccurrence(model, model_cfg, fit_part, validation, log=print):
         why = "no validation to choose it on" if validation is None else f"more than {MAX_ITEMS:,} items"
         log(f"train: co-occurrence block off ({why})")
         return off
+    if model.has_popularity_prior:
+        model.set_popularity_prior(fit_part, 0.0, sorted(set(model_cfg.popularity_prior_days))[0])  # column 0
     model.set_cooccurrence(fit_part, 1.0, model_cfg.cooccurrence_l2, model_cfg.cooccurrence_rank)
     users, items, repeat = validation.vectors(model)
     start, stop = model.block_columns("cooccurrence")
+    candidates = _prior_candidates(model, model_cfg, fit_part, validation)
     metric, trials = validation.select_metric, []
+    key = f"val_{metric}"
     for w in weights:  # the item block is w * Q: the same vectors with its columns scaled
         scaled = items.copy()
         scaled[:, start:stop] *= w
-        res = validation.evaluate(model, vectors=(users, scaled, repeat))
-        trials.append({"weight": w, "val_ndcg@10": float(res["ndcg@10"]),
-                       f"val_recall@{validation.k}": float(res[f"recall@{validation.k}"]),
-                       f"val_{metric}": float(res[metric])})
-    best = max(trials, key=lambda t: (t[f"val_{metric}"], -t["weight"]))
+        prior = max(_prior_trials(validation, model, candidates, (users, scaled, repeat)), key=lambda t: t[key])
+        trials.append({"weight": w, "prior": [prior["weight"], prior["days"]],
+                       **{k: v for k, v in prior.items() if k.startswith("val_")}})
+    best = max(trials, key=lambda t: t[key])  # the first (smallest weight) of equals
     model.set_cooccurrence(fit_part, best["weight"], model_cfg.cooccurrence_l2, model_cfg.cooccurrence_rank)
-    log(f"train: co-occurrence block chosen on validation {metric}: weight {best['weight']:g} "
-        f"({trials[0][f'val_{metric}']:.4f} at weight {trials[0]['weight']:g} -> {best[f'val_{metric}']:.4f}; "
-        f"EASE l2 {model_cfg.cooccurrence_l2:g}, rank {model.block_columns('cooccurrence') and stop - start})")
+    log(f"train: co-occurrence block chosen on validation {metric} (each weight with its best popularity prior): "
+        f"weight {best['weight']:g} ({trials[0][key]:.4f} at weight {trials[0]['weight']:g} -> {best[key]:.4f}; "
+        f"EASE l2 {model_cfg.cooccurrence_l2:g}, rank {stop - start})")
     return {"weight": best["weight"], "metric": metric, "trials": trials}
 
 
