@@ -45,6 +45,10 @@ VARIANTS = {
     **{f"gru_h100_repeat_penalty_refresh{k}": ["--model.sequence=gru", "--data.history_length=100",
                                                "--model.repeat_penalty=true", f"--model.history_refresh={k}"]
        for k in (0, 10)},
+    # Session 19: the same (history_refresh 10) with the co-occurrence block's weight chosen on validation
+    # (`model.cooccurrence`, the default since; the refresh10 row above is the same model without it).
+    "gru_h100_repeat_penalty_cooc": ["--model.sequence=gru", "--data.history_length=100",
+                                     "--model.repeat_penalty=true"],
 }
 TEST_METRICS = ("ndcg@10", "hit_rate@10", "mrr@10")
 
@@ -62,6 +66,7 @@ def summarise(run_dir: pathlib.Path) -> dict:
             "best_epoch": best_epoch["epoch"], "val_recall@20": best_epoch["val_recall@20"],
             "val_mrr@10": chosen.get(key), "val_mrr@10_without_prior": trials[0][key] if trials else None,
             "popularity_prior": {"weight": prior.get("weight"), "days": prior.get("days")},
+            "cooccurrence_weight": (train.get("cooccurrence") or {}).get("weight", 0.0),
             "repeat_penalty": train.get("repeat_penalty"),
             "test": {k: model["mean"][k] for k in TEST_METRICS},
             "test_ci95": {k: model["ci95"][k] for k in TEST_METRICS if k in model["ci95"]},
@@ -110,7 +115,9 @@ def main(argv=None):
            "variants": rows, "seconds_last_call": round(time.time() - start, 1), "machine": machine_info(),
            "notes": ["Every variant without `--model.history_refresh` was trained before session 18, when the "
                      "history encoder read the item tower's pass over each batch's history items (history_refresh "
-                     "0); since, the default reads a table refreshed every 10 steps (history_refresh 10)."]}
+                     "0); since, the default reads a table refreshed every 10 steps (history_refresh 10).",
+                     "Every variant but `_cooc` was trained before session 19, without the co-occurrence block "
+                     "(`model.cooccurrence`; `cooccurrence_weight` 0 where the row has none)."]}
     write_json(args.out, doc)
     for name, r in rows.items():
         print(f"{name:28s} val mrr@10 {r['val_mrr@10']:.4f}  test ndcg@10 {r['test']['ndcg@10']:.4f} "

@@ -37,6 +37,7 @@ def summarise(run_dir: pathlib.Path, command: str) -> dict:
             "validation_hit_rate@100": {"prior_off": off and off["val_hit_rate@100"],
                                         "chosen": chosen and chosen["val_hit_rate@100"]},
             "repeat_penalty": train.get("repeat_penalty"),
+            "cooccurrence_weight": (train.get("cooccurrence") or {}).get("weight", 0.0),
             "top100_accuracy": hybrid["mean"]["hit_rate@100"], "ci95": hybrid["ci95"]["hit_rate@100"],
             "mean": {k: hybrid["mean"][k] for k in ("hit_rate@10", "hit_rate@50", "ndcg@10", "mrr@10")},
             "coverage@10": hybrid["beyond"]["coverage@10"], "seen@10": hybrid["beyond"].get("seen_share@10")}
