@@ -10,8 +10,11 @@ protocol's exclusions); w = "ease" is EASE alone. The test split is not read.
 
     .venv/bin/python bench/cooccurrence_rank.py recbole_general 42 1   # ~3 min per seed on 2 cores
     .venv/bin/python bench/cooccurrence_rank.py temporal 42
+    .venv/bin/python bench/cooccurrence_rank.py --choice temporal 1 2  # the weight `tfrec run` chooses (default config)
 
-Rows merge into bench/results/cooccurrence_rank_ml100k.json under "<protocol> seed <s>".
+Rows merge into bench/results/cooccurrence_rank_ml100k.json under "<protocol> seed <s>"
+(`runs`; `choices` for --choice: the retriever trained with the default config, the block's
+weight chosen jointly with the popularity prior, every trial).
 """
 import json
 import pathlib
@@ -73,16 +76,34 @@ def run(protocol, seed):
     return {"prior": {k: history.get("popularity_prior", {}).get(k) for k in ("weight", "days")}, "rows": rows}
 
 
+def choice(protocol, seed):
+    """The block's weight as `tfrec run` chooses it with the default config (retrieval only)."""
+    from tfrec.cli.retrieval_stage import train_hybrid
+    from tfrec.cli.run import encode_item_texts, prepare
+    from tfrec.config import load_config
+
+    cfg = load_config(None, ["--train.verbose=0", "--eval.baselines=", "--export.enabled=false",
+                             "--ranking.enabled=false", f"--train.seed={seed}", *FLAGS[protocol]])
+    quiet = lambda *a: None  # noqa: E731
+    data, _, split, catalogue = prepare(cfg, quiet)
+    text, _ = encode_item_texts(cfg, data.items, quiet)
+    _, history, _, _ = train_hybrid(cfg, data, split, catalogue, text, quiet)
+    prior = history.get("popularity_prior") or {}
+    return {"cooccurrence": history["cooccurrence"], "popularity_prior": {k: prior.get(k) for k in ("weight", "days")}}
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    mode = "choices" if argv and argv[0] == "--choice" else "runs"
+    argv = argv[1:] if mode == "choices" else argv
     protocol, seeds = argv[0], [int(s) for s in argv[1:]] or [42]
     if protocol not in FLAGS:
         sys.exit(f"protocol must be one of {', '.join(FLAGS)}, got {protocol!r}")
     out = json.loads(OUT.read_text()) if OUT.exists() else {}
     for seed in seeds:
         t0 = time.time()
-        out.setdefault("runs", {})[f"{protocol} seed {seed}"] = {**run(protocol, seed),
-                                                                 "seconds": round(time.time() - t0, 1)}
+        row = run(protocol, seed) if mode == "runs" else choice(protocol, seed)
+        out.setdefault(mode, {})[f"{protocol} seed {seed}"] = {**row, "seconds": round(time.time() - t0, 1)}
         out.update({"benchmark": "cooccurrence_rank", "what": __doc__.split("\n\n")[1].replace("\n", " "),
                     "machine": machine_info()})
         write_json(OUT, out)
