@@ -239,13 +239,18 @@ def _prior_trials(validation, model, candidates, vectors):
     return trials
 
 
+# The co-occurrence block is switched on only if it gains at least this much of the selection metric on
+# validation (seed 1 of the temporal split gained 4e-6 at weight 0.25, a tie that would change the prior).
+COOCCURRENCE_MIN_GAIN = 0.001
+
+
 def tune_cooccurrence(model, model_cfg, fit_part, validation, log=print):
     """Chooses the co-occurrence block's weight (`tfrec.models.cooccurrence`) among
     `model.cooccurrence` by `validation.select_metric`, EASE fitted on `fit_part`, jointly
     with the popularity prior (each weight is scored with its best prior candidate: the two
     overlap, so a weight chosen without the prior can cost more than it gives with it); of
-    equals, the smallest weight. Off (with a log line) without validation or when the
-    catalogue is too large. Sets it on `model` (the prior is then chosen by
+    equals, the smallest weight, and weight 0 unless the best gains `COOCCURRENCE_MIN_GAIN`
+    over it. Off (with a log line) without validation or when the catalogue is too large. Sets it on `model` (the prior is then chosen by
     `tune_popularity_prior`) and returns {"weight", "metric", "trials"}."""
     from tfrec.models.cooccurrence import MAX_ITEMS
 
@@ -272,6 +277,8 @@ def tune_cooccurrence(model, model_cfg, fit_part, validation, log=print):
         trials.append({"weight": w, "prior": [prior["weight"], prior["days"]],
                        **{k: v for k, v in prior.items() if k.startswith("val_")}})
     best = max(trials, key=lambda t: t[key])  # the first (smallest weight) of equals
+    if trials[0]["weight"] == 0 and best[key] - trials[0][key] < COOCCURRENCE_MIN_GAIN:
+        best = trials[0]  # a gain within validation noise does not add the block
     model.set_cooccurrence(fit_part, best["weight"], model_cfg.cooccurrence_l2, model_cfg.cooccurrence_rank)
     log(f"train: co-occurrence block chosen on validation {metric} (each weight with its best popularity prior): "
         f"weight {best['weight']:g} ({trials[0][key]:.4f} at weight {trials[0]['weight']:g} -> {best[key]:.4f}; "

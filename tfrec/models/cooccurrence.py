@@ -22,6 +22,8 @@ with B fitted on the fit part, then refits B on train + validation for test and 
 
 Cost: fitting inverts an I x I matrix and takes its SVD, O(I^3) time and O(I^2) memory,
 so catalogues above `MAX_ITEMS` are refused; the retrieval space grows by r dimensions.
+B is a snapshot: `Recommender.observe` extends the histories the query block reads but
+does not refit B (`set_cooccurrence` again does, or a new run).
 """
 import numpy as np
 import pandas as pd
