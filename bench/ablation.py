@@ -9,8 +9,11 @@ Variants (fixed in advance; every other setting is the default config):
     hybrid         ids + text
     +user_context  + user attributes and request-time features
     +sequence      + the behaviour-sequence encoder
-    +popularity_prior  + the query-time popularity prior chosen on validation (the full
-                   model, `tfrec run`'s default; the rows above run without it)
+    +popularity_prior  + the query-time popularity prior chosen on validation (the rows
+                   above run without it)
+    +cooccurrence  + the co-occurrence block (EASE's item-item scores), its weight chosen on
+                   validation with the prior (session 19; the full model, `tfrec run`'s
+                   default; the rows above run without it)
 Each variant trains with early stopping on validation recall@20; test metrics with
 95% bootstrap CIs come from the same evaluation code as `tfrec run`. Retrieval only
 (`--ranking.enabled=false`).
@@ -32,16 +35,18 @@ import tfrec  # noqa: E402,F401
 from tfrec.cli.run import run  # noqa: E402
 from tfrec.config import load_config  # noqa: E402
 
-NO_PRIOR = "--model.popularity_prior=0"
-OFF = ["--model.use_attributes=false", "--model.use_context=false", "--model.use_history=false", NO_PRIOR]
+NO_BLOCK = "--model.cooccurrence=0"
+NO_PRIOR = ["--model.popularity_prior=0", NO_BLOCK]
+OFF = ["--model.use_attributes=false", "--model.use_context=false", "--model.use_history=false", *NO_PRIOR]
 VARIANTS = {
     "id_only": ["--model.use_text=false", *OFF],
     # No ids anywhere: items are their text + attributes, users are their history of such items.
-    "text_only": ["--model.use_id=false", "--model.use_attributes=false", "--model.use_context=false", NO_PRIOR],
+    "text_only": ["--model.use_id=false", "--model.use_attributes=false", "--model.use_context=false", *NO_PRIOR],
     "hybrid": OFF,
-    "+user_context": ["--model.use_history=false", NO_PRIOR],
-    "+sequence": [NO_PRIOR],
-    "+popularity_prior": [],
+    "+user_context": ["--model.use_history=false", *NO_PRIOR],
+    "+sequence": NO_PRIOR,
+    "+popularity_prior": [NO_BLOCK],
+    "+cooccurrence": [],
 }
 METRICS = ("ndcg@10", "recall@20", "recall@10", "hit_rate@10")
 
@@ -66,19 +71,22 @@ def main():
                       "epochs_trained": len(res.metrics["train"]["validation"] or []),
                       "mean": {m: model["mean"][m] for m in METRICS},
                       "ci95": {m: model["ci95"].get(m) for m in METRICS},
-                      "beyond": {k: model["beyond"][k] for k in ("coverage@10", "novelty@10")}}
+                      "beyond": {k: model["beyond"][k] for k in ("coverage@10", "novelty@10")},
+                      "cooccurrence_weight": (res.metrics["train"].get("cooccurrence") or {}).get("weight", 0.0)}
         print(f"{name:<14} ndcg@10 {rows[name]['mean']['ndcg@10']:.4f} {rows[name]['ci95']['ndcg@10']}  "
               f"recall@20 {rows[name]['mean']['recall@20']:.4f} {rows[name]['ci95']['recall@20']}  "
               f"({rows[name]['seconds']:.0f} s)", flush=True)
-    out = {"benchmark": "hybrid ablation, ML-100K temporal split", "timestamp": datetime.datetime.utcnow().isoformat(),
-           "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "variants": rows}
+    path = pathlib.Path(args.out)
+    out = json.loads(path.read_text()) if path.exists() else {}  # earlier sessions' keys (notes, old rows) stay
+    out.update({"benchmark": "hybrid ablation, ML-100K temporal split",
+                "timestamp": datetime.datetime.utcnow().isoformat(),
+                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "variants": rows})
     lines = ["| variant | NDCG@10 (95% CI) | Recall@20 (95% CI) | coverage@10 |", "|---|---|---|---|"]
     for name, r in rows.items():
         f = lambda m: f"{r['mean'][m]:.4f} [{r['ci95'][m][0]:.3f}, {r['ci95'][m][1]:.3f}]"
         lines.append(f"| {name} | {f('ndcg@10')} | {f('recall@20')} | {r['beyond']['coverage@10']:.3f} |")
     out["table"] = "\n".join(lines)
     print(out["table"])
-    path = pathlib.Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_out = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(fd, "w") as fh:

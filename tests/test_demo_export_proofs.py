@@ -214,9 +214,11 @@ def _explain_reference(rec, feats, q, item_ids, meta):
     counts = recent["item_id"].astype(str).value_counts()
     prior = np.array([rec.model.temperature * w * np.log1p(counts.get(x.decode(), 0)) if r >= 0 else 0.0
                       for x, r in zip(item_ids, rows)], np.float32)
+    assert rec.model.cooccurrence is None  # fixed off, as make demo's validation chooses (tests/conftest.py)
     return {"score": score, "history_contributions": contrib, "history_item_ids": hist,
             "attribute_contributions": np.stack(attr, 1), "popularity_prior": prior,
-            "text_profile": np.zeros(len(item_ids), np.float32)}  # the demo's model has no text profile
+            "text_profile": np.zeros(len(item_ids), np.float32),  # the demo's model has no text profile
+            "cooccurrence": np.zeros(len(item_ids), np.float32)}  # nor a co-occurrence block
 
 
 def _item_reference(rec, inputs):

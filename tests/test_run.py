@@ -253,19 +253,28 @@ def test_a_run_with_the_text_profile_scores_reloads_and_exports_it(tmp_path, ml1
     from tfrec.cli.export import export_run
     from tfrec.models.scoring import HybridScorer
 
+    # The co-occurrence block fixed on too (a single weight is not chosen): both long-history blocks
+    # through the run folder and the export.
     cfg = _cfg(tmp_path, ml100k_path, "--split.kind=cold_items", "--model.text_profile=0.5", "--train.epochs=1",
+               "--model.cooccurrence=0.5", "--model.cooccurrence_rank=32",
                "--eval.baselines=", "--eval.n_bootstrap=50", "--export.enabled=false", "--ranking.enabled=false")
     result = run(cfg)
     model = result.model
     d = model.item_tower.output_dim + 1  # the tower's vector and the popularity prior's coordinate
     assert model.text_profile.weight == 0.5 and model.text_profile.shrinkage == 40.0
+    assert result.metrics["train"]["cooccurrence"]["weight"] == model.cooccurrence.weight == 0.5
+    assert model.block_columns("cooccurrence") == (d, d + 32)
+    a, z = model.block_columns("text_profile")
+    assert z == d + 32 + model.text_profile.dim
     cold = tf.constant([str(i) for i in result.split.cold_items])
     warm = tf.constant(list(model.item_tower.item_vocabulary)[:50])
-    assert np.abs(model.item_embeddings(cold).numpy()[:, d:]).max() > 0.01  # held out: the block
-    assert np.abs(model.item_embeddings(warm).numpy()[:, d:]).max() == 0.0  # trained ids: none
+    assert np.abs(model.item_embeddings(cold).numpy()[:, a:z]).max() > 0.01  # held out: the text block
+    assert np.abs(model.item_embeddings(warm).numpy()[:, a:z]).max() == 0.0  # trained ids: none
+    assert np.abs(model.item_embeddings(cold).numpy()[:, d:a]).max() < 1e-6  # no interactions: no co-occurrence
+    assert np.abs(model.item_embeddings(warm).numpy()[:, d:a]).max() > 0.01
     assert "tfrec hybrid" in result.metrics["cold_start"]["models"]
     loaded = load_run(result.run_dir)
-    assert loaded.model.text_profile.weight == 0.5
+    assert loaded.model.text_profile.weight == 0.5 and loaded.model.cooccurrence.weight == 0.5
     ids = tf.constant(list(model.lookup.item_ids))
     np.testing.assert_allclose(loaded.model.item_embeddings(ids).numpy(), model.item_embeddings(ids).numpy(),
                                atol=1e-5)
@@ -282,5 +291,6 @@ def test_a_run_with_the_text_profile_scores_reloads_and_exports_it(tmp_path, ml1
 
     want = HybridScorer(loaded.model, loaded.query_features, known, list(model.lookup.item_ids)).query_embeddings(
         pd.DataFrame({"user_id": [user], "timestamp": [ts]}))
-    assert got.shape[1] == d + model.text_profile.dim
+    assert got.shape[1] == d + 32 + model.text_profile.dim
     np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.abs(got[0, d:a]).max() > 0.01  # the co-occurrence block read the whole history sent

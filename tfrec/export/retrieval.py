@@ -206,7 +206,11 @@ class RetrievalModule(tf.Module):
                 "repeat_penalty": list(self._repeat) if self._repeat is not None else None,
                 "signatures": sorted(self.signatures()),
                 "explain_attribute_names": (list(getattr(self._models.explainer, "attribute_names", []))
-                                            if self._models.explainer is not None else None)}
+                                            if self._models.explainer is not None else None),
+                # A hybrid query model with blocks that read more of `history` than its tower (text profile,
+                # co-occurrence, `tfrec.models.space`): how many of the newest items they read; None: none.
+                "profile_history_length": getattr(getattr(self._models.query, "model", None), "profile_length",
+                                                  None)}
 
     # -- graph ----------------------------------------------------------------------
 

@@ -14,8 +14,9 @@ B is factorised by a truncated SVD, B ~ P Q^T with rank r, so the term is a dot 
 of two more blocks of the retrieval space: the query's sum of P over its known items
 (the `profile_history` feature, as the text profile reads it) against each item's
 w * Q_i. Brute-force and ANN indexes, the SavedModel signatures and `index_items` score
-it with no other change; items B does not know (new, cold, out of the catalogue) get a
-zero block. Nothing is trained with the towers: B is fitted in closed form after
+it with no other change; items B does not know (new, out of the catalogue) get a zero
+block, and catalogue items without interactions (cold items) one that is zero up to
+rounding (~1e-16: B's column for them is 0, its factorisation nearly). Nothing is trained with the towers: B is fitted in closed form after
 training (`HybridRetrieval.set_cooccurrence`), and `tfrec run` chooses w on validation,
 with B fitted on the fit part, then refits B on train + validation for test and serving
 (as the popularity prior counts everything known).
