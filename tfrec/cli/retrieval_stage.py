@@ -250,8 +250,9 @@ def tune_cooccurrence(model, model_cfg, fit_part, validation, log=print):
     with the popularity prior (each weight is scored with its best prior candidate: the two
     overlap, so a weight chosen without the prior can cost more than it gives with it); of
     equals, the smallest weight, and weight 0 unless the best gains `COOCCURRENCE_MIN_GAIN`
-    over it. Off (with a log line) without validation or when the catalogue is too large. Sets it on `model` (the prior is then chosen by
-    `tune_popularity_prior`) and returns {"weight", "metric", "trials"}."""
+    over it. Off (with a log line) without validation or when the catalogue is too large.
+    Sets it on `model` (the prior is then chosen by `tune_popularity_prior`) and returns
+    {"weight", "metric", "trials"}."""
     from tfrec.models.cooccurrence import MAX_ITEMS
 
     weights = sorted(set(model_cfg.cooccurrence))

@@ -16,10 +16,12 @@ of two more blocks of the retrieval space: the query's sum of P over its known i
 w * Q_i. Brute-force and ANN indexes, the SavedModel signatures and `index_items` score
 it with no other change; items B does not know (new, out of the catalogue) get a zero
 block, and catalogue items without interactions (cold items) one that is zero up to
-rounding (~1e-16: B's column for them is 0, its factorisation nearly). Nothing is trained with the towers: B is fitted in closed form after
-training (`HybridRetrieval.set_cooccurrence`), and `tfrec run` chooses w on validation,
-with B fitted on the fit part, then refits B on train + validation for test and serving
-(as the popularity prior counts everything known).
+rounding (~1e-16: B's column for them is 0, its factorisation nearly). Nothing is
+trained with the towers: B is fitted in closed form after training
+(`HybridRetrieval.set_cooccurrence`), and `tfrec run` chooses w on validation jointly
+with the popularity prior (`tfrec.cli.retrieval_stage.tune_cooccurrence`), with B fitted
+on the fit part, then refits B on train + validation for test and serving (as the
+popularity prior counts everything known).
 
 Cost: fitting inverts an I x I matrix and takes its SVD, O(I^3) time and O(I^2) memory,
 so catalogues above `MAX_ITEMS` are refused; the retrieval space grows by r dimensions.
