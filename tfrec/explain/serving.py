@@ -50,7 +50,7 @@ class QueryExplainer(tf.Module):
             rank it; removing its own history entry then adds p back.
         prior_column: the embeddings' coordinate that is the popularity prior's (the query's
             is 1, `HybridRetrieval.item_embeddings`: the one after the tower's, so the last
-            unless the text profile's block follows), reported as `popularity_prior`; True:
+            unless the co-occurrence or text profile block follows), reported as `popularity_prior`; True:
             the last; None / False: no prior.
         profile_history: also send each query's history as sent, unpadded, as the query model's
             `profile_history` (a hybrid model's text profile and co-occurrence block read more
