@@ -156,10 +156,8 @@ class TrainConfig:
     # (the run folder itself is only renamed into place at the end, so a killed run leaves none).
     checkpoint_dir: Optional[str] = None
     resume: bool = True  # a restarted run with the same config continues after its last finished epoch
-    # multi_worker: a collective waiting this long on a lost peer fails the job (then restart it to resume).
-    collective_timeout_s: float = 300.0
-    # "grpc://HOST:PORT" of a tf.data service dispatcher (`tfrec data-service dispatcher|worker`); None: this process.
-    data_service: Optional[str] = None
+    collective_timeout_s: float = 300.0  # multi_worker: a collective this late on a lost peer fails the job
+    data_service: Optional[str] = None  # "grpc://HOST:PORT" of a tf.data service dispatcher; None: this process
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -235,12 +233,10 @@ class RankingConfig:
     history_ratings: bool = True  # rating head: + a term on the ratings of the user's history items
     history_rating_shrinkage: float = 5.0
     rating_user_bias: bool = True  # per-user-id bias b_u in the rating head
-    # "learned": mu + b_u + b_i trained with the head; "bias": the closed-form bias model's (tuned on validation,
-    # refitted on train + validation after training), frozen; the head learns the residual.
+    # "learned": mu + b_u + b_i trained with the head; "bias": the closed-form bias model's, frozen (head: residual)
     rating_base: str = "bias"
     cold_user_fraction: float = 0.0  # training examples shown as a new user's (no id, no history)
-    # Item popularity features (tfrec.models.popularity): events in the N days before the request's day; 0 = off.
-    popularity_days: int = 30
+    popularity_days: int = 30  # item popularity features: events in the N days before the request's day; 0 = off
 
     def __post_init__(self):
         if self.mode not in RANKING_MODES:
