@@ -40,7 +40,8 @@ def run(protocol, seed):
     from tfrec.cli.run import encode_item_texts, prepare
     from tfrec.config import load_config
     from tfrec.evaluation.ranking import evaluate_ranking
-    from tfrec.models.cooccurrence import ease_weights, factorise
+    from tfrec.evaluation.baselines.ease import ease_weights
+    from tfrec.models.cooccurrence import factorise
 
     cfg = load_config(None, ["--train.verbose=0", "--eval.baselines=", "--export.enabled=false",
                              "--ranking.enabled=false", "--model.cooccurrence=0", f"--train.seed={seed}",

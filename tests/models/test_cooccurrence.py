@@ -9,7 +9,8 @@ import tensorflow as tf
 from tests.models.worlds import cold_items_world, seeded_hybrid
 from tfrec.config import ModelConfig
 from tfrec.errors import ConfigError
-from tfrec.models.cooccurrence import ease_weights, factorise
+from tfrec.evaluation.baselines.ease import ease_weights
+from tfrec.models.cooccurrence import factorise
 from tfrec.models.scoring import HybridScorer
 from tfrec.models.text_profile import PROFILE_FEATURE
 

@@ -34,19 +34,9 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from tfrec.errors import ConfigError
+from tfrec.evaluation.baselines.ease import ease_weights  # the EASE baseline's closed form
 
 MAX_ITEMS = 20_000  # EASE's dense I x I inverse: ~3 GB of float64 at this size
-
-
-def ease_weights(matrix, l2) -> np.ndarray:
-    """B [I, I] (float64) of EASE for a users x items 0/1 matrix (scipy sparse or dense)."""
-    x = matrix.astype(np.float64)
-    gram = np.asarray((x.T @ x).todense() if hasattr(x, "todense") else x.T @ x)
-    gram[np.diag_indices_from(gram)] += float(l2)
-    precision = np.linalg.inv(gram)
-    weights = precision / -np.diag(precision)[None, :]  # B[i, j] = -P[i, j] / P[j, j]
-    weights[np.diag_indices_from(weights)] = 0.0
-    return weights
 
 
 def factorise(weights, rank):

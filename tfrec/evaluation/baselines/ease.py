@@ -30,12 +30,20 @@ class EASE(Baseline):
         self.l2 = check_positive("l2", l2)
 
     def _fit(self, train, *, item_text, seed):
-        gram = (train.T @ train).toarray().astype(np.float64)  # (I, I)
-        gram[np.diag_indices_from(gram)] += self.l2
-        precision = np.linalg.inv(gram)  # P, (I, I)
-        weights = precision / -np.diag(precision)[None, :]  # column j divided by -P[j, j]
-        weights[np.diag_indices_from(weights)] = 0.0
-        self.weights_ = weights.astype(np.float32)  # B, (I, I)
+        self.weights_ = ease_weights(train, self.l2).astype(np.float32)  # B, (I, I)
 
     def _score(self, users):
         return self.history_[users] @ self.weights_  # (b, I), sparse @ dense -> dense
+
+
+def ease_weights(matrix, l2) -> np.ndarray:
+    """B [I, I] (float64) of EASE for a users x items matrix (scipy sparse or dense): the
+    closed form above, P = (X^T X + l2 I)^-1, B[i, j] = -P[i, j] / P[j, j], diag(B) = 0.
+    Also the co-occurrence block's fit (`tfrec.models.cooccurrence`)."""
+    x = matrix.astype(np.float64)
+    gram = np.asarray((x.T @ x).todense() if hasattr(x, "todense") else x.T @ x)  # (I, I)
+    gram[np.diag_indices_from(gram)] += float(l2)
+    precision = np.linalg.inv(gram)  # P
+    weights = precision / -np.diag(precision)[None, :]  # column j divided by -P[j, j]
+    weights[np.diag_indices_from(weights)] = 0.0
+    return weights
