@@ -103,6 +103,13 @@ def test_sentence_cites_only_positive_evidence():
     assert sentence(alone) == "Because it is popular lately."
     alone.prior_predicted = True  # no interactions yet: the content prior's prediction
     assert sentence(alone) == "Because items like it are popular lately."
+    # The co-occurrence block, likewise, when it is at least half of the score (0.5).
+    e.popularity_prior = 0.0
+    e.cooccurrence = 0.25
+    assert sentence(e) == ("Because people who watched what you watched also watched it, you watched Toy Story "
+                           "(1995) and Aladdin (1992), and you often watch Animation.")
+    e.cooccurrence = 0.2
+    assert sentence(e).startswith("Because you watched Toy Story")
 
 
 def test_json_round_trip(tiny):
