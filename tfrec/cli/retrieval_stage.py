@@ -280,7 +280,7 @@ def tune_cooccurrence(model, model_cfg, fit_part, validation, log=print):
     best = max(trials, key=lambda t: t[key])  # the first (smallest weight) of equals
     if trials[0]["weight"] == 0 and best[key] - trials[0][key] < COOCCURRENCE_MIN_GAIN:
         best = trials[0]  # a gain within validation noise does not add the block
-    model.set_cooccurrence(fit_part, best["weight"], model_cfg.cooccurrence_l2, model_cfg.cooccurrence_rank)
+    model.set_cooccurrence_weight(best["weight"])  # B as fitted for the search (weight 1), not refitted
     log(f"train: co-occurrence block chosen on validation {metric} (each weight with its best popularity prior): "
         f"weight {best['weight']:g} ({trials[0][key]:.4f} at weight {trials[0]['weight']:g} -> {best[key]:.4f}; "
         f"EASE l2 {model_cfg.cooccurrence_l2:g}, rank {stop - start})")

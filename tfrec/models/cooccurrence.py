@@ -83,7 +83,15 @@ class Cooccurrence(tf.Module):
             tf.lookup.KeyValueTensorInitializer(tf.constant(ids), tf.range(len(ids), dtype=tf.int64)),
             default_value=len(ids))  # the extra zero row: "" and unknown ids
         self.query_rows = tf.constant(np.concatenate([p, zero]).astype(np.float32))  # (I + 1, r)
-        self.item_rows = tf.constant((self.weight * np.concatenate([q, zero])).astype(np.float32))  # (I + 1, r)
+        self._q = np.concatenate([q, zero])  # (I + 1, r) float64: `reweight` scales it as the fit did
+        self.reweight(self.weight)
+
+    def reweight(self, weight):
+        """The same fitted B with weight w > 0 (no refit): item rows w * Q, as a fit with w gives them."""
+        if not weight > 0:
+            raise ConfigError(f"The co-occurrence block's weight must be > 0, got {weight}.")
+        self.weight = float(weight)
+        self.item_rows = tf.constant((self.weight * self._q).astype(np.float32))  # (I + 1, r)
 
     def item_columns(self, item_ids):
         """[..., r]: w * Q_i for item ids [...] (zeros for items B does not know)."""

@@ -75,6 +75,14 @@ class RetrievalSpace:
                              if weight else None)
         self._space_changed()
 
+    def set_cooccurrence_weight(self, weight):
+        """The co-occurrence block's B as fitted, with another weight (0: off), without refitting."""
+        if weight:
+            self.cooccurrence.reweight(weight)
+        else:
+            self.cooccurrence = None
+        self._space_changed()
+
     def set_cold_neighbours(self, **settings):
         """Items without a trained id get their vectors mixed with their nearest trained
         items' (`tfrec.models.cold_neighbours.ColdNeighbours`; its keyword arguments).
