@@ -49,6 +49,8 @@ def test_config_errors(tmp_path):
     (["train.batch_size=-4"], r"`train.batch_size` must be >= 1, got -4"),
     (["train.learning_rate=0"], r"`train.learning_rate` must be > 0"),
     (["train.early_stopping_patience=-1"], r"`train.early_stopping_patience` must be >= 0 \(0 = off\)"),
+    (["train.refit=true", "train.early_stopping_patience=0"],
+     r"`train.refit` needs `train.early_stopping_patience` >= 1"),
     (["train.strategy=tpu"], r"Unknown `train.strategy` 'tpu'; choose one of mirrored, one_device, multi_worker"),
     (["train.optimizer=rmsprop"], r"Unknown `train.optimizer` 'rmsprop'; choose one of adagrad, adam, sgd"),
     (["model.kind=deep"], r"Unknown `model.kind` 'deep'; choose hybrid or two_tower"),

@@ -294,3 +294,50 @@ def test_a_run_with_the_text_profile_scores_reloads_and_exports_it(tmp_path, ml1
     assert got.shape[1] == d + 32 + model.text_profile.dim
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert np.abs(got[0, d:a]).max() > 0.01  # the co-occurrence block read the whole history sent
+
+
+@pytest.mark.slow
+def test_refit_trains_a_fresh_model_on_train_and_validation_with_the_choices_and_reloads_it(tmp_path, ml100k_path):
+    """`--train.refit=true`: after early stopping and the choices made on validation, the run's
+    model is a fresh one trained on train + validation for the best epoch count, with those
+    choices; ids first seen in validation get trained rows, and the run folder reloads it."""
+    import tensorflow as tf
+
+    from tfrec.cli.artifacts import load_run
+    from tfrec.models.scoring import HybridScorer
+
+    cfg = _cfg(tmp_path, ml100k_path, "--train.refit=true", "--model.use_text=false", "--train.epochs=3",
+               "--train.early_stopping_patience=1", "--model.cooccurrence=0.5", "--model.cooccurrence_rank=32",
+               "--eval.baselines=", "--eval.n_bootstrap=50", "--export.enabled=false", "--ranking.enabled=false")
+    result = run(cfg)
+    model, split, train = result.model, result.split, result.metrics["train"]
+    best = max(train["validation"], key=lambda h: h["val_recall@20"])["epoch"]
+    assert train["refit"]["epochs"] == best == len(train["refit"]["mean_batch_loss"])
+    assert train["refit"]["interactions"] == len(split.train) + len(split.val)
+    users, items = (set(split.val[c].astype(str)) - set(split.train[c].astype(str)) for c in ("user_id", "item_id"))
+    assert users and items  # the temporal split's validation brings new users and items
+    assert users <= set(model.query_tower.user_vocabulary) and items <= set(model.item_tower.item_vocabulary)
+    prior = train["popularity_prior"]
+    assert model.popularity_prior == (prior["weight"], prior["days"]) and prior["weight"] > 0
+    assert model.cooccurrence.weight == 0.5 == train["cooccurrence"]["weight"]
+    loaded = load_run(result.run_dir)
+    assert set(loaded.model.query_tower.user_vocabulary) == set(model.query_tower.user_vocabulary)
+    ids = tf.constant(list(model.lookup.item_ids))
+    np.testing.assert_allclose(loaded.model.item_embeddings(ids).numpy(), model.item_embeddings(ids).numpy(),
+                               atol=1e-5)
+    queries = split.test.groupby("user_id").head(1).head(20)[["user_id", "timestamp"]]
+    want = HybridScorer(model, result.recommender.query_features, loaded.known, list(model.lookup.item_ids))
+    got = HybridScorer(loaded.model, loaded.query_features, loaded.known, list(model.lookup.item_ids))
+    np.testing.assert_allclose(got.query_embeddings(queries), want.query_embeddings(queries), atol=1e-5)
+
+
+def test_refit_is_refused_before_any_data_is_read_where_it_does_not_apply(tmp_path):
+    from tfrec.errors import ConfigError
+
+    for extra, message in ((["--model.kind=two_tower"], "the two-tower is not refitted"),
+                           ([], "Fix: add `--ranking.enabled=false`")):
+        cfg = load_config(None, ["--train.refit=true", f"--run_root={tmp_path / 'runs'}",
+                                 f"--data.source={tmp_path / 'nope'}", *extra])
+        with pytest.raises(ConfigError, match=message):
+            run(cfg)
+    assert not (tmp_path / "runs").exists()

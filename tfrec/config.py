@@ -148,12 +148,12 @@ class TrainConfig:
     learning_rate: float = 0.003
     optimizer: str = "adam"
     early_stopping_patience: int = 3  # epochs without a better validation recall@20; 0 = off
+    refit: bool = False  # then retrain on train + validation for the best epoch count, choices kept (retrieval only)
     strategy: str = "mirrored"  # mirrored | multi_worker (cluster from TF_CONFIG) | one_device
     seed: int = 42
     shuffle_buffer: int = 100_000
     verbose: int = 2
-    # Model + optimizer + callback state after every epoch; None: <run_root>/checkpoints/<name>-<config hash>
-    # (the run folder itself is only renamed into place at the end, so a killed run leaves none).
+    # State after every epoch; None: <run_root>/checkpoints/<name>-<config hash> (a killed run leaves no run folder)
     checkpoint_dir: Optional[str] = None
     resume: bool = True  # a restarted run with the same config continues after its last finished epoch
     collective_timeout_s: float = 300.0  # multi_worker: a collective this late on a lost peer fails the job
@@ -167,6 +167,8 @@ class TrainConfig:
         _check_at_least("train", self, ["epochs", "batch_size", "shuffle_buffer"], 1)
         _check_at_least("train", self, ["early_stopping_patience"], 0, note=" (0 = off)")
         _check_at_least("train", self, ["learning_rate", "collective_timeout_s"], 0, strict=True)
+        if self.refit and not self.early_stopping_patience:  # it retrains for the epoch count early stopping chose
+            raise ConfigError("`train.refit` needs `train.early_stopping_patience` >= 1 (retrains for the best epoch).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,11 +179,9 @@ class EvalConfig:
                                   "tfidf_content", "tfrs_tutorial")
     n_bootstrap: int = 1000
     seed: int = 0
-    # A named protocol (tfrs_tutorial | recbole_general | recbole_sequential | temporal) sets the
-    # split, the queries and the exclusions; None: `split.*` with one query per test user.
+    # tfrs_tutorial | recbole_general | recbole_sequential | temporal: split, queries, exclusions; None: `split.*`
     protocol: Optional[str] = None
-    # What the hybrid's queries see (tfrec.evaluation.queries.QUERY_HISTORIES): "before_event" | "profile" (the
-    # user's whole known profile). None: the protocol's own (recbole_general: profile; others: before_event).
+    # The hybrid's queries (queries.QUERY_HISTORIES): "before_event" | "profile"; None: the protocol's
     query_history: Optional[str] = None
 
 

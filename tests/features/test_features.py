@@ -71,3 +71,23 @@ def test_catalogue_is_fitted_on_train_only():
     cat2 = Catalogue.fit(items, s.train, ev)
     assert cat2.item_vocab == cat.item_vocab and cat2.user_vocab == cat.user_vocab
     assert cat.n_items == 70  # evaluation covers the whole catalogue, cold items included
+
+
+def test_a_refitted_catalogue_keeps_the_evaluation_order_and_counts_what_it_is_given():
+    """`train.refit`: the model's vocabularies and counts come from train + validation, the
+    catalogue's item and user order (what evaluation and the weights' layout use) does not move."""
+    rng = np.random.default_rng(1)
+    ev = pd.DataFrame({"user_id": rng.integers(0, 30, 400).astype(str),
+                       "item_id": rng.integers(0, 60, 400).astype(str),
+                       "timestamp": rng.permutation(400)})
+    items = pd.DataFrame({"item_id": [str(i) for i in range(70)]})
+    s = make_split(ev, "temporal", val_fraction=0.2, test_fraction=0.2)
+    cat = Catalogue.fit(items, s.train, ev)
+    both = pd.concat([s.train, s.val], ignore_index=True)
+    refit = cat.refitted(both)
+    assert list(refit.item_ids) == list(cat.item_ids) and list(refit.user_ids) == list(cat.user_ids)
+    assert set(refit.item_vocab.values) == set(both.item_id) > set(s.train.item_id)  # val-only items get ids
+    assert set(refit.user_vocab.values) == set(both.user_id)
+    want = both.item_id.value_counts()
+    assert [int(c) for c in refit.train_item_counts] == [int(want.get(i, 0)) for i in cat.item_ids]
+    assert cat.item_vocab == Catalogue.fit(items, s.train, ev).item_vocab  # the original is unchanged

@@ -224,9 +224,13 @@ def load_run(run_dir, log=None) -> LoadedRun:
             out.text_embeddings, out.text_encoder = encode_item_texts(config, data.items, log)
         else:
             out.text_embeddings = np.zeros((catalogue.n_items, 1), np.float32)
-        # As in `tfrec.cli.retrieval_stage.train_hybrid`: fitted on the whole train split.
-        out.query_features = QueryFeatures.fit(split.train, data.users, config.data.history_length)
-        out.model = build_hybrid(config.model, catalogue, data.items, out.text_embeddings, out.query_features,
+        from tfrec.cli.retrieval_stage import refit_parts
+
+        # As in `tfrec.cli.retrieval_stage.train_hybrid`: fitted on the whole train split (`train.refit`: + validation).
+        fitted = refit_parts(config, split)
+        model_catalogue = catalogue.refitted(fitted) if fitted is not split.train else catalogue
+        out.query_features = QueryFeatures.fit(fitted, data.users, config.data.history_length)
+        out.model = build_hybrid(config.model, model_catalogue, data.items, out.text_embeddings, out.query_features,
                                  seed=config.train.seed, text_cfg=config.text)
     else:  # "two_tower" (`ModelConfig` accepts only these two kinds)
         from tfrec.models.two_tower import TwoTowerRetrieval

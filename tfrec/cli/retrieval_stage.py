@@ -94,21 +94,56 @@ def train_two_tower(config: RunConfig, split, catalogue, log=print, log_dir=None
 
 
 def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log=print, log_dir=None):
-    """The hybrid model; early stopping on full-catalogue validation recall@20."""
+    """The hybrid model; early stopping on full-catalogue validation recall@20, then the
+    post-training choices on validation and, with `train.refit`, `refit_hybrid`. Returns
+    (model, history, seconds, query features)."""
     import tensorflow as tf
 
-    from tfrec.data.pipeline import make_dataset
-    from tfrec.evaluation.protocols import query_history_for
     from tfrec.features.query_features import QueryFeatures
-    from tfrec.models.factory import build_hybrid
-    from tfrec.models.hybrid import catalogue_rows
 
     t = config.train
     qf = QueryFeatures.fit(split.train, data.users, config.data.history_length)
     fit_part, val_part = early_stopping_parts(split, t.early_stopping_patience, t.seed, log, "train")
-    query_history = query_history_for(config.eval)
+    callbacks = []
+    validation = None
+    if len(val_part) and t.early_stopping_patience > 0:
+        validation = retrieval_validation(config, qf, fit_part, val_part, catalogue, log)
+        callbacks = [validation, tf.keras.callbacks.EarlyStopping(
+            monitor="val_recall@20", mode="max", patience=t.early_stopping_patience, restore_best_weights=True)]
+    model, history, secs = _fit_hybrid(config, data, fit_part, catalogue, text_embeddings, qf, log, log_dir,
+                                       callbacks)
+    if validation is not None:
+        best = max(validation.history, key=lambda h: h["val_recall@20"])
+        log(f"train: best validation recall@20 {best['val_recall@20']:.4f} at epoch {best['epoch']} (weights restored)")
+        history["validation"] = validation.history
+    with_cold_neighbours(model, config.model, log)  # before the prior is chosen: the vectors it is chosen with
+    with_text_profile(model, config.model, log)
+    history["cooccurrence"] = tune_cooccurrence(model, config.model, fit_part, validation, log)
+    if model.has_popularity_prior:
+        history["popularity_prior"] = tune_popularity_prior(model, config.model, fit_part, validation, log)
+    if t.refit and validation is not None:
+        model, qf, history["refit"] = refit_hybrid(config, data, split, catalogue, text_embeddings, model, history,
+                                                   log, log_dir)
+        secs += history["refit"]["seconds"]
+    else:
+        with_popularity_prior(model, split.train, split.val)  # test and serving: everything known
+    if model.repeat_penalty is not None:
+        history["repeat_penalty"] = float(model.repeat_penalty)
+        log(f"train: learned repeat penalty {history['repeat_penalty']:.3f} (a query's history items score that much "
+            "lower, in cosine units)")
+    return model, history, secs, qf
+
+
+def _fit_hybrid(config, data, fit_part, catalogue, text_embeddings, qf, log, log_dir, callbacks=()):
+    """A fresh hybrid model (`build_hybrid`: vocabularies from `catalogue`) trained on `fit_part`."""
+    from tfrec.data.pipeline import make_dataset
+    from tfrec.evaluation.protocols import query_history_for
+    from tfrec.models.factory import build_hybrid
+    from tfrec.models.hybrid import catalogue_rows
+
+    t = config.train
     feats = qf.build(fit_part, context=fit_part)
-    if query_history == "profile":
+    if query_history_for(config.eval) == "profile":
         # Trained as it is asked: the user's whole profile at its end, without the target.
         from tfrec.data.history import profile_histories, profile_times
 
@@ -120,30 +155,50 @@ def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log
     feats = catalogue_rows(feats, catalogue.item_ids)
     # Full batches only: a ragged last batch would also shrink the in-batch negatives.
     ds = make_dataset(feats, t.batch_size, seed=t.seed, shuffle_buffer=t.shuffle_buffer, drop_remainder=True)
-    callbacks = []
-    validation = None
-    if len(val_part) and t.early_stopping_patience > 0:
-        validation = retrieval_validation(config, qf, fit_part, val_part, catalogue, log)
-        callbacks = [validation, tf.keras.callbacks.EarlyStopping(
-            monitor="val_recall@20", mode="max", patience=t.early_stopping_patience, restore_best_weights=True)]
-    model, history, secs = _fit(lambda: build_hybrid(config.model, catalogue, data.items, text_embeddings, qf,
-                                                     seed=t.seed, text_cfg=config.text),
-                                ds, config, log, log_dir, callbacks)
-    if validation is not None:
-        best = max(validation.history, key=lambda h: h["val_recall@20"])
-        log(f"train: best validation recall@20 {best['val_recall@20']:.4f} at epoch {best['epoch']} (weights restored)")
-        history["validation"] = validation.history
-    if model.repeat_penalty is not None:
-        history["repeat_penalty"] = float(model.repeat_penalty)
-        log(f"train: learned repeat penalty {history['repeat_penalty']:.3f} (a query's history items score that much "
-            "lower, in cosine units)")
-    with_cold_neighbours(model, config.model, log)  # before the prior is chosen: the vectors it is chosen with
-    with_text_profile(model, config.model, log)
-    history["cooccurrence"] = tune_cooccurrence(model, config.model, fit_part, validation, log)
-    if model.has_popularity_prior:
-        history["popularity_prior"] = tune_popularity_prior(model, config.model, fit_part, validation, log)
-    with_popularity_prior(model, split.train, split.val)  # test and serving: everything known
-    return model, history, secs, qf
+    return _fit(lambda: build_hybrid(config.model, catalogue, data.items, text_embeddings, qf, seed=t.seed,
+                                     text_cfg=config.text), ds, config, log, log_dir, callbacks)
+
+
+def refit_parts(config, split):
+    """The interactions the final hybrid model was trained on, in this order (vocabularies
+    depend on it): `split.train`, or with `train.refit` train + validation (early stopping's
+    two parts: the validation split, or without one, the slice of train it was carved from)."""
+    if not config.train.refit or config.train.early_stopping_patience <= 0:
+        return split.train
+    return pd.concat([split.train, split.val], ignore_index=True)
+
+
+def refit_hybrid(config, data, split, catalogue, text_embeddings, chosen, history, log=print, log_dir=None):
+    """`train.refit`: a fresh hybrid model trained on `refit_parts` (early stopping's fit
+    and validation parts) for the epoch count early stopping chose, with no validation
+    left to stop on; the choices made on validation with `chosen` (cold neighbours and
+    text profile settings, the co-occurrence weight, the popularity prior's weight and
+    window) carried over, the blocks fitted on those parts. Its vocabularies and item
+    counts (logQ) are theirs (`Catalogue.refitted`), and so are its query features (the
+    time features' end of training included). Returns (model, query features, info)."""
+    import dataclasses
+
+    from tfrec.features.query_features import QueryFeatures
+
+    known = refit_parts(config, split)
+    epochs = int(max(history["validation"], key=lambda h: h["val_recall@20"])["epoch"])
+    cfg = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs, refit=False,
+                                                                early_stopping_patience=0))
+    log(f"refit: a fresh model on train + validation ({len(known):,} interactions) for {epochs} epoch(s), the "
+        "best on validation, with the choices made there")
+    qf = QueryFeatures.fit(known, data.users, config.data.history_length)
+    model, refit_history, secs = _fit_hybrid(cfg, data, known, catalogue.refitted(known), text_embeddings, qf, log,
+                                             None if log_dir is None else str(pathlib.Path(log_dir) / "refit"))
+    with_cold_neighbours(model, config.model, log=lambda *a: None)
+    with_text_profile(model, config.model, log=lambda *a: None)
+    c = chosen.cooccurrence
+    if c is not None:
+        model.set_cooccurrence(known, c.weight, c.l2, c.rank, c.length)
+    if chosen.has_popularity_prior:
+        model.set_popularity_prior(known, *chosen.popularity_prior)
+    curve = refit_history.get("mean_batch_loss", refit_history["loss"])
+    return model, qf, {"epochs": epochs, "interactions": int(len(known)), "seconds": secs,
+                       "mean_batch_loss": [float(v) for v in curve]}
 
 
 def with_cold_neighbours(model, model_cfg, log=print):

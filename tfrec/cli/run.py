@@ -17,7 +17,7 @@ import pandas as pd
 
 from tfrec.cli.retrieval_stage import train_hybrid, train_joint, train_two_tower
 from tfrec.config import RunConfig
-from tfrec.errors import DataError
+from tfrec.errors import ConfigError, DataError
 
 
 @dataclasses.dataclass
@@ -123,6 +123,7 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
     from tfrec.export.versioning import atomic_dir
 
     config = config or RunConfig()
+    _check_refit(config)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     final_dir = pathlib.Path(config.run_root) / f"{stamp}-{config.name}"
     if config.train.strategy == "multi_worker":
@@ -248,7 +249,7 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
                        "train": {"seconds": train_secs, "mean_batch_loss": history.get("mean_batch_loss"),
                                  "validation": history.get("validation"),
                                  "popularity_prior": history.get("popularity_prior"),
-                                 "cooccurrence": history.get("cooccurrence"),
+                                 "cooccurrence": history.get("cooccurrence"), "refit": history.get("refit"),
                                  "repeat_penalty": history.get("repeat_penalty")}, **report}
             if config.export.enabled:
                 from tfrec.cli.export import export_model
@@ -269,6 +270,19 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
     if scratch is not None:  # (after a failure, TemporaryDirectory removes it at exit)
         scratch.cleanup()
     return RunResult(metrics, model, catalogue, split, data, str(final_dir), metrics.get("export_path"), recommender)
+
+
+def _check_refit(config):
+    """`train.refit` is for the hybrid retriever alone (before any data is read)."""
+    if not config.train.refit:
+        return
+    if config.model.kind != "hybrid":
+        raise ConfigError("`train.refit` refits the hybrid model; the two-tower is not refitted. Fix: drop it.")
+    from tfrec.evaluation.protocols import query_history_for
+
+    if config.ranking.enabled and query_history_for(config.eval) == "before_event":
+        raise ConfigError("`train.refit` refits the retrieval model alone, and the ranking stage is trained with "
+                          "the retriever it ranks for. Fix: add `--ranking.enabled=false`.")
 
 
 def _json_default(o):

@@ -2,7 +2,8 @@
 
 `Catalogue` fixes the item order used by evaluation (every item of the items
 table, cold ones included) and holds what was fitted on the train split:
-the id vocabularies and item popularity. Nothing here reads validation or test.
+the id vocabularies and item popularity (`refitted`: on train + validation, for a
+model refitted on both). Nothing here reads test.
 """
 import dataclasses
 
@@ -37,9 +38,15 @@ class Catalogue:
         if users is not None:
             user_pool.append(users["user_id"])
         user_ids = np.array(sorted(pd.concat(user_pool).astype(str).unique(), key=_natural), dtype=object)
-        counts = train["item_id"].value_counts()
-        train_counts = counts.reindex(item_ids, fill_value=0).to_numpy(dtype=np.int64)
-        return cls(item_ids, user_ids, Vocabulary.fit(train["item_id"]), Vocabulary.fit(train["user_id"]), train_counts)
+        return cls(item_ids, user_ids, None, None, None).refitted(train)
+
+    def refitted(self, train: pd.DataFrame) -> "Catalogue":
+        """The same items and users (the same evaluation order) with the id vocabularies and
+        item counts fitted on `train` instead: what a model trained on other interactions
+        than the split's train part has (`train.refit`: train + validation)."""
+        counts = train["item_id"].value_counts().reindex(self.item_ids, fill_value=0).to_numpy(dtype=np.int64)
+        return dataclasses.replace(self, item_vocab=Vocabulary.fit(train["item_id"]),
+                                   user_vocab=Vocabulary.fit(train["user_id"]), train_item_counts=counts)
 
     @property
     def n_items(self):
