@@ -1,0 +1,124 @@
+"""Does `train.refit` help? Measured one level down, on validation only (issue #5).
+
+A refit consumes the validation split, so it cannot be chosen on it. This bench makes the
+choice one level down: from each protocol's TRAIN split it carves an inner validation part
+the way the protocol carves validation from all the data (recbole_general: 1/8 of each
+user's train interactions at random; temporal: the last 1/8 of train in time), and uses the
+protocol's real validation split as the held-out part. The test split is never read.
+
+  A: `train_hybrid` on the inner train with early stopping and every post-training choice
+     (co-occurrence weight, popularity prior) on the inner validation: what `tfrec run` does;
+  B: `refit_hybrid` after A (the library's `train.refit` path): a fresh model on inner train +
+     inner validation (= the protocol's train) for A's best epoch count, with A's choices.
+
+Both are scored on the protocol's validation split knowing all of train, as `tfrec run`
+scores test knowing train + validation. Flags per protocol as its test runs use them
+(recbole_general: bench/recbole_general.py's chosen variant).
+
+    .venv/bin/python bench/refit.py recbole_general --seeds 42 1 2 3
+    .venv/bin/python bench/refit.py temporal --seeds 42 1 2
+
+Rows are merged into bench/results/refit_ml100k.json (atomic write).
+"""
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench._common import machine_info, write_json  # noqa: E402
+
+import tfrec  # noqa: E402,F401  (before TensorFlow)
+
+OUT = ROOT / "bench" / "results" / "refit_ml100k.json"
+COMMON = ["--train.verbose=0", "--eval.baselines=", "--export.enabled=false", "--ranking.enabled=false",
+          "--eval.n_bootstrap=200"]
+FLAGS = {"recbole_general": ["--eval.protocol=recbole_general", "--data.history_length=200",
+                             "--model.temperature=0.2", "--train.batch_size=4096"],
+         "temporal": []}  # the main job (`make demo`) as it trains its retriever
+METRICS = ("ndcg@10", "recall@10", "recall@20")
+
+
+def inner_split(protocol, split, seed):
+    """(inner train, inner validation, held-out = the protocol's validation) as a `Split`."""
+    import pandas as pd
+
+    from tfrec.data.splits import Split, per_user_random_split, temporal_split
+
+    if protocol == "recbole_general":
+        inner = per_user_random_split(split.train, val_fraction=0.0, test_fraction=0.125, seed=seed)
+    else:
+        inner = temporal_split(split.train, val_fraction=0.0, test_fraction=0.125)
+    return Split(inner.train, pd.concat([inner.val, inner.test], ignore_index=True), split.val, split.kind,
+                 split.params)
+
+
+def score(model, qf, split, catalogue, data, cfg, protocol):
+    import pandas as pd
+
+    from tfrec.evaluation.protocol import evaluate_models
+    from tfrec.models.scoring import HybridScorer
+
+    known = pd.concat([split.train, split.val], ignore_index=True)
+    scorer = HybridScorer(model, qf, known, catalogue.item_ids)
+    evaluated = scorer if protocol else (scorer.user_matrix(catalogue, split.test), scorer.item_embeddings)
+    rep = evaluate_models({"m": evaluated}, data, split, catalogue, cfg.eval, protocol=protocol,
+                          log=lambda *a: None, history_length=cfg.data.history_length)
+    return {k: float(rep["models"]["m"]["mean"][k]) for k in METRICS}
+
+
+def one_seed(protocol_name, seed):
+    from tfrec.cli.retrieval_stage import refit_hybrid, train_hybrid
+    from tfrec.cli.run import encode_item_texts, prepare
+    from tfrec.config import load_config
+    from tfrec.evaluation.protocols import get_protocol
+    from tfrec.features.catalogue import Catalogue
+
+    cfg = load_config(None, [*COMMON, f"--train.seed={seed}", *FLAGS[protocol_name]])
+    quiet = lambda *a: None  # noqa: E731
+    data, ia, split, _ = prepare(cfg, quiet)
+    text, _ = encode_item_texts(cfg, data.items, quiet)
+    protocol = get_protocol(cfg.eval.protocol) if cfg.eval.protocol else None
+    inner = inner_split(protocol_name, split, seed)
+    catalogue = Catalogue.fit(data.items, inner.train, ia, data.users)
+    t0 = time.perf_counter()
+    model, history, _, qf = train_hybrid(cfg, data, inner, catalogue, text, log=quiet)
+    a_secs = time.perf_counter() - t0
+    best = max(history["validation"], key=lambda h: h["val_recall@20"])
+    row = {"seed": seed, "inner_train": len(inner.train), "inner_validation": len(inner.val),
+           "held_out": len(inner.test), "best_epoch": best["epoch"], "epochs_trained": len(history["validation"]),
+           "cooccurrence_weight": history["cooccurrence"].get("weight", 0.0),
+           "prior": [history["popularity_prior"]["weight"], history["popularity_prior"]["days"]],
+           "A": {**score(model, qf, inner, catalogue, data, cfg, protocol), "seconds": round(a_secs, 1)}}
+    t0 = time.perf_counter()
+    refit, refit_qf, info = refit_hybrid(cfg, data, inner, catalogue, text, model, history, log=quiet)
+    row["B"] = {**score(refit, refit_qf, inner, catalogue, data, cfg, protocol),
+                "seconds": round(time.perf_counter() - t0, 1), "epochs": info["epochs"]}
+    row["B_minus_A"] = {k: round(row["B"][k] - row["A"][k], 4) for k in METRICS}
+    return row
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("protocol", choices=sorted(FLAGS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args(argv)
+    out = json.loads(pathlib.Path(args.out).read_text()) if pathlib.Path(args.out).exists() else {}
+    section = out.setdefault(args.protocol, {"flags": FLAGS[args.protocol], "rows": {}})
+    for seed in args.seeds:
+        row = one_seed(args.protocol, seed)
+        section["rows"][str(seed)] = row
+        rows = list(section["rows"].values())
+        section["mean_B_minus_A"] = {k: round(sum(r["B_minus_A"][k] for r in rows) / len(rows), 4) for k in METRICS}
+        section["B_ahead_on_ndcg@10"] = f"{sum(r['B_minus_A']['ndcg@10'] > 0 for r in rows)} of {len(rows)}"
+        out.update({"benchmark": "bench/refit.py", "method": __doc__.split("\n\n")[1].replace("\n", " "),
+                    "machine": machine_info()})
+        write_json(args.out, out)
+        print(json.dumps({args.protocol: {"seed": seed, "A": row["A"], "B": row["B"]}}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
