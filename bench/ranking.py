@@ -8,7 +8,9 @@ well they are trained), then measures:
 * `Recommender.recommend(user, k=10)` end to end for one user (query features,
   full-catalogue retrieval, top-200, ranking, business rules): p50 / p99 over
   cycling users, with and without a per-genre cap;
-* the same call with `rank=False` (retrieval alone), for the ranking stage's share.
+* the same call with `rank=False` (retrieval alone), for the ranking stage's share;
+* if validation left the co-occurrence block off, both calls again with it switched on
+  (weight 1, rank 256: the query also reads the user's newest 1,000 known items).
 
 Usage (from the repository root):
     .venv/bin/python bench/ranking.py                 # -> bench/results/ranking.json
@@ -97,6 +99,14 @@ def main(argv=None):
     out["recommend_two_stage"] = time_recommend()
     out["recommend_two_stage_genre_cap"] = time_recommend(max_per_category=("genres", 3))
     out["recommend_retrieval_only"] = time_recommend(rank=False)
+    c = model.cooccurrence
+    out["cooccurrence_weight_chosen"] = float(c.weight) if c is not None else 0.0
+    out["retrieval_dim"] = int(rec.scorer.item_embeddings.shape[1])
+    if c is None or c.weight == 0:  # the block's serving cost (session 19): rank 256, the newest 1,000 known items
+        model.set_cooccurrence(known, 1.0, cfg.model.cooccurrence_l2, cfg.model.cooccurrence_rank)
+        out["with_cooccurrence_block"] = {"retrieval_dim": int(rec.scorer.item_embeddings.shape[1]),
+                                          "recommend_two_stage": time_recommend(),
+                                          "recommend_retrieval_only": time_recommend(rank=False)}
     tmp = args.out + ".tmp"
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(tmp, "w") as f:
