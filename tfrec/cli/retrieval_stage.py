@@ -160,9 +160,10 @@ def _fit_hybrid(config, data, fit_part, catalogue, text_embeddings, qf, log, log
 
 
 def refit_parts(config, split):
-    """The interactions the final hybrid model was trained on, in this order (vocabularies
-    depend on it): `split.train`, or with `train.refit` train + validation (early stopping's
-    two parts: the validation split, or without one, the slice of train it was carved from)."""
+    """The interactions the final hybrid model was trained on (`load_run` rebuilds its
+    vocabularies and query features from them): `split.train`, or with `train.refit` train +
+    validation (early stopping's two parts: the validation split, or without one, the slice
+    of train it was carved from)."""
     if not config.train.refit or config.train.early_stopping_patience <= 0:
         return split.train
     return pd.concat([split.train, split.val], ignore_index=True)
