@@ -134,8 +134,9 @@ def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log
     return model, history, secs, qf
 
 
-def _fit_hybrid(config, data, fit_part, catalogue, text_embeddings, qf, log, log_dir, callbacks=()):
-    """A fresh hybrid model (`build_hybrid`: vocabularies from `catalogue`) trained on `fit_part`."""
+def _fit_hybrid(config, data, fit_part, catalogue, text_embeddings, qf, log, log_dir, callbacks=(), profiles=None):
+    """A fresh hybrid model (`build_hybrid`: vocabularies from `catalogue`) trained on `fit_part`;
+    profile queries read their profiles from `profiles` (default: `fit_part`)."""
     from tfrec.data.pipeline import make_dataset
     from tfrec.evaluation.protocols import query_history_for
     from tfrec.models.factory import build_hybrid
@@ -147,8 +148,9 @@ def _fit_hybrid(config, data, fit_part, catalogue, text_embeddings, qf, log, log
         # Trained as it is asked: the user's whole profile at its end, without the target.
         from tfrec.data.history import profile_histories, profile_times
 
-        feats["history"] = profile_histories(fit_part, qf.history_length, context=fit_part)
-        feats["timestamp"] = profile_times(fit_part["user_id"], fit_part)
+        profiles = fit_part if profiles is None else profiles
+        feats["history"] = profile_histories(fit_part, qf.history_length, context=profiles)
+        feats["timestamp"] = profile_times(fit_part["user_id"], profiles)
         log(f"train: profile queries (history: the user's latest {qf.history_length} other train items)")
     feats["item_id"] = fit_part["item_id"].astype(str).to_numpy(dtype=object)
     # Item ids as rows of the model's catalogue lookup: the same loss, integer work per step.
@@ -176,9 +178,14 @@ def refit_hybrid(config, data, split, catalogue, text_embeddings, chosen, histor
     text profile settings, the co-occurrence weight, the popularity prior's weight and
     window) carried over, the blocks fitted on those parts. Its vocabularies and item
     counts (logQ) are theirs (`Catalogue.refitted`), and so are its query features (the
-    time features' end of training included). Returns (model, query features, info)."""
+    time features' end of training included). Under a protocol with profile queries the
+    training profiles are built from the parts its test queries know (`recbole_general`:
+    train), so a validation item is a target there but never part of a profile, as at test.
+    Returns (model, query features, info)."""
     import dataclasses
 
+    from tfrec.evaluation.protocols import get_protocol, query_history_for
+    from tfrec.evaluation.queries import split_parts
     from tfrec.features.query_features import QueryFeatures
 
     known = refit_parts(config, split)
@@ -188,8 +195,12 @@ def refit_hybrid(config, data, split, catalogue, text_embeddings, chosen, histor
     log(f"refit: a fresh model on train + validation ({len(known):,} interactions) for {epochs} epoch(s), the "
         "best on validation, with the choices made there")
     qf = QueryFeatures.fit(known, data.users, config.data.history_length)
+    profiles = None
+    if query_history_for(config.eval) == "profile":  # (profile queries need a named protocol)
+        profiles = split_parts(split, get_protocol(config.eval.protocol).known)
     model, refit_history, secs = _fit_hybrid(cfg, data, known, catalogue.refitted(known), text_embeddings, qf, log,
-                                             None if log_dir is None else str(pathlib.Path(log_dir) / "refit"))
+                                             None if log_dir is None else str(pathlib.Path(log_dir) / "refit"),
+                                             profiles=profiles)
     with_cold_neighbours(model, config.model, log=lambda *a: None)
     with_text_profile(model, config.model, log=lambda *a: None)
     c = chosen.cooccurrence
