@@ -74,6 +74,33 @@ def test_profile_histories_by_hand():
     assert profile_times(["1", "2", "new"], ctx).tolist() == [31, 6, 31]  # new user: end of all context
 
 
+def test_refit_training_examples_under_recbole_general_take_profiles_from_train_only():
+    """`train.refit` trains on train + validation; the protocol's test queries know train only,
+    so a validation row is a target whose profile is the user's whole train profile (no
+    validation item in any profile), and a train row's profile is train without itself."""
+    from tfrec.cli.retrieval_stage import training_features
+    from tfrec.config import load_config
+    from tfrec.features.query_features import QueryFeatures
+
+    events = _events(seed=3)
+    split = get_protocol("recbole_general").make_split(events)
+    cat = _catalogue(events, split)
+    both = pd.concat([split.train, split.val], ignore_index=True)
+    config = load_config(None, ["--eval.protocol=recbole_general"])
+    qf = QueryFeatures.fit(both, None, 50)
+    feats = training_features(config, both, cat.refitted(both), qf, profiles=split.train, log=lambda *a: None)
+    ids = np.append(np.asarray(cat.item_ids, dtype=object), "")  # rows -> ids ("" = padding)
+    hist, target = ids[feats["history_row"]], ids[feats["item_row"]]
+    train = _by_user(split.train)
+    for row, (u, i) in enumerate(both[["user_id", "item_id"]].itertuples(index=False)):
+        assert list(hist[row]) == _naive_last(train[u], 50, skip_item=i)
+        assert feats["timestamp"][row] == max(t for _, t in train[u]) + 1  # asked at the end of the train profile
+        assert target[row] == i
+    # The default (profiles from the rows trained on) would put validation items into profiles.
+    default = ids[training_features(config, both, cat.refitted(both), qf, log=lambda *a: None)["history_row"]]
+    assert len(split.val) and (default != hist).any()
+
+
 # --- evaluation queries ------------------------------------------------------------------
 
 def test_recbole_general_test_queries_see_the_train_profile_and_never_their_targets():

@@ -135,14 +135,26 @@ def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log
 
 
 def _fit_hybrid(config, data, fit_part, catalogue, text_embeddings, qf, log, log_dir, callbacks=(), profiles=None):
-    """A fresh hybrid model (`build_hybrid`: vocabularies from `catalogue`) trained on `fit_part`;
-    profile queries read their profiles from `profiles` (default: `fit_part`)."""
+    """A fresh hybrid model (`build_hybrid`: vocabularies from `catalogue`) trained on `fit_part`."""
     from tfrec.data.pipeline import make_dataset
-    from tfrec.evaluation.protocols import query_history_for
     from tfrec.models.factory import build_hybrid
-    from tfrec.models.hybrid import catalogue_rows
 
     t = config.train
+    feats = training_features(config, fit_part, catalogue, qf, profiles, log)
+    # Full batches only: a ragged last batch would also shrink the in-batch negatives.
+    ds = make_dataset(feats, t.batch_size, seed=t.seed, shuffle_buffer=t.shuffle_buffer, drop_remainder=True)
+    return _fit(lambda: build_hybrid(config.model, catalogue, data.items, text_embeddings, qf, seed=t.seed,
+                                     text_cfg=config.text), ds, config, log, log_dir, callbacks)
+
+
+def training_features(config, fit_part, catalogue, qf, profiles=None, log=print):
+    """The hybrid's training examples (name -> array), one per row of `fit_part`: its query
+    features at the event (before-event histories from `fit_part`), or under a protocol with
+    profile queries the user's profile in `profiles` (default: `fit_part`) without the row's
+    item, asked at its end; item ids as rows of `catalogue`'s lookup."""
+    from tfrec.evaluation.protocols import query_history_for
+    from tfrec.models.hybrid import catalogue_rows
+
     feats = qf.build(fit_part, context=fit_part)
     if query_history_for(config.eval) == "profile":
         # Trained as it is asked: the user's whole profile at its end, without the target.
@@ -154,11 +166,7 @@ def _fit_hybrid(config, data, fit_part, catalogue, text_embeddings, qf, log, log
         log(f"train: profile queries (history: the user's latest {qf.history_length} other train items)")
     feats["item_id"] = fit_part["item_id"].astype(str).to_numpy(dtype=object)
     # Item ids as rows of the model's catalogue lookup: the same loss, integer work per step.
-    feats = catalogue_rows(feats, catalogue.item_ids)
-    # Full batches only: a ragged last batch would also shrink the in-batch negatives.
-    ds = make_dataset(feats, t.batch_size, seed=t.seed, shuffle_buffer=t.shuffle_buffer, drop_remainder=True)
-    return _fit(lambda: build_hybrid(config.model, catalogue, data.items, text_embeddings, qf, seed=t.seed,
-                                     text_cfg=config.text), ds, config, log, log_dir, callbacks)
+    return catalogue_rows(feats, catalogue.item_ids)
 
 
 def refit_parts(config, split):
