@@ -180,8 +180,8 @@ def refit_parts(config, split):
 
 
 def refit_hybrid(config, data, split, catalogue, text_embeddings, chosen, history, log=print, log_dir=None):
-    """`train.refit`: a fresh hybrid model trained on `refit_parts` (early stopping's fit
-    and validation parts) for the epoch count early stopping chose, with no validation
+    """`train.refit`: a fresh hybrid model trained on train + validation (early stopping's fit
+    and validation parts; `refit_parts`) for the epoch count early stopping chose, with no validation
     left to stop on; the choices made on validation with `chosen` (cold neighbours and
     text profile settings, the co-occurrence weight, the popularity prior's weight and
     window) carried over, the blocks fitted on those parts. Its vocabularies and item
@@ -196,7 +196,7 @@ def refit_hybrid(config, data, split, catalogue, text_embeddings, chosen, histor
     from tfrec.evaluation.queries import split_parts
     from tfrec.features.query_features import QueryFeatures
 
-    known = refit_parts(config, split)
+    known = pd.concat([split.train, split.val], ignore_index=True)  # = refit_parts with `train.refit` on
     epochs = int(max(history["validation"], key=lambda h: h["val_recall@20"])["epoch"])
     cfg = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs, refit=False,
                                                                 early_stopping_patience=0))
