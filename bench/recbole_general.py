@@ -110,6 +110,11 @@ VARIANTS = {
        for tag, extra in (("cooc", []), ("nocooc", ["--model.cooccurrence=0"]))
        for seed_tag, seed in (("", []), ("_seed1", ["--train.seed=1"]), ("_seed2", ["--train.seed=2"]),
                               ("_seed3", ["--train.seed=3"]))},
+    # Session 20: the chosen setting refitted on train + validation (`train.refit`). A refit consumes validation,
+    # so it was chosen one level down (bench/refit.py recbole_general: NDCG@10 +0.004 on 4 of 4 seeds); test only.
+    "profile_h200_t0.2_b4096_cooc_refit": [
+        "--eval.query_history=profile", "--data.history_length=200", "--model.temperature=0.2",
+        "--train.batch_size=4096", "--train.refit=true"],
 }
 # For reference only (not produced here): bench/results/baselines_ml100k.json and RecBole's quick start.
 ANCHORS = {"EASE (tfrec baseline, same split)": {"ndcg@10": 0.336, "recall@10": 0.274},
