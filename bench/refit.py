@@ -9,7 +9,9 @@ protocol's real validation split as the held-out part. The test split is never r
   A: `train_hybrid` on the inner train with early stopping and every post-training choice
      (co-occurrence weight, popularity prior) on the inner validation: what `tfrec run` does;
   B: `refit_hybrid` after A (the library's `train.refit` path): a fresh model on inner train +
-     inner validation (= the protocol's train) for A's best epoch count, with A's choices.
+     inner validation (= the protocol's train) for A's best epoch count, with A's choices
+     (under recbole_general its training profiles from the inner train part, which is what
+     the held-out queries know, as the protocol's test queries know train only).
 
 Both are scored on the protocol's validation split knowing all of train, as `tfrec run`
 scores test knowing train + validation. Flags per protocol as its test runs use them
