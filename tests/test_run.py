@@ -329,6 +329,15 @@ def test_refit_trains_a_fresh_model_on_train_and_validation_with_the_choices_and
     want = HybridScorer(model, result.recommender.query_features, loaded.known, list(model.lookup.item_ids))
     got = HybridScorer(loaded.model, loaded.query_features, loaded.known, list(model.lookup.item_ids))
     np.testing.assert_allclose(got.query_embeddings(queries), want.query_embeddings(queries), atol=1e-5)
+    # Called directly (bench/refit.py does, with the flag off), it still trains on train + validation.
+    import dataclasses
+
+    from tfrec.cli.retrieval_stage import refit_hybrid
+
+    off = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, refit=False))
+    text = np.zeros((result.catalogue.n_items, 1), np.float32)  # --model.use_text=false, as `tfrec run` passes
+    _, _, info = refit_hybrid(off, result.data, split, result.catalogue, text, model, train, log=lambda *a: None)
+    assert info["interactions"] == len(split.train) + len(split.val)
 
 
 def test_refit_is_refused_before_any_data_is_read_where_it_does_not_apply(tmp_path):
