@@ -3,8 +3,9 @@
 A refit consumes the validation split, so it cannot be chosen on it. This bench makes the
 choice one level down: from each protocol's TRAIN split it carves an inner validation part
 the way the protocol carves validation from all the data (recbole_general: 1/8 of each
-user's train interactions at random; temporal: the last 1/8 of train in time), and uses the
-protocol's real validation split as the held-out part. The test split is never read.
+user's train interactions at random; recbole_sequential: each user's last train event;
+temporal: the last 1/8 of train in time), and uses the protocol's real validation split as
+the held-out part. The test split is never read.
 
   A: `train_hybrid` on the inner train with early stopping and every post-training choice
      (co-occurrence weight, popularity prior) on the inner validation: what `tfrec run` does;
@@ -15,10 +16,12 @@ protocol's real validation split as the held-out part. The test split is never r
 
 Both are scored on the protocol's validation split knowing all of train, as `tfrec run`
 scores test knowing train + validation. Flags per protocol as its test runs use them
-(recbole_general: bench/recbole_general.py's chosen variant).
+(recbole_general: bench/recbole_general.py's chosen variant; recbole_sequential:
+bench/recbole_sequential_sweep.py's).
 
     .venv/bin/python bench/refit.py recbole_general --seeds 42 1 2 3
     .venv/bin/python bench/refit.py temporal --seeds 42 1 2
+    .venv/bin/python bench/refit.py recbole_sequential --seeds 42 1 2
 
 Rows are merged into bench/results/refit_ml100k.json (atomic write).
 """
@@ -39,6 +42,9 @@ COMMON = ["--train.verbose=0", "--eval.baselines=", "--export.enabled=false", "-
           "--eval.n_bootstrap=200"]
 FLAGS = {"recbole_general": ["--eval.protocol=recbole_general", "--data.history_length=200",
                              "--model.temperature=0.2", "--train.batch_size=4096"],
+         # bench/recbole_sequential_sweep.py's chosen setting (GRU over 100 items + the learned repeat penalty)
+         "recbole_sequential": ["--eval.protocol=recbole_sequential", "--model.sequence=gru",
+                                "--data.history_length=100", "--model.repeat_penalty=true"],
          "temporal": []}  # the main job (`make demo`) as it trains its retriever
 METRICS = ("ndcg@10", "recall@10", "recall@20")
 
@@ -47,10 +53,12 @@ def inner_split(protocol, split, seed):
     """(inner train, inner validation, held-out = the protocol's validation) as a `Split`."""
     import pandas as pd
 
-    from tfrec.data.splits import Split, per_user_random_split, temporal_split
+    from tfrec.data.splits import Split, leave_last_n_split, per_user_random_split, temporal_split
 
     if protocol == "recbole_general":
         inner = per_user_random_split(split.train, val_fraction=0.0, test_fraction=0.125, seed=seed)
+    elif protocol == "recbole_sequential":  # each user's last train event, as validation is the one before test
+        inner = leave_last_n_split(split.train, n_last=1, n_val=0)
     else:
         inner = temporal_split(split.train, val_fraction=0.0, test_fraction=0.125)
     return Split(inner.train, pd.concat([inner.val, inner.test], ignore_index=True), split.val, split.kind,
