@@ -51,15 +51,20 @@ def test_vocabulary_order_and_lookup_layer_agree():
     np.testing.assert_array_equal(v.index(ids), [2, 1, 0, 4])  # 0 pad, 1 OOV
 
 
-def test_catalogue_is_fitted_on_train_only():
-    """Nothing from validation or test reaches vocabularies or popularity."""
-    rng = np.random.default_rng(0)
+def _catalogue_world(seed):
+    """(events, items table of 70 ids, 60/20/20 temporal split, catalogue fitted on its train part)."""
+    rng = np.random.default_rng(seed)
     ev = pd.DataFrame({"user_id": rng.integers(0, 30, 400).astype(str),
                        "item_id": rng.integers(0, 60, 400).astype(str),
                        "timestamp": rng.permutation(400)})
     items = pd.DataFrame({"item_id": [str(i) for i in range(70)]})
     s = make_split(ev, "temporal", val_fraction=0.2, test_fraction=0.2)
-    cat = Catalogue.fit(items, s.train, ev)
+    return ev, items, s, Catalogue.fit(items, s.train, ev)
+
+
+def test_catalogue_is_fitted_on_train_only():
+    """Nothing from validation or test reaches vocabularies or popularity."""
+    ev, items, s, cat = _catalogue_world(0)
     assert set(cat.item_vocab.values) == set(s.train.item_id)
     assert set(cat.user_vocab.values) == set(s.train.user_id)
     want = s.train.item_id.value_counts()
@@ -76,13 +81,7 @@ def test_catalogue_is_fitted_on_train_only():
 def test_a_refitted_catalogue_keeps_the_evaluation_order_and_counts_what_it_is_given():
     """`train.refit`: the model's vocabularies and counts come from train + validation, the
     catalogue's item and user order (what evaluation and the weights' layout use) does not move."""
-    rng = np.random.default_rng(1)
-    ev = pd.DataFrame({"user_id": rng.integers(0, 30, 400).astype(str),
-                       "item_id": rng.integers(0, 60, 400).astype(str),
-                       "timestamp": rng.permutation(400)})
-    items = pd.DataFrame({"item_id": [str(i) for i in range(70)]})
-    s = make_split(ev, "temporal", val_fraction=0.2, test_fraction=0.2)
-    cat = Catalogue.fit(items, s.train, ev)
+    ev, items, s, cat = _catalogue_world(1)
     both = pd.concat([s.train, s.val], ignore_index=True)
     refit = cat.refitted(both)
     assert list(refit.item_ids) == list(cat.item_ids) and list(refit.user_ids) == list(cat.user_ids)
