@@ -14,8 +14,9 @@ the held-out part. The test split is never read.
      (under recbole_general its training profiles from the inner train part, which is what
      the held-out queries know, as the protocol's test queries know train only).
 
-Both are scored on the protocol's validation split knowing all of train, as `tfrec run`
-scores test knowing train + validation. Flags per protocol as its test runs use them
+Both are scored on the protocol's validation split with the same queries, which know what
+the protocol's test queries know of their parts: all of train (inner train + inner
+validation), or under recbole_general (test queries know train only) the inner train part. Flags per protocol as its test runs use them
 (recbole_general: bench/recbole_general.py's chosen variant; recbole_sequential:
 bench/recbole_sequential_sweep.py's).
 
