@@ -174,9 +174,11 @@ def refit_parts(config, split):
     vocabularies and query features from them): `split.train`, or with `train.refit` train +
     validation (early stopping's two parts: the validation split, or without one, the slice
     of train it was carved from)."""
+    from tfrec.evaluation.queries import split_parts
+
     if not config.train.refit or config.train.early_stopping_patience <= 0:
         return split.train
-    return pd.concat([split.train, split.val], ignore_index=True)
+    return split_parts(split, ("train", "val"))
 
 
 def refit_hybrid(config, data, split, catalogue, text_embeddings, chosen, history, log=print, log_dir=None):
@@ -196,7 +198,7 @@ def refit_hybrid(config, data, split, catalogue, text_embeddings, chosen, histor
     from tfrec.evaluation.queries import split_parts
     from tfrec.features.query_features import QueryFeatures
 
-    known = pd.concat([split.train, split.val], ignore_index=True)  # = refit_parts with `train.refit` on
+    known = split_parts(split, ("train", "val"))  # = refit_parts with `train.refit` on
     epochs = int(max(history["validation"], key=lambda h: h["val_recall@20"])["epoch"])
     cfg = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=epochs, refit=False,
                                                                 early_stopping_patience=0))
