@@ -47,6 +47,7 @@ def test_config_errors(tmp_path):
     (["ranking.deep_units=64,0"], r"`ranking.deep_units` must be non-empty layer sizes >= 1, got \(64, 0\)"),
     (["train.epochs=0"], r"`train.epochs` must be >= 1, got 0"),
     (["train.batch_size=-4"], r"`train.batch_size` must be >= 1, got -4"),
+    (["train.steps_per_execution=0"], r"`train.steps_per_execution` must be >= 1, got 0"),
     (["train.learning_rate=0"], r"`train.learning_rate` must be > 0"),
     (["train.early_stopping_patience=-1"], r"`train.early_stopping_patience` must be >= 0 \(0 = off\)"),
     (["train.refit=true", "train.early_stopping_patience=0"],

@@ -3,6 +3,10 @@
 Until session 14 the first model a process trained differed from every later one with
 the same seed (tf.data's shuffle read the global seed, which `train` sets only after
 the dataset is built); the later ones matched across processes, the first did not."""
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import tensorflow as tf
 
@@ -37,3 +41,64 @@ def test_a_training_run_does_not_depend_on_what_ran_before_it():
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # float32 on 2 threads
     # Not a vacuous comparison: another data seed trains another model.
     assert not np.array_equal(weights(None, data_seed=6)[0], first[0])
+
+
+def test_steps_per_execution_trains_the_same_model():
+    """`train.steps_per_execution` (several steps per call of the training function) is
+    the same training: the same weights after two epochs as one step per call, with the
+    history table refreshed inside a call (every 3 steps) and a last call shorter than
+    the others (4 steps per call). Over two logical CPU devices (MirroredStrategy) it
+    falls back to one step per call, and says so: there the sparse gradients' all-gather
+    inside a multi-step call fails ("Shape mismatch in the collective instance")."""
+    code = textwrap.dedent("""
+        import tfrec
+        from tfrec.training.strategy import split_cpu
+        devices = split_cpu(2)
+        import numpy as np, tensorflow as tf
+        from tests.models.worlds import synthetic_world
+        from tfrec.config import ModelConfig
+        from tfrec.data.pipeline import make_dataset
+        from tfrec.models.factory import build_hybrid
+        from tfrec.training.trainer import train
+        data, split, cat, text, qf = synthetic_world(40, 30, 1200, data_seed=11, split="temporal", text_dim=8,
+                                                     history_length=4)
+        feats = qf.build(split.train, context=split.train)
+        feats["item_id"] = split.train["item_id"].astype(str).to_numpy(dtype=object)
+        cfg = ModelConfig(embedding_dim=8, history_refresh=3)
+        print("ROWS", len(split.train))
+
+        def weights(steps_per_execution, mirrored=False, data_seed=5):
+            ds = make_dataset(feats, 64, seed=data_seed, drop_remainder=False)
+            strategy = tf.distribute.MirroredStrategy(devices) if mirrored else tf.distribute.get_strategy()
+            model, history, _ = train(lambda: build_hybrid(cfg, cat, data.items, text, qf, seed=0), ds,
+                                      strategy=strategy, epochs=2, optimizer="adam", learning_rate=0.02, seed=0,
+                                      verbose=0, log=print, steps_per_execution=steps_per_execution)
+            return ([v.numpy() for v in model.trainable_variables], history["loss"],
+                    int(model.optimizer.iterations.numpy()), int(model._steps_per_execution.numpy()))
+
+        def diff(a, b):
+            return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+
+        one, loss_one, steps_one, _ = weights(1)
+        four, loss_four, steps_four, per_call = weights(4)
+        other = weights(1, data_seed=6)[0]
+        m_one, _, m_steps, _ = weights(1, mirrored=True)
+        m_four, _, _, m_per_call = weights(4, mirrored=True)
+        print("RESULT", steps_one, steps_four, m_steps, per_call, m_per_call, len(one), diff(one, four),
+              float(np.max(np.abs(np.subtract(loss_one, loss_four)))), diff(one, other), diff(m_one, m_four))
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.strip().splitlines()
+    rows = int(next(line for line in lines if line.startswith("ROWS")).split()[1])
+    words = lines[-1].split()
+    assert words[0] == "RESULT", lines[-5:]
+    steps_one, steps_four, m_steps, per_call, m_per_call, n = (int(w) for w in words[1:7])
+    diff, loss, other, m_diff = (float(w) for w in words[7:11])
+    per_epoch = -(-rows // 64)  # batches of 64, the last one short
+    assert per_epoch % 4 != 0, per_epoch  # so an epoch ends with a call of fewer than 4 steps
+    assert steps_one == steps_four == 2 * per_epoch and n > 10 and per_call == 4
+    assert diff <= 1e-5 and loss <= 1e-4, (diff, loss)  # float32 on 2 threads, as above
+    assert other > 1e-3  # not a vacuous comparison: another data seed trains another model
+    assert m_per_call == 1 and m_steps == steps_one and m_diff <= 1e-5, (m_per_call, m_steps, m_diff)
+    assert "train: steps_per_execution 4 -> 1 under 2 replicas" in r.stdout

@@ -59,7 +59,8 @@ def _fit(model_fn, ds, config, log, log_dir, callbacks=()):
         ds = through_data_service(ds, config, strategy, log)
     model, history, secs = train(model_fn, ds, strategy=strategy, epochs=t.epochs, optimizer=t.optimizer,
                                  learning_rate=t.learning_rate, seed=t.seed, verbose=t.verbose, log_dir=log_dir,
-                                 callbacks=callbacks, checkpoint_dir=ckpt_dir, resume=t.resume, log=log)
+                                 callbacks=callbacks, checkpoint_dir=ckpt_dir, resume=t.resume, log=log,
+                                 steps_per_execution=t.steps_per_execution)
     from tfrec.training.multi_worker import is_chief
 
     if t.checkpoint_dir is None and is_chief(strategy):  # finished: the default checkpoints were only to resume

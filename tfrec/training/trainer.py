@@ -187,19 +187,29 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
 def train(build_model: Callable[[], tf.keras.Model], dataset, *, strategy, epochs: int, optimizer: str = "adagrad",
           learning_rate: float = 0.05, seed: int = 42, verbose: int = 2, log_dir: Optional[str] = None,
           validation_data=None, callbacks=(), checkpoint_dir: Optional[str] = None, resume: bool = True,
-          log=print):
+          log=print, steps_per_execution: int = 1):
     """Builds the model under `strategy`, compiles and fits it.
 
     With `checkpoint_dir`, saves a checkpoint after every epoch; with `resume`, an
     unfinished run found there (same folder: use one per config) is restored and
     continues after its last finished epoch, instead of starting again.
 
+    `steps_per_execution` steps run in one call of the compiled training function
+    (Keras `compile`): the same updates in the same order, with less per-step
+    overhead; callbacks' `on_train_batch_*` then run once per call. With more than one
+    replica it is 1 (logged): the all-gather of sparse (embedding) gradients inside a
+    multi-step call fails across replicas ("Shape mismatch in the collective instance").
+
     Returns (model, history dict over all epochs, resumed ones included, seconds).
     """
     tf.keras.utils.set_random_seed(seed)
+    if steps_per_execution > 1 and strategy.num_replicas_in_sync > 1:
+        log(f"train: steps_per_execution {steps_per_execution} -> 1 under {strategy.num_replicas_in_sync} replicas "
+            "(sparse gradients cannot be all-gathered inside a multi-step call)")
+        steps_per_execution = 1
     with strategy.scope():
         model = build_model()
-        model.compile(optimizer=make_optimizer(optimizer, learning_rate))
+        model.compile(optimizer=make_optimizer(optimizer, learning_rate), steps_per_execution=steps_per_execution)
     multi_worker = is_multi_worker(strategy)
     if multi_worker:
         # tf-keras's "auto" SUMs the (already all-reduced) metric results over workers
