@@ -11,8 +11,6 @@ well they are trained), then measures:
 * the same call with `rank=False` (retrieval alone), for the ranking stage's share;
 * if validation left the co-occurrence block off, both calls again with it switched on
   (weight 1, rank 256: the query also reads the user's newest 1,000 known items).
-* the ranker's training time for 3 epochs (no validation) with `ranking.steps_per_execution`
-  1 (the default) and 16, two runs each, alternating; the best run of each is kept.
 
 Usage (from the repository root):
     .venv/bin/python bench/ranking.py                 # -> bench/results/ranking.json
@@ -109,18 +107,6 @@ def main(argv=None):
         out["with_cooccurrence_block"] = {"retrieval_dim": int(rec.scorer.item_embeddings.shape[1]),
                                           "recommend_two_stage": time_recommend(),
                                           "recommend_retrieval_only": time_recommend(rank=False)}
-    import dataclasses
-
-    runs = {1: [], 16: []}
-    for spe in (1, 16, 1, 16):  # alternating, so load drift hits both alike
-        c3 = dataclasses.replace(cfg, ranking=dataclasses.replace(cfg.ranking, epochs=3, steps_per_execution=spe))
-        _, info = train_ranker(c3, data, split, cat, text, model, qf, log=lambda *a: None)
-        runs[spe].append(info["seconds"])
-    best = {spe: min(v) for spe, v in runs.items()}
-    out["ranker_training_3_epochs"] = {"seconds_by_steps_per_execution": {str(k): v for k, v in runs.items()},
-                                       "best_seconds": {str(k): v for k, v in best.items()},
-                                       "speedup_16_vs_1": best[1] / best[16],
-                                       "batch_size": cfg.ranking.batch_size}
     tmp = args.out + ".tmp"
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(tmp, "w") as f:

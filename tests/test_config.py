@@ -48,7 +48,6 @@ def test_config_errors(tmp_path):
     (["train.epochs=0"], r"`train.epochs` must be >= 1, got 0"),
     (["train.batch_size=-4"], r"`train.batch_size` must be >= 1, got -4"),
     (["train.steps_per_execution=0"], r"`train.steps_per_execution` must be >= 1, got 0"),
-    (["ranking.steps_per_execution=-1"], r"`ranking.steps_per_execution` must be >= 1, got -1"),
     (["train.learning_rate=0"], r"`train.learning_rate` must be > 0"),
     (["train.early_stopping_patience=-1"], r"`train.early_stopping_patience` must be >= 0 \(0 = off\)"),
     (["train.refit=true", "train.early_stopping_patience=0"],

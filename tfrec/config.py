@@ -1,9 +1,10 @@
 """Run configuration: one frozen dataclass per stage, assembled into `RunConfig`.
 
-Values come from the defaults below, then a YAML/JSON file (`--config`), then dotted command-line
-overrides (`--train.epochs=3`). Every run writes the resolved config as `config.json` in its run
-folder. Each section checks its values when it is made, so a bad value stops `tfrec run` before any
-data is read, not when its stage starts."""
+Values come from the defaults below, then a YAML/JSON file (`--config`), then dotted
+command-line overrides (`--train.epochs=3`). Every run writes the resolved config as
+`config.json` in its run folder. Each section checks its values when it is made, so a bad
+value stops `tfrec run` before any data is read, not when its stage starts.
+"""
 import dataclasses
 import difflib
 import json
@@ -189,7 +190,8 @@ RANKING_MODES, RANKING_LOSSES, RATING_BASES = ("separate", "joint"), ("listwise"
 
 
 def check_ranking_values(*, loss, rating_base, cold_user_fraction, history_rating_shrinkage):
-    """ConfigError naming the first bad ranking value (`RankingConfig` and `HybridRanker` share it)."""
+    """Raises ConfigError naming the first bad ranking-stage value (shared by
+    `RankingConfig` and `tfrec.models.ranking.HybridRanker`)."""
     if loss not in RANKING_LOSSES:
         raise ConfigError(f"`ranking.loss` must be one of {', '.join(RANKING_LOSSES)}, got {loss!r}.")
     if rating_base not in RATING_BASES:
@@ -227,7 +229,6 @@ class RankingConfig:
     candidates: int = 200  # items retrieved per request before ranking
     epochs: int = 10
     batch_size: int = 512
-    steps_per_execution: int = 1  # as `train.steps_per_execution`; 16: ~1.6x faster epochs, the same up to rounding
     learning_rate: float = 0.0003  # chosen on validation: bench/results/ranker_variants_ml100k.json
     early_stopping_patience: int = 2  # on validation two-stage NDCG@10
     history_ratings: bool = True  # rating head: + a term on the ratings of the user's history items
@@ -243,8 +244,7 @@ class RankingConfig:
             raise ConfigError(f"`ranking.mode` must be one of {', '.join(RANKING_MODES)}, got {self.mode!r}.")
         check_ranking_values(loss=self.loss, rating_base=self.rating_base, cold_user_fraction=self.cold_user_fraction,
                              history_rating_shrinkage=self.history_rating_shrinkage)
-        _check_at_least("ranking", self, ["embedding_dim", "candidates", "epochs", "batch_size",
-                                          "steps_per_execution"], 1)
+        _check_at_least("ranking", self, ["embedding_dim", "candidates", "epochs", "batch_size"], 1)
         _check_at_least("ranking", self, ["rating_weight", "relevance_weight", "retrieval_weight", "num_hard_negatives",
                                           "num_random_negatives", "cross_layers", "early_stopping_patience",
                                           "popularity_days"], 0)

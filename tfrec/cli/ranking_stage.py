@@ -240,7 +240,7 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
         + (f", item popularity over {r.popularity_days} days" if r.popularity_days else ""))
     ranker, history, secs = train(build, ds, strategy=strategy, epochs=r.epochs, optimizer=t.optimizer,
                                   learning_rate=r.learning_rate, seed=t.seed, verbose=t.verbose, log_dir=log_dir,
-                                  callbacks=callbacks, steps_per_execution=r.steps_per_execution)
+                                  callbacks=callbacks)
     info = {"seconds": secs, "mode": r.mode, "loss": r.loss, "epochs": len(history.get("loss", [])),
             "relevance_loss": history.get("relevance_loss"), "validation": validation.history if validation else None}
     if validation is not None and ranker.retrieval is not None:
