@@ -196,9 +196,10 @@ def train(build_model: Callable[[], tf.keras.Model], dataset, *, strategy, epoch
 
     `steps_per_execution` steps run in one call of the compiled training function
     (Keras `compile`): the same updates in the same order, with less per-step
-    overhead; callbacks' `on_train_batch_*` then run once per call. With more than one
-    replica it is 1 (logged): the all-gather of sparse (embedding) gradients inside a
-    multi-step call fails across replicas ("Shape mismatch in the collective instance").
+    overhead; callbacks' `on_train_batch_*` then run once per call. It is 1 (logged)
+    with more than one replica, where the all-gather of sparse (embedding) gradients
+    inside a multi-step call fails ("Shape mismatch in the collective instance"), and for
+    a dataset of unknown length (a tf.data service's), which Keras refuses with it.
 
     Returns (model, history dict over all epochs, resumed ones included, seconds).
     """
@@ -206,6 +207,9 @@ def train(build_model: Callable[[], tf.keras.Model], dataset, *, strategy, epoch
     if steps_per_execution > 1 and strategy.num_replicas_in_sync > 1:
         log(f"train: steps_per_execution {steps_per_execution} -> 1 under {strategy.num_replicas_in_sync} replicas "
             "(sparse gradients cannot be all-gathered inside a multi-step call)")
+        steps_per_execution = 1
+    if steps_per_execution > 1 and int(dataset.cardinality()) < 0:  # unknown or infinite
+        log(f"train: steps_per_execution {steps_per_execution} -> 1 (the dataset's length is not known)")
         steps_per_execution = 1
     with strategy.scope():
         model = build_model()
