@@ -208,7 +208,8 @@ def train(build_model: Callable[[], tf.keras.Model], dataset, *, strategy, epoch
         log(f"train: steps_per_execution {steps_per_execution} -> 1 under {strategy.num_replicas_in_sync} replicas "
             "(sparse gradients cannot be all-gathered inside a multi-step call)")
         steps_per_execution = 1
-    if steps_per_execution > 1 and int(dataset.cardinality()) < 0:  # unknown or infinite
+    cardinality = getattr(dataset, "cardinality", None)  # a tf.data.Dataset's; < 0: unknown or infinite
+    if steps_per_execution > 1 and (cardinality is None or int(cardinality()) < 0):
         log(f"train: steps_per_execution {steps_per_execution} -> 1 (the dataset's length is not known)")
         steps_per_execution = 1
     with strategy.scope():
