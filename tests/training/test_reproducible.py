@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tests.models.worlds import synthetic_world
@@ -102,3 +103,33 @@ def test_steps_per_execution_trains_the_same_model():
     assert other > 1e-3  # not a vacuous comparison: another data seed trains another model
     assert m_per_call == 1 and m_steps == steps_one and m_diff <= 1e-5, (m_per_call, m_steps, m_diff)
     assert "train: steps_per_execution 4 -> 1 under 2 replicas" in r.stdout
+
+
+@pytest.mark.parametrize("overrides", [
+    {"sequence": "gru", "repeat_penalty": True, "history_negatives": 1.0},  # the recbole_sequential anchor's parts
+    {"sequence": "sasrec"},
+    {"num_random_negatives": 5, "content_loss_weight": 1.0},
+])
+def test_steps_per_execution_trains_the_same_model_for_other_retrievers(overrides):
+    """The same weights with 1 and 4 steps per call for the sequence encoders, the repeat
+    penalty, history negatives, random negatives and the content loss (in this process:
+    one device)."""
+    data, split, cat, text, qf = synthetic_world(40, 30, 1200, data_seed=11, split="temporal", text_dim=8,
+                                                 history_length=4)
+    feats = qf.build(split.train, context=split.train)
+    feats["item_id"] = split.train["item_id"].astype(str).to_numpy(dtype=object)
+    cfg = ModelConfig(embedding_dim=8, **overrides)
+
+    def weights(steps_per_execution, data_seed=5):
+        ds = make_dataset(feats, 64, seed=data_seed, drop_remainder=False)
+        model, _, _ = train(lambda: build_hybrid(cfg, cat, data.items, text, qf, seed=0), ds,
+                            strategy=tf.distribute.get_strategy(), epochs=2, optimizer="adam", learning_rate=0.02,
+                            seed=0, verbose=0, log=lambda *a: None, steps_per_execution=steps_per_execution)
+        assert int(model._steps_per_execution.numpy()) == steps_per_execution
+        return [v.numpy() for v in model.trainable_variables]
+
+    one, four = weights(1), weights(4)
+    assert len(one) == len(four) > 10
+    for a, b in zip(one, four):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # float32 on 2 threads, as above
+    assert not np.array_equal(weights(1, data_seed=6)[0], one[0])  # not vacuous
