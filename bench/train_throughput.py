@@ -80,7 +80,11 @@ ABLATIONS = {  # name -> ModelConfig overrides
 QUICK_ABLATIONS = ("hybrid_full", "hybrid_no_accidental_hits")
 # Compiled with steps_per_execution 1 (Keras's default); every other model with `train.steps_per_execution`.
 ONE_STEP_PER_CALL = ("tutorial", "tutorial_string_ids", "hybrid_one_step_per_call", "hybrid_previous")
-STEPS_PER_CALL = {}  # model name -> steps_per_execution (filled by _build_models)
+
+
+def _steps_per_call(model):
+    """The steps per call of the training function `model` was compiled with."""
+    return int(model._steps_per_execution.numpy())
 
 
 def _previous_classes():
@@ -214,14 +218,13 @@ def _build_models(names, config, data, catalogue, qf, feats, text):
     string_ds = ds({"user_id": feats["user_id"], "item_id": feats["item_id"]})
     models = {}
     for name in names:  # steps per call of the training function: the library's unless named otherwise
-        STEPS_PER_CALL[name] = 1 if name in ONE_STEP_PER_CALL else t.steps_per_execution
+        spe = 1 if name in ONE_STEP_PER_CALL else t.steps_per_execution
         if name == "hybrid_mirrored" and make_strategy("mirrored").num_replicas_in_sync > 1:
-            STEPS_PER_CALL[name] = 1  # as `train()` does: sparse all-gathers fail inside a multi-step call
+            spe = 1  # as `train()` does: sparse all-gathers fail inside a multi-step call
         tf.keras.utils.set_random_seed(t.seed)
         if name in ("tutorial", "tutorial_same_loop"):
             model = _TutorialModel(len(users), len(items), DIM)
-            model.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=0.1),
-                          steps_per_execution=STEPS_PER_CALL[name])
+            model.compile(optimizer=tf.keras.optimizers.Adagrad(learning_rate=0.1), steps_per_execution=spe)
             models[name] = (model, ds(tutorial_feats))
             continue
         if name == "tutorial_string_ids":
@@ -241,8 +244,7 @@ def _build_models(names, config, data, catalogue, qf, feats, text):
                 model.attach()
                 if model_cfg.sequence == "mean":
                     model.query_tower.encoder.__class__ = ProjectThenMeanEncoder
-            model.compile(optimizer=make_optimizer(t.optimizer, t.learning_rate),
-                          steps_per_execution=STEPS_PER_CALL[name])
+            model.compile(optimizer=make_optimizer(t.optimizer, t.learning_rate), steps_per_execution=spe)
         models[name] = (model, hybrid_string_ds if name in ("hybrid_previous", "hybrid_string_ids") else hybrid_ds)
     return models
 
@@ -362,9 +364,10 @@ def main(argv=None):
     epochs = {name: timers[name].epochs for name in models}
 
     variants = {}
-    for name in models:
+    for name, (model, _) in models.items():
         best = min(epochs[name])
-        step_ms = 1000 * np.asarray(timers[name].seconds) / STEPS_PER_CALL[name]  # per call -> per step
+        spe = _steps_per_call(model)
+        step_ms = 1000 * np.asarray(timers[name].seconds) / spe  # per call -> per step
         variants[name] = {"seconds_per_epoch": round(best, 3), "examples_per_second": round(examples / best),
                           "ms_per_step": round(1000 * best / steps, 1),
                           "step_ms_median": round(float(np.median(step_ms)), 2),
@@ -374,7 +377,7 @@ def main(argv=None):
                           "fit_call_minus_epoch_seconds_median": round(float(np.median(
                               np.subtract(fit_calls[name], epochs[name]))), 3),
                           "warmup_epoch_seconds": round(warmup[name], 2),
-                          "steps_per_execution": STEPS_PER_CALL[name],
+                          "steps_per_execution": spe,
                           "model_config_overrides": ABLATIONS.get(name, {})}
     tutorial = variants["tutorial"]["seconds_per_epoch"]
     full = variants["hybrid_full"]["seconds_per_epoch"]
