@@ -3,6 +3,7 @@
 Until session 14 the first model a process trained differed from every later one with
 the same seed (tf.data's shuffle read the global seed, which `train` sets only after
 the dataset is built); the later ones matched across processes, the first did not."""
+import functools
 import subprocess
 import sys
 import textwrap
@@ -44,6 +45,31 @@ def test_a_training_run_does_not_depend_on_what_ran_before_it():
     assert not np.array_equal(weights(None, data_seed=6)[0], first[0])
 
 
+@functools.lru_cache(maxsize=1)
+def _small_world():
+    """(data, train rows, catalogue, text, query features, train features): built once per process."""
+    data, split, cat, text, qf = synthetic_world(40, 30, 1200, data_seed=11, split="temporal", text_dim=8,
+                                                 history_length=4)
+    feats = qf.build(split.train, context=split.train)
+    feats["item_id"] = split.train["item_id"].astype(str).to_numpy(dtype=object)
+    return data, len(split.train), cat, text, qf, feats
+
+
+def fit_steps_per_call(overrides, steps_per_execution, strategy=None, data_seed=5, log=lambda *a: None):
+    """Trains the hybrid (`ModelConfig(embedding_dim=8, **overrides)`) for two epochs on one
+    small world, batches of 64 with a short last one, `steps_per_execution` steps per call.
+    Returns (weights, loss per epoch, optimizer steps, steps per call compiled, train rows).
+    Also run in a subprocess with two logical CPUs (below)."""
+    data, rows, cat, text, qf, feats = _small_world()
+    cfg = ModelConfig(embedding_dim=8, **overrides)
+    ds = make_dataset(feats, 64, seed=data_seed, drop_remainder=False)
+    model, history, _ = train(lambda: build_hybrid(cfg, cat, data.items, text, qf, seed=0), ds,
+                              strategy=strategy or tf.distribute.get_strategy(), epochs=2, optimizer="adam",
+                              learning_rate=0.02, seed=0, verbose=0, log=log, steps_per_execution=steps_per_execution)
+    return ([v.numpy() for v in model.trainable_variables], history["loss"], int(model.optimizer.iterations.numpy()),
+            int(model._steps_per_execution.numpy()), rows)
+
+
 def test_steps_per_execution_trains_the_same_model():
     """`train.steps_per_execution` (several steps per call of the training function) is
     the same training: the same weights after two epochs as one step per call, with the
@@ -56,35 +82,19 @@ def test_steps_per_execution_trains_the_same_model():
         from tfrec.training.strategy import split_cpu
         devices = split_cpu(2)
         import numpy as np, tensorflow as tf
-        from tests.models.worlds import synthetic_world
-        from tfrec.config import ModelConfig
-        from tfrec.data.pipeline import make_dataset
-        from tfrec.models.factory import build_hybrid
-        from tfrec.training.trainer import train
-        data, split, cat, text, qf = synthetic_world(40, 30, 1200, data_seed=11, split="temporal", text_dim=8,
-                                                     history_length=4)
-        feats = qf.build(split.train, context=split.train)
-        feats["item_id"] = split.train["item_id"].astype(str).to_numpy(dtype=object)
-        cfg = ModelConfig(embedding_dim=8, history_refresh=3)
-        print("ROWS", len(split.train))
-
-        def weights(steps_per_execution, mirrored=False, data_seed=5):
-            ds = make_dataset(feats, 64, seed=data_seed, drop_remainder=False)
-            strategy = tf.distribute.MirroredStrategy(devices) if mirrored else tf.distribute.get_strategy()
-            model, history, _ = train(lambda: build_hybrid(cfg, cat, data.items, text, qf, seed=0), ds,
-                                      strategy=strategy, epochs=2, optimizer="adam", learning_rate=0.02, seed=0,
-                                      verbose=0, log=print, steps_per_execution=steps_per_execution)
-            return ([v.numpy() for v in model.trainable_variables], history["loss"],
-                    int(model.optimizer.iterations.numpy()), int(model._steps_per_execution.numpy()))
+        from tests.training.test_reproducible import fit_steps_per_call
 
         def diff(a, b):
             return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
 
-        one, loss_one, steps_one, _ = weights(1)
-        four, loss_four, steps_four, per_call = weights(4)
-        other = weights(1, data_seed=6)[0]
-        m_one, _, m_steps, _ = weights(1, mirrored=True)
-        m_four, _, _, m_per_call = weights(4, mirrored=True)
+        table = {"history_refresh": 3}
+        one, loss_one, steps_one, _, rows = fit_steps_per_call(table, 1)
+        four, loss_four, steps_four, per_call, _ = fit_steps_per_call(table, 4)
+        other = fit_steps_per_call(table, 1, data_seed=6)[0]
+        mirrored = lambda: tf.distribute.MirroredStrategy(devices)
+        m_one, _, m_steps, _, _ = fit_steps_per_call(table, 1, mirrored())
+        m_four, _, _, m_per_call, _ = fit_steps_per_call(table, 4, mirrored(), log=print)
+        print("ROWS", rows)
         print("RESULT", steps_one, steps_four, m_steps, per_call, m_per_call, len(one), diff(one, four),
               float(np.max(np.abs(np.subtract(loss_one, loss_four)))), diff(one, other), diff(m_one, m_four))
     """)
@@ -114,22 +124,9 @@ def test_steps_per_execution_trains_the_same_model_for_other_retrievers(override
     """The same weights with 1 and 4 steps per call for the sequence encoders, the repeat
     penalty, history negatives, random negatives and the content loss (in this process:
     one device)."""
-    data, split, cat, text, qf = synthetic_world(40, 30, 1200, data_seed=11, split="temporal", text_dim=8,
-                                                 history_length=4)
-    feats = qf.build(split.train, context=split.train)
-    feats["item_id"] = split.train["item_id"].astype(str).to_numpy(dtype=object)
-    cfg = ModelConfig(embedding_dim=8, **overrides)
-
-    def weights(steps_per_execution, data_seed=5):
-        ds = make_dataset(feats, 64, seed=data_seed, drop_remainder=False)
-        model, _, _ = train(lambda: build_hybrid(cfg, cat, data.items, text, qf, seed=0), ds,
-                            strategy=tf.distribute.get_strategy(), epochs=2, optimizer="adam", learning_rate=0.02,
-                            seed=0, verbose=0, log=lambda *a: None, steps_per_execution=steps_per_execution)
-        assert int(model._steps_per_execution.numpy()) == steps_per_execution
-        return [v.numpy() for v in model.trainable_variables]
-
-    one, four = weights(1), weights(4)
-    assert len(one) == len(four) > 10
+    one, _, _, one_call, _ = fit_steps_per_call(overrides, 1)
+    four, _, _, four_calls, _ = fit_steps_per_call(overrides, 4)
+    assert (one_call, four_calls) == (1, 4) and len(one) == len(four) > 10
     for a, b in zip(one, four):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # float32 on 2 threads, as above
-    assert not np.array_equal(weights(1, data_seed=6)[0], one[0])  # not vacuous
+    assert not np.array_equal(fit_steps_per_call(overrides, 1, data_seed=6)[0][0], one[0])  # not vacuous
