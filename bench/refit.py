@@ -14,6 +14,14 @@ the held-out part. The test split is never read.
      (under recbole_general its training profiles from the inner train part, which is what
      the held-out queries know, as the protocol's test queries know train only).
 
+`temporal_two_stage` adds the ranking stage as `tfrec run --train.refit=true` trains it: A's
+ranker is trained on A's retriever (early stopping and the blend on the inner validation), B's
+is `refit_ranker`'s (inner train + inner validation, A's best ranker epoch count and blend, on
+B's retriever). Both two-stage models and both rating heads are scored on the held-out part
+(ratings with histories from what the queries know, as the test's static comparison), and
+the bias model (regularisation tuned on the inner validation, fitted on inner train + inner
+validation) beside them.
+
 Both are scored on the protocol's validation split with the same queries, which know what
 the protocol's test queries know of their parts: all of train (inner train + inner
 validation), or under recbole_general (test queries know train only) the inner train part. Flags per protocol as its test runs use them
@@ -23,6 +31,7 @@ bench/recbole_sequential_sweep.py's).
     .venv/bin/python bench/refit.py recbole_general --seeds 42 1 2 3
     .venv/bin/python bench/refit.py temporal --seeds 42 1 2
     .venv/bin/python bench/refit.py recbole_sequential --seeds 42 1 2
+    .venv/bin/python bench/refit.py temporal_two_stage --seeds 42 1 2
 
 Rows are merged into bench/results/refit_ml100k.json (atomic write).
 """
@@ -46,7 +55,9 @@ FLAGS = {"recbole_general": ["--eval.protocol=recbole_general", "--data.history_
          # bench/recbole_sequential_sweep.py's chosen setting (GRU over 100 items + the learned repeat penalty)
          "recbole_sequential": ["--eval.protocol=recbole_sequential", "--model.sequence=gru",
                                 "--data.history_length=100", "--model.repeat_penalty=true"],
-         "temporal": []}  # the main job (`make demo`) as it trains its retriever
+         "temporal": [],  # the main job (`make demo`) as it trains its retriever
+         # the main job with its ranking stage: the ranker chosen with A's retriever, refitted on B's
+         "temporal_two_stage": ["--ranking.enabled=true"]}
 METRICS = ("ndcg@10", "recall@10", "recall@20")
 
 
@@ -87,7 +98,8 @@ def one_seed(protocol_name, seed):
     from tfrec.evaluation.protocols import get_protocol
     from tfrec.features.catalogue import Catalogue
 
-    cfg = load_config(None, [*COMMON, f"--train.seed={seed}", *FLAGS[protocol_name]])
+    common = [c for c in COMMON if not (protocol_name == "temporal_two_stage" and c.startswith("--ranking."))]
+    cfg = load_config(None, [*common, f"--train.seed={seed}", *FLAGS[protocol_name]])
     quiet = lambda *a: None  # noqa: E731
     data, ia, split, _ = prepare(cfg, quiet)
     text, _ = encode_item_texts(cfg, data.items, quiet)
@@ -107,8 +119,65 @@ def one_seed(protocol_name, seed):
     refit, refit_qf, info = refit_hybrid(cfg, data, inner, catalogue, text, model, history, log=quiet)
     row["B"] = {**score(refit, refit_qf, inner, catalogue, data, cfg, protocol),
                 "seconds": round(time.perf_counter() - t0, 1), "epochs": info["epochs"]}
+    if protocol_name == "temporal_two_stage":
+        two_stage(row, cfg, data, inner, catalogue, text, model, qf, refit, refit_qf, quiet)
     row["B_minus_A"] = {k: round(row["B"][k] - row["A"][k], 4) for k in METRICS}
     return row
+
+
+def two_stage(row, cfg, data, inner, catalogue, text, model, qf, refit, refit_qf, log):
+    """Adds the ranking stage's rows to `row` (see the module docstring): A_two_stage,
+    B_two_stage (two-stage metrics and seconds), ratings (held-out RMSE of both heads and the
+    bias model)."""
+    import pandas as pd
+
+    from tfrec.cli.ranking_stage import ranker_ratings, refit_ranker, train_ranker, two_stage_for_test
+    from tfrec.evaluation.protocol import evaluate_models
+    from tfrec.evaluation.rating import BiasBaseline, rmse, tune_bias
+
+    known = pd.concat([inner.train, inner.val], ignore_index=True)
+    y = inner.test["rating"].to_numpy()
+    ratings = {"bias": rmse(y, BiasBaseline(**tune_bias(inner.train, inner.val)[0]).fit(known).predict(inner.test))}
+    for arm, retriever, arm_qf in (("A", model, qf), ("B", refit, refit_qf)):
+        t0 = time.perf_counter()
+        if arm == "A":
+            ranker, info = train_ranker(cfg, data, inner, catalogue, text, model, qf, log=log)
+            chosen, chosen_info = ranker, info
+            row["ranker_best_epoch"] = max(info["validation"], key=lambda h: h["val_two_stage_ndcg@10"])["epoch"]
+            row["blend"] = info["retrieval_blend"]["blend"]
+        else:
+            ranker, _ = refit_ranker(cfg, data, inner, catalogue, text, retriever, arm_qf, chosen, chosen_info, log=log)
+        secs = time.perf_counter() - t0
+        scorer = two_stage_for_test(retriever, ranker, arm_qf, known, inner, catalogue, cfg.eval,
+                                    cfg.ranking.candidates)
+        rep = evaluate_models({"m": scorer}, data, inner, catalogue, cfg.eval, log=log,
+                              history_length=cfg.data.history_length)
+        row[f"{arm}_two_stage"] = {**{k: float(rep["models"]["m"]["mean"][k]) for k in METRICS},
+                                   "ranker_seconds": round(secs, 1)}
+        ratings[arm] = rmse(y, ranker_ratings(ranker, arm_qf, inner.test.reset_index(drop=True), known))
+    row["ratings_rmse"] = ratings
+    row["B_minus_A_two_stage"] = {k: round(row["B_two_stage"][k] - row["A_two_stage"][k], 4) for k in METRICS}
+
+
+def summarise(section):
+    """Means and counts over a protocol's rows (in place)."""
+    rows = list(section["rows"].values())
+
+    def mean(key):
+        return {k: round(sum(r[key][k] for r in rows) / len(rows), 4) for k in METRICS}
+
+    def ahead(key):
+        return f"{sum(r[key]['ndcg@10'] > 0 for r in rows)} of {len(rows)}"
+
+    section["mean_B_minus_A"], section["B_ahead_on_ndcg@10"] = mean("B_minus_A"), ahead("B_minus_A")
+    if all("ratings_rmse" in r for r in rows):  # temporal_two_stage
+        section["mean_B_minus_A_two_stage"] = mean("B_minus_A_two_stage")
+        section["B_two_stage_ahead_on_ndcg@10"] = ahead("B_minus_A_two_stage")
+        rmse = [r["ratings_rmse"] for r in rows]
+        section["ratings_rmse_mean"] = {k: round(sum(x[k] for x in rmse) / len(rmse), 4) for k in ("bias", "A", "B")}
+        section["ratings_B_below_A"] = f"{sum(x['B'] < x['A'] for x in rmse)} of {len(rmse)}"
+        section["ratings_below_bias"] = {arm: f"{sum(x[arm] < x['bias'] for x in rmse)} of {len(rmse)}"
+                                         for arm in ("A", "B")}
 
 
 def main(argv=None):
@@ -122,9 +191,7 @@ def main(argv=None):
     for seed in args.seeds:
         row = one_seed(args.protocol, seed)
         section["rows"][str(seed)] = row
-        rows = list(section["rows"].values())
-        section["mean_B_minus_A"] = {k: round(sum(r["B_minus_A"][k] for r in rows) / len(rows), 4) for k in METRICS}
-        section["B_ahead_on_ndcg@10"] = f"{sum(r['B_minus_A']['ndcg@10'] > 0 for r in rows)} of {len(rows)}"
+        summarise(section)
         out.update({"benchmark": "bench/refit.py", "method": __doc__.split("\n\n")[1].replace("\n", " "),
                     "machine": machine_info()})
         write_json(args.out, out)

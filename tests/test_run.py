@@ -300,7 +300,8 @@ def test_a_run_with_the_text_profile_scores_reloads_and_exports_it(tmp_path, ml1
 def test_refit_trains_a_fresh_model_on_train_and_validation_with_the_choices_and_reloads_it(tmp_path, ml100k_path):
     """`--train.refit=true`: after early stopping and the choices made on validation, the run's
     model is a fresh one trained on train + validation for the best epoch count, with those
-    choices; ids first seen in validation get trained rows, and the run folder reloads it."""
+    choices; ids first seen in validation get trained rows, and the run folder reloads it. With
+    the ranking stage, the ranker chosen on the first retriever is refitted on the refitted one."""
     import tensorflow as tf
 
     from tfrec.cli.artifacts import load_run
@@ -308,7 +309,8 @@ def test_refit_trains_a_fresh_model_on_train_and_validation_with_the_choices_and
 
     cfg = _cfg(tmp_path, ml100k_path, "--train.refit=true", "--model.use_text=false", "--train.epochs=3",
                "--train.early_stopping_patience=1", "--model.cooccurrence=0.5", "--model.cooccurrence_rank=32",
-               "--eval.baselines=", "--eval.n_bootstrap=50", "--export.enabled=false", "--ranking.enabled=false")
+               "--eval.baselines=", "--eval.n_bootstrap=50", "--export.enabled=false",
+               "--ranking.early_stopping_patience=1", "--ranking.num_hard_negatives=2")
     result = run(cfg)
     model, split, train = result.model, result.split, result.metrics["train"]
     best = max(train["validation"], key=lambda h: h["val_recall@20"])["epoch"]
@@ -329,6 +331,20 @@ def test_refit_trains_a_fresh_model_on_train_and_validation_with_the_choices_and
     want = HybridScorer(model, result.recommender.query_features, loaded.known, list(model.lookup.item_ids))
     got = HybridScorer(loaded.model, loaded.query_features, loaded.known, list(model.lookup.item_ids))
     np.testing.assert_allclose(got.query_embeddings(queries), want.query_embeddings(queries), atol=1e-5)
+    # The ranking stage: refitted for its best epoch on the refitted retriever, with the chosen blend.
+    ranking = result.metrics["ranking"]["train"]
+    ranker = result.recommender.ranker
+    assert ranking["refit"]["interactions"] == len(split.train) + len(split.val) and ranking["refit"]["epochs"] == 1
+    assert ranker.retrieval is model and float(ranker.blend.numpy()) == ranking["retrieval_blend"]["blend"]
+    assert users <= set(ranker.query_tower.user_vocabulary) and items <= set(ranker.item_tower.item_vocabulary)
+    assert "tfrec two-stage" in result.metrics["models"] and result.metrics["ranking"]["ratings"]
+    from tfrec.cli.ranking_stage import rating_inputs
+    from tfrec.models.two_stage import rank_candidates
+
+    feats, _ = rating_inputs(loaded.query_features, split.test.groupby("user_id").head(1).head(20), loaded.known)
+    cands = np.asarray(list(model.lookup.item_ids)[:30], dtype=object)[None, :].repeat(20, axis=0)
+    for got, want in zip(rank_candidates(loaded.ranker, feats, cands), rank_candidates(ranker, feats, cands)):
+        np.testing.assert_allclose(got, want, atol=1e-4)
     # Called directly (bench/refit.py does, with the flag off), it still trains on train + validation.
     import dataclasses
 
@@ -344,7 +360,7 @@ def test_refit_is_refused_before_any_data_is_read_where_it_does_not_apply(tmp_pa
     from tfrec.errors import ConfigError
 
     for extra, message in ((["--model.kind=two_tower"], "the two-tower is not refitted"),
-                           ([], "Fix: add `--ranking.enabled=false`")):
+                           (["--ranking.mode=joint"], "Fix: add `--ranking.mode=separate`")):
         cfg = load_config(None, ["--train.refit=true", f"--run_root={tmp_path / 'runs'}",
                                  f"--data.source={tmp_path / 'nope'}", *extra])
         with pytest.raises(ConfigError, match=message):

@@ -149,7 +149,7 @@ class TrainConfig:
     learning_rate: float = 0.003
     optimizer: str = "adam"
     early_stopping_patience: int = 3  # epochs without a better validation recall@20; 0 = off
-    refit: bool = False  # then retrain on train + validation for the best epoch count, choices kept (retrieval only)
+    refit: bool = False  # then retrain on train + validation for the best epoch count, choices kept (+ the ranker)
     strategy: str = "mirrored"  # mirrored | multi_worker (cluster from TF_CONFIG) | one_device
     seed: int = 42
     shuffle_buffer: int = 100_000

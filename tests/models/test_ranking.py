@@ -522,6 +522,49 @@ def test_train_ranker_refits_the_frozen_rating_base_on_train_and_validation(worl
                                                                                       fill_value=0).to_numpy())
 
 
+def test_refit_ranker_trains_a_fresh_ranker_on_train_and_validation_with_the_choices(world):
+    """`train.refit` with the ranking stage: the ranker chosen on validation is retrained on train +
+    validation for its best epoch count, with its blend and its base's regularisation."""
+    from tfrec.cli.ranking_stage import refit_ranker, train_ranker
+    from tfrec.config import RunConfig, TrainConfig
+    from tfrec.evaluation.rating import tune_bias
+
+    data, split, cat, text, qf, retrieval, _ = world
+    cfg = RunConfig(model=ModelConfig(embedding_dim=8), train=TrainConfig(verbose=0),
+                    ranking=RankingConfig(embedding_dim=8, deep_units=(16,), epochs=3, early_stopping_patience=1,
+                                          batch_size=128, num_hard_negatives=2, candidates=20, rating_base="bias"))
+    chosen, info = train_ranker(cfg, data, split, cat, text, retrieval, qf, log=lambda *a: None)
+    chosen.blend.assign(2.5)  # (a value the grid never gives: carried over, not re-chosen)
+    known = pd.concat([split.train, split.val], ignore_index=True)
+    known_qf = QueryFeatures.fit(known, data.users, 5)
+    ranker, refit = refit_ranker(cfg, data, split, cat, text, retrieval, known_qf, chosen, info, log=lambda *a: None)
+    best = max(info["validation"], key=lambda h: h["val_two_stage_ndcg@10"])["epoch"]
+    assert refit["epochs"] == best == len(refit["relevance_loss"])
+    assert refit["interactions"] == len(known) and float(ranker.blend.numpy()) == 2.5 == refit["retrieval_blend"]
+    assert ranker is not chosen and ranker.retrieval is retrieval
+    # Users and items first seen in validation get trained ranker ids (the chosen ranker's are OOV).
+    users = set(split.val.user_id.astype(str)) - set(split.train.user_id.astype(str))
+    items = set(split.val.item_id.astype(str)) - set(split.train.item_id.astype(str))
+    assert users and not users & set(chosen.query_tower.user_vocabulary)
+    assert users <= set(ranker.query_tower.user_vocabulary) and items <= set(ranker.item_tower.item_vocabulary)
+    # The frozen base: the regularisation tuned for the chosen ranker, fitted on train + validation.
+    params, _ = tune_bias(split.train, split.val)
+    want = BiasBaseline(**params).fit(known)
+    ids = [str(i) for i in cat.item_vocab.values[:10]]
+    np.testing.assert_allclose(ranker.item_bias(tf.constant(ids)).numpy()[:, 0],
+                               [want.item_bias.get(i, 0.0) + want.mu - ranker.rating_mean for i in ids],
+                               rtol=1e-5, atol=1e-6)
+    assert ranker.rating_mean == pytest.approx(known["rating"].mean())
+    pairs = set(ranker.rating_base_pairs.export()[0].numpy().astype(str))
+    assert pairs == {f"{u}\x1f{i}" for u, i in zip(known.user_id.astype(str), known.item_id.astype(str))}
+    np.testing.assert_array_equal(ranker.popularity.cumulative.numpy()[-1, 1:],
+                                  known["item_id"].astype(str).value_counts().reindex(cat.item_ids.astype(str),
+                                                                                      fill_value=0).to_numpy())
+    joint = dataclasses.replace(cfg, ranking=dataclasses.replace(cfg.ranking, mode="joint"))
+    with pytest.raises(DataError, match="joint mode trains its own retriever"):
+        refit_ranker(joint, data, split, cat, text, retrieval, known_qf, chosen, info, log=lambda *a: None)
+
+
 def test_build_ranker_needs_timestamps_for_popularity_and_set_popularity_needs_it_on(world):
     data, split, cat, text, qf, retrieval, _ = world
     with pytest.raises(ConfigError, match="needs the interactions' `timestamps`"):

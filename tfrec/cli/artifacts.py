@@ -266,7 +266,7 @@ def load_run(run_dir, log=None) -> LoadedRun:
             prior = info.get("popularity_prior", {"weight": 0.0, "days": 14})
             out.model.set_popularity_prior(known, prior["weight"], prior["days"])
     if config.model.kind == "hybrid" and info.get("ranker"):
-        out.ranker = _load_ranker(info["ranker"], model_dir, out, config)
+        out.ranker = _load_ranker(info["ranker"], model_dir, out, config, model_catalogue)
     if config.model.kind == "hybrid":
         out.recommender = Recommender(out.model, out.query_features, data.items, out.text_embeddings, known,
                                       text_encoder=out.text_encoder, text_template=config.text.template,
@@ -275,14 +275,15 @@ def load_run(run_dir, log=None) -> LoadedRun:
     return out
 
 
-def _load_ranker(info, model_dir, out, config):
-    """Rebuilds the ranking stage as `tfrec.cli.ranking_stage.train_ranker` built it, on top of
-    the restored retrieval model, and restores its weights."""
+def _load_ranker(info, model_dir, out, config, catalogue):
+    """Rebuilds the ranking stage as `tfrec.cli.ranking_stage.train_ranker` (`refit_ranker`) built
+    it, on top of the restored retrieval model with the vocabularies of `catalogue` (the
+    retriever's), and restores its weights."""
     import tensorflow as tf
 
     from tfrec.models.ranking import build_ranker
 
-    ranker = build_ranker(config.ranking, config.model, out.catalogue, out.data.items, out.text_embeddings,
+    ranker = build_ranker(config.ranking, config.model, catalogue, out.data.items, out.text_embeddings,
                           out.query_features, retrieval=out.model, rating_mean=info["rating_mean"],
                           seed=config.train.seed, timestamps=out.data.interactions["timestamp"])
     feats = out.query_features.build(out.split.train.head(2), context=out.split.train)

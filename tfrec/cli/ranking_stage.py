@@ -171,17 +171,59 @@ def rating_base(ranking_cfg, fit_part, val_part, log=print):
     return base
 
 
+def _ranker_dataset(config, query_features, part, catalogue, retrieval, joint, log):
+    """The ranker's training examples from the interactions `part` (histories from `part`;
+    hard negatives from `retrieval`'s top candidates unless `joint`), batched."""
+    from tfrec.data.pipeline import make_dataset
+    from tfrec.models.negatives import hard_negatives
+    from tfrec.models.scoring import HybridScorer
+
+    r, t = config.ranking, config.train
+    has_ratings = "rating" in part.columns and r.rating_weight > 0
+    feats = ranking_features(query_features, part, part, ratings=has_ratings or r.loss == "rating")
+    start = time.perf_counter()
+    if not joint and r.num_hard_negatives > 0:
+        scorer = HybridScorer(retrieval, query_features, part, catalogue.item_ids)
+        feats["negatives"] = hard_negatives(scorer, part, catalogue, part, r.num_hard_negatives,
+                                            r.hard_negative_pool, seed=t.seed)
+        log(f"rank: {r.num_hard_negatives} hard negatives per example from the retriever's top "
+            f"{r.hard_negative_pool} ({time.perf_counter() - start:.1f} s)")
+    return make_dataset(feats, r.batch_size, seed=t.seed, shuffle_buffer=t.shuffle_buffer, drop_remainder=True)
+
+
+def _ranker_builder(config, data, catalogue, text_embeddings, query_features, retrieval, base, part, joint):
+    """A function building a fresh ranker on `retrieval` (joint: a fresh retrieval model), its
+    frozen rating `base` and popularity table counting the interactions `part`."""
+    from tfrec.cli.retrieval_stage import with_popularity_prior
+    from tfrec.models.factory import build_hybrid
+    from tfrec.models.ranking import build_ranker
+
+    r, t = config.ranking, config.train
+    rating_mean = float(part["rating"].mean()) if "rating" in part.columns else 0.0
+
+    def build():
+        ret = retrieval
+        if joint:
+            ret = with_popularity_prior(build_hybrid(config.model, catalogue, data.items, text_embeddings,
+                                                     query_features, seed=t.seed), part)
+        ranker = build_ranker(r, config.model, catalogue, data.items, text_embeddings, query_features,
+                              retrieval=ret, rating_mean=rating_mean, seed=t.seed,
+                              timestamps=data.interactions["timestamp"])
+        if base is not None:
+            ranker.set_rating_base(base, fitted_on=part)
+        if ranker.popularity is not None:
+            ranker.set_popularity(part)
+        return ranker
+
+    return build
+
+
 def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, query_features, log=print,
                  log_dir=None):
     """Trains the ranking stage. `retrieval` is the trained retrieval model (separate
     mode), or None for joint mode, where a fresh retrieval model is trained with the
     ranker. Returns (ranker, info dict)."""
     from tfrec.cli.retrieval_stage import early_stopping_parts, validation_excludes_seen, with_popularity_prior
-    from tfrec.data.pipeline import make_dataset
-    from tfrec.models.factory import build_hybrid
-    from tfrec.models.negatives import hard_negatives
-    from tfrec.models.ranking import build_ranker
-    from tfrec.models.scoring import HybridScorer
     from tfrec.training.strategy import make_strategy
     from tfrec.training.trainer import train
 
@@ -197,16 +239,7 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
     if r.history_ratings and "rating" not in fit_part.columns:
         raise DataError("`ranking.history_ratings=true` needs a `rating` column in the interactions; set "
                         "`ranking.history_ratings=false` or use data with ratings.")
-    rating_mean = float(fit_part["rating"].mean()) if "rating" in fit_part.columns else 0.0
-    feats = ranking_features(query_features, fit_part, fit_part, ratings=has_ratings or r.loss == "rating")
-    start = time.perf_counter()
-    if not joint and r.num_hard_negatives > 0:
-        scorer = HybridScorer(retrieval, query_features, fit_part, catalogue.item_ids)
-        feats["negatives"] = hard_negatives(scorer, fit_part, catalogue, fit_part, r.num_hard_negatives,
-                                            r.hard_negative_pool, seed=t.seed)
-        log(f"rank: {r.num_hard_negatives} hard negatives per example from the retriever's top "
-            f"{r.hard_negative_pool} ({time.perf_counter() - start:.1f} s)")
-    ds = make_dataset(feats, r.batch_size, seed=t.seed, shuffle_buffer=t.shuffle_buffer, drop_remainder=True)
+    ds = _ranker_dataset(config, query_features, fit_part, catalogue, retrieval, joint, log)
     callbacks = []
     validation = None
     if len(val_part) and r.early_stopping_patience > 0:
@@ -218,21 +251,8 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
             restore_best_weights=True)]
 
     base = rating_base(r, fit_part, val_part, log) if has_ratings else None
-
-    def build():
-        ret = retrieval
-        if joint:
-            ret = with_popularity_prior(build_hybrid(config.model, catalogue, data.items, text_embeddings,
-                                                     query_features, seed=t.seed), fit_part)
-        ranker = build_ranker(r, config.model, catalogue, data.items, text_embeddings, query_features,
-                              retrieval=ret, rating_mean=rating_mean, seed=t.seed,
-                              timestamps=data.interactions["timestamp"])
-        if base is not None:
-            ranker.set_rating_base(base, fitted_on=fit_part)
-        if ranker.popularity is not None:
-            ranker.set_popularity(fit_part)
-        return ranker
-
+    build = _ranker_builder(config, data, catalogue, text_embeddings, query_features, retrieval, base, fit_part,
+                            joint)
     strategy = make_strategy(t.strategy)
     log(f"rank: {r.mode} {r.loss} ranker (DCN-v2, {r.cross_layers} cross layers, deep {list(r.deep_units)}), "
         f"rating weight {r.rating_weight if has_ratings else 0}, up to {r.epochs} epochs, batch {r.batch_size}, "
@@ -245,9 +265,20 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
             "relevance_loss": history.get("relevance_loss"), "validation": validation.history if validation else None}
     if validation is not None and ranker.retrieval is not None:
         info["retrieval_blend"] = validation.tune_blend(ranker)
-    # Like the bias baseline it is compared with, the frozen rating base is refitted on everything
-    # known before the test period, and the popularity table counts it (the heads stay as trained).
-    known = pd.concat([split.train, split.val], ignore_index=True)
+    _count_everything_known(ranker, base, pd.concat([split.train, split.val], ignore_index=True), info, r, log)
+    if validation is not None and validation.history:
+        best = max(validation.history, key=lambda h: h["val_two_stage_ndcg@10"])
+        log(f"rank: {info['epochs']} epochs in {secs:.1f} s; best validation two-stage ndcg@10 "
+            f"{best['val_two_stage_ndcg@10']:.4f} at epoch {best['epoch']} (weights restored)")
+    return ranker, info
+
+
+def _count_everything_known(ranker, base, known, info, ranking_cfg, log):
+    """Like the bias baseline it is compared with, the frozen rating base is refitted on everything
+    known before the test period, and the retriever's prior and the popularity table count it (the
+    heads stay as trained)."""
+    from tfrec.cli.retrieval_stage import with_popularity_prior
+
     with_popularity_prior(ranker.retrieval, known)
     if base is not None:
         ranker.set_rating_base(type(base)(reg_user=base.reg_user, reg_item=base.reg_item).fit(known), fitted_on=known)
@@ -256,12 +287,48 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
         log(f"rank: rating base (mu + b_u + b_i) refitted on train + validation ({len(known):,} ratings)")
     if ranker.popularity is not None:
         ranker.set_popularity(known)
-        info["popularity"] = {"window_days": r.popularity_days, "counted_on": "train + validation"}
-    if validation is not None and validation.history:
-        best = max(validation.history, key=lambda h: h["val_two_stage_ndcg@10"])
-        log(f"rank: {info['epochs']} epochs in {secs:.1f} s; best validation two-stage ndcg@10 "
-            f"{best['val_two_stage_ndcg@10']:.4f} at epoch {best['epoch']} (weights restored)")
-    return ranker, info
+        info["popularity"] = {"window_days": ranking_cfg.popularity_days, "counted_on": "train + validation"}
+
+
+def refit_ranker(config, data, split, catalogue, text_embeddings, retrieval, query_features, chosen, info,
+                 log=print, log_dir=None):
+    """`train.refit` with the ranking stage: a fresh ranker on train + validation (early
+    stopping's two parts) for the epoch count its validation chose, on the refitted
+    `retrieval` and its `query_features`, with what was chosen with `chosen` (trained by
+    `train_ranker` on the retriever before its refit; `info` its info): the blend with the
+    retriever's score and the rating base's regularisation. Hard negatives come from the
+    refitted retriever, its prior counting train + validation; the ranker's vocabularies
+    are those of the refitted catalogue, as the retriever's. Returns (ranker, refit info)."""
+    from tfrec.evaluation.queries import split_parts
+    from tfrec.training.strategy import make_strategy
+    from tfrec.training.trainer import train
+
+    r, t = config.ranking, config.train
+    if r.mode == "joint":
+        raise DataError("`train.refit` refits a separately trained ranker; joint mode trains its own retriever.")
+    known = split_parts(split, ("train", "val"))
+    validation = info.get("validation")
+    epochs = int(max(validation, key=lambda h: h["val_two_stage_ndcg@10"])["epoch"]) if validation else info["epochs"]
+    log(f"refit: a fresh ranker on train + validation ({len(known):,} interactions) for {epochs} epoch(s), the "
+        "best on validation, with the blend chosen there")
+    model_catalogue = catalogue.refitted(known)
+    has_ratings = "rating" in known.columns and r.rating_weight > 0
+    base = None
+    if has_ratings and r.rating_base == "bias":  # the regularisation tuned with `chosen`, fitted on both parts
+        from tfrec.evaluation.rating import BiasBaseline
+
+        tuned = info.get("rating_base") or {}
+        base = BiasBaseline(**{k: tuned[k] for k in ("reg_user", "reg_item") if k in tuned}).fit(known)
+    ds = _ranker_dataset(config, query_features, known, model_catalogue, retrieval, False, log)
+    build = _ranker_builder(config, data, model_catalogue, text_embeddings, query_features, retrieval, base, known,
+                            False)
+    ranker, history, secs = train(build, ds, strategy=make_strategy(t.strategy), epochs=epochs, optimizer=t.optimizer,
+                                  learning_rate=r.learning_rate, seed=t.seed, verbose=t.verbose,
+                                  log_dir=None if log_dir is None else f"{log_dir}/refit_ranker")
+    ranker.blend.assign(float(chosen.blend.numpy()))
+    return ranker, {"epochs": epochs, "interactions": int(len(known)), "seconds": secs,
+                    "retrieval_blend": float(chosen.blend.numpy()),
+                    "relevance_loss": [float(v) for v in history.get("relevance_loss", [])]}
 
 
 def evaluate_rating_stage(ranker, query_features, split, known, n_boot=1000, seed=0, log=print, tuning_parts=None):

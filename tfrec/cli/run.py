@@ -176,13 +176,8 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
                     model, history, train_secs, query_features, ranker, ranking_info = train_joint(
                         config, data, split, catalogue, text_emb, log, log_dir)
                 else:
-                    model, history, train_secs, query_features = train_hybrid(config, data, split, catalogue,
-                                                                              text_emb, log, log_dir)
-                    if ranking_on:
-                        from tfrec.cli.ranking_stage import train_ranker
-
-                        ranker, ranking_info = train_ranker(config, data, split, catalogue, text_emb, model,
-                                                            query_features, log, log_dir)
+                    model, history, train_secs, query_features, ranker, ranking_info = train_separately(
+                        config, data, split, catalogue, text_emb, ranking_on, log, log_dir)
                 # Test queries see everything known before the test period (train + validation).
                 known = pd.concat([split.train, split.val], ignore_index=True)
                 scorer = HybridScorer(model, query_features, known, catalogue.item_ids)
@@ -272,17 +267,43 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
     return RunResult(metrics, model, catalogue, split, data, str(final_dir), metrics.get("export_path"), recommender)
 
 
+def train_separately(config, data, split, catalogue, text_emb, ranking_on, log=print, log_dir=None):
+    """The hybrid retriever (`train_hybrid`), then with `ranking_on` the ranker on it (`train_ranker`).
+    With `train.refit` and the ranking stage, both are chosen on validation first, then the
+    retriever is refitted on train + validation (`refit_hybrid`) and the ranker on the refitted
+    retriever (`refit_ranker`). Returns (model, history, seconds, query features, ranker, ranker info)."""
+    from tfrec.cli.ranking_stage import refit_ranker, train_ranker
+    from tfrec.cli.retrieval_stage import refit_hybrid
+
+    refit = config.train.refit and ranking_on
+    first = dataclasses.replace(config, train=dataclasses.replace(config.train, refit=False)) if refit else config
+    model, history, secs, query_features = train_hybrid(first, data, split, catalogue, text_emb, log, log_dir)
+    if not ranking_on:
+        return model, history, secs, query_features, None, None
+    ranker, info = train_ranker(config, data, split, catalogue, text_emb, model, query_features, log, log_dir)
+    if refit and history.get("validation"):
+        model, query_features, history["refit"] = refit_hybrid(config, data, split, catalogue, text_emb, model,
+                                                               history, log, log_dir)
+        secs += history["refit"]["seconds"]
+        if model.repeat_penalty is not None:
+            history["repeat_penalty"] = float(model.repeat_penalty)
+        ranker, info["refit"] = refit_ranker(config, data, split, catalogue, text_emb, model, query_features, ranker,
+                                             info, log, log_dir)
+    return model, history, secs, query_features, ranker, info
+
+
 def _check_refit(config):
-    """`train.refit` is for the hybrid retriever alone (before any data is read)."""
+    """`train.refit` is for the hybrid retriever and a separately trained ranker (before any data is read)."""
     if not config.train.refit:
         return
     if config.model.kind != "hybrid":
         raise ConfigError("`train.refit` refits the hybrid model; the two-tower is not refitted. Fix: drop it.")
     from tfrec.evaluation.protocols import query_history_for
 
-    if config.ranking.enabled and query_history_for(config.eval) == "before_event":
-        raise ConfigError("`train.refit` refits the retrieval model alone, and the ranking stage is trained with "
-                          "the retriever it ranks for. Fix: add `--ranking.enabled=false`.")
+    if config.ranking.enabled and config.ranking.mode == "joint" and query_history_for(config.eval) == "before_event":
+        raise ConfigError("`train.refit` refits the retriever, then a separately trained ranker on it; "
+                          "`ranking.mode=joint` trains both as one model. Fix: add `--ranking.mode=separate` or "
+                          "`--ranking.enabled=false`.")
 
 
 def _json_default(o):
