@@ -192,6 +192,7 @@ def main(argv=None):
         row = one_seed(args.protocol, seed)
         section["rows"][str(seed)] = row
         summarise(section)
+        section["machine"] = machine_info()  # per protocol: sections are measured in different sessions
         out.update({"benchmark": "bench/refit.py", "method": __doc__.split("\n\n")[1].replace("\n", " "),
                     "machine": machine_info()})
         write_json(args.out, out)
