@@ -1,14 +1,12 @@
 """Fine-tuning modes of the hybrid model's text tower, and the exactness of the
 training-loss rewrites (checked against TFRS and the previous formulation)."""
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from tests.two_devices import run_on_two_cpus
 from tfrec.config import ModelConfig, TextConfig
 from tfrec.data.pipeline import make_dataset
 from tfrec.data.splits import make_split
@@ -217,10 +215,7 @@ def test_training_loss_equals_the_previous_formulation_on_a_fixed_batch(small, k
 
 @pytest.mark.slow
 def test_top_n_finetuning_trains_under_mirrored_strategy_on_two_logical_devices():
-    code = textwrap.dedent("""
-        import tfrec
-        from tfrec.training.strategy import split_cpu
-        devices = split_cpu(2)
+    out = run_on_two_cpus("""
         import numpy as np, tensorflow as tf
         from tfrec.config import ModelConfig, TextConfig
         from tfrec.data.pipeline import make_dataset
@@ -249,9 +244,7 @@ def test_top_n_finetuning_trains_under_mirrored_strategy_on_two_logical_devices(
               "TOP", not np.allclose(top0, top.numpy()), "LOW", not np.array_equal(low0, low.numpy()),
               "FINITE", bool(np.isfinite(h["loss"]).all()))
     """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "REPLICAS 2 MIRRORED MirroredVariable TOP True LOW False FINITE True" in r.stdout
+    assert "REPLICAS 2 MIRRORED MirroredVariable TOP True LOW False FINITE True" in out
 
 
 @pytest.mark.parametrize("kw", [{}, {"remove_accidental_hits": False}, {"use_history": False}, {"sequence": "gru"},

@@ -1,14 +1,12 @@
 """`model.history_refresh`: in training the history encoder reads a table of the item
 tower's vectors refreshed every K steps, without gradient (tfrec.models.history_table)."""
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tests.models.worlds import seeded_hybrid, synthetic_world
+from tests.two_devices import run_on_two_cpus
 from tfrec.config import ModelConfig
 from tfrec.errors import ConfigError
 
@@ -104,10 +102,7 @@ def test_a_negative_refresh_is_a_config_error():
 
 @pytest.mark.slow
 def test_each_replica_refreshes_its_own_table_under_mirrored_strategy():
-    code = textwrap.dedent("""
-        import tfrec
-        from tfrec.training.strategy import split_cpu
-        devices = split_cpu(2)
+    out = run_on_two_cpus("""
         import numpy as np, tensorflow as tf
         from tests.models.worlds import synthetic_world
         from tfrec.config import ModelConfig
@@ -127,9 +122,7 @@ def test_each_replica_refreshes_its_own_table_under_mirrored_strategy():
         print("COPIES", len(copies), "STEPS", steps, "FILLED", all(np.abs(c[:-1]).sum() > 0 for c in copies),
               "EQUAL", bool(np.allclose(copies[0], copies[1], atol=1e-6)), "FINITE", bool(np.isfinite(h).all()))
     """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    line = r.stdout.strip().splitlines()[-1]
+    line = out.strip().splitlines()[-1]
     steps = [int(s) for s in line.split("STEPS [")[1].split("]")[0].split(",")]
     assert line.startswith("COPIES 2") and steps[0] == steps[1] > 3, line  # every replica counted every step
     assert "FILLED True EQUAL True FINITE True" in line, line

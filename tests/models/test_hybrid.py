@@ -1,13 +1,11 @@
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tests.models.worlds import seeded_hybrid, synthetic_world
+from tests.two_devices import run_on_two_cpus
 from tfrec.models.catalogue_lookup import CatalogueLookup
 from tfrec.models.id_tower import IdTower
 from tfrec.models.item_tower import ItemTower
@@ -117,10 +115,7 @@ def test_training_lowers_the_loss_and_handles_empty_histories(small):
 
 @pytest.mark.slow
 def test_bert_hybrid_trains_under_mirrored_strategy_on_two_logical_devices():
-    code = textwrap.dedent("""
-        import tfrec
-        from tfrec.training.strategy import split_cpu
-        devices = split_cpu(2)
+    out = run_on_two_cpus("""
         import numpy as np, tensorflow as tf
         from tfrec.config import ModelConfig
         from tfrec.data.pipeline import make_dataset
@@ -150,9 +145,7 @@ def test_bert_hybrid_trains_under_mirrored_strategy_on_two_logical_devices():
         print("REPLICAS", strategy.num_replicas_in_sync, "MIRRORED", type(w).__name__,
               "CHANGED", not np.allclose(before, w.numpy()), "FINITE", bool(np.isfinite(h).all()))
     """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "REPLICAS 2 MIRRORED MirroredVariable CHANGED True FINITE True" in r.stdout
+    assert "REPLICAS 2 MIRRORED MirroredVariable CHANGED True FINITE True" in out
 
 
 def test_history_negative_loss_matches_a_hand_computed_softmax():

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from tests.two_devices import run_on_two_cpus
 from tfrec.config import ModelConfig, RankingConfig
 from tfrec.data.history import history_values
 from tfrec.data.pipeline import make_dataset
@@ -574,14 +575,7 @@ def test_build_ranker_needs_timestamps_for_popularity_and_set_popularity_needs_i
 
 
 def test_ranker_with_popularity_and_rating_base_trains_under_mirrored_strategy_on_two_logical_devices():
-    import subprocess
-    import sys
-    import textwrap
-
-    code = textwrap.dedent("""
-        import tfrec
-        from tfrec.training.strategy import split_cpu
-        devices = split_cpu(2)
+    out = run_on_two_cpus("""
         import numpy as np, pandas as pd, tensorflow as tf
         from tfrec.cli.ranking_stage import ranking_features
         from tfrec.config import ModelConfig, RankingConfig
@@ -620,10 +614,8 @@ def test_ranker_with_popularity_and_rating_base_trains_under_mirrored_strategy_o
               "COUNTS", int(table.numpy()[-1].sum()) == len(split.train),
               "PAIRS", int(ranker.rating_base_pairs.size()) == len(split.train[["user_id", "item_id"]].drop_duplicates()))
     """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
     assert ("REPLICAS 2 MIRRORED MirroredVariable MirroredVariable CHANGED True FINITE True COUNTS True PAIRS True"
-            in r.stdout), r.stdout[-2000:]
+            in out), out[-2000:]
 
 
 def test_blend_adds_the_retrievers_full_score_with_its_popularity_prior(world):

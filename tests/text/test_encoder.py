@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.two_devices import run_on_two_cpus
 from tfrec.errors import ConfigError
 from tfrec.text import presets
 from tfrec.text.cache import TextEmbeddingCache
@@ -89,10 +90,7 @@ def test_cache_hits_and_invalidates(tmp_path, tiny):
 @pytest.mark.slow
 def test_bert_trains_inside_tfrs_under_mirrored_strategy_and_exports(tmp_path):
     """Two logical CPU devices (set before TF initialises, hence a fresh process)."""
-    code = textwrap.dedent(f"""
-        import tfrec
-        from tfrec.training.strategy import split_cpu
-        devices = split_cpu(2)
+    out = run_on_two_cpus(f"""
         import numpy as np, tensorflow as tf, tensorflow_recommenders as tfrs
         from tfrec.text.encoder import BertTextEncoder
         strategy = tf.distribute.MirroredStrategy(devices)
@@ -122,9 +120,7 @@ def test_bert_trains_inside_tfrs_under_mirrored_strategy_and_exports(tmp_path):
         tf.saved_model.save(mod, {str(tmp_path / 'sm')!r}, signatures={{"serving_default": mod.f}})
         np.save({str(tmp_path / 'want.npy')!r}, enc(tf.constant(titles[:3])).numpy())
     """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "REPLICAS 2" in r.stdout and "CHANGED True" in r.stdout and "MIRRORED MirroredVariable" in r.stdout
+    assert "REPLICAS 2" in out and "CHANGED True" in out and "MIRRORED MirroredVariable" in out
     # Reload in a fresh process that imports only tensorflow and tensorflow_text.
     load = textwrap.dedent(f"""
         import numpy as np, tensorflow as tf, tensorflow_text

@@ -4,15 +4,13 @@ Until session 14 the first model a process trained differed from every later one
 the same seed (tf.data's shuffle read the global seed, which `train` sets only after
 the dataset is built); the later ones matched across processes, the first did not."""
 import functools
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tests.models.worlds import synthetic_world
+from tests.two_devices import run_on_two_cpus
 from tfrec.config import ModelConfig
 from tfrec.data.pipeline import make_dataset
 from tfrec.models.factory import build_hybrid
@@ -77,10 +75,7 @@ def test_steps_per_execution_trains_the_same_model():
     the others (4 steps per call). Over two logical CPU devices (MirroredStrategy) it
     falls back to one step per call, and says so: there the sparse gradients' all-gather
     inside a multi-step call fails ("Shape mismatch in the collective instance")."""
-    code = textwrap.dedent("""
-        import tfrec
-        from tfrec.training.strategy import split_cpu
-        devices = split_cpu(2)
+    out = run_on_two_cpus("""
         import numpy as np, tensorflow as tf
         from tests.training.test_reproducible import fit_steps_per_call
 
@@ -98,9 +93,7 @@ def test_steps_per_execution_trains_the_same_model():
         print("RESULT", steps_one, steps_four, m_steps, per_call, m_per_call, len(one), diff(one, four),
               float(np.max(np.abs(np.subtract(loss_one, loss_four)))), diff(one, other), diff(m_one, m_four))
     """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    lines = r.stdout.strip().splitlines()
+    lines = out.strip().splitlines()
     rows = int(next(line for line in lines if line.startswith("ROWS")).split()[1])
     words = lines[-1].split()
     assert words[0] == "RESULT", lines[-5:]
@@ -112,7 +105,7 @@ def test_steps_per_execution_trains_the_same_model():
     assert diff <= 1e-5 and loss <= 1e-4, (diff, loss)  # float32 on 2 threads, as above
     assert other > 1e-3  # not a vacuous comparison: another data seed trains another model
     assert m_per_call == 1 and m_steps == steps_one and m_diff <= 1e-5, (m_per_call, m_steps, m_diff)
-    assert "train: steps_per_execution 4 -> 1 under 2 replicas" in r.stdout
+    assert "train: steps_per_execution 4 -> 1 under 2 replicas" in out
 
 
 @pytest.mark.parametrize("overrides", [
