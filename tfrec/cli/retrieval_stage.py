@@ -96,8 +96,8 @@ def train_two_tower(config: RunConfig, split, catalogue, log=print, log_dir=None
 
 def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log=print, log_dir=None):
     """The hybrid model; early stopping on full-catalogue validation recall@20, then the
-    post-training choices on validation and, with `train.refit`, `refit_hybrid`. Returns
-    (model, history, seconds, query features)."""
+    post-training choices on validation (`train.refit` is `tfrec.cli.run.train_separately`'s,
+    which calls `refit_hybrid` after this). Returns (model, history, seconds, query features)."""
     import tensorflow as tf
 
     from tfrec.features.query_features import QueryFeatures
@@ -122,12 +122,7 @@ def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log
     history["cooccurrence"] = tune_cooccurrence(model, config.model, fit_part, validation, log)
     if model.has_popularity_prior:
         history["popularity_prior"] = tune_popularity_prior(model, config.model, fit_part, validation, log)
-    if t.refit and validation is not None:
-        model, qf, history["refit"] = refit_hybrid(config, data, split, catalogue, text_embeddings, model, history,
-                                                   log, log_dir)
-        secs += history["refit"]["seconds"]
-    else:
-        with_popularity_prior(model, split.train, split.val)  # test and serving: everything known
+    with_popularity_prior(model, split.train, split.val)  # test and serving: everything known
     if model.repeat_penalty is not None:
         history["repeat_penalty"] = float(model.repeat_penalty)
         log(f"train: learned repeat penalty {history['repeat_penalty']:.3f} (a query's history items score that much "

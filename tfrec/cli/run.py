@@ -269,26 +269,25 @@ def run(config: RunConfig = None, *, log=None) -> RunResult:
 
 def train_separately(config, data, split, catalogue, text_emb, ranking_on, log=print, log_dir=None):
     """The hybrid retriever (`train_hybrid`), then with `ranking_on` the ranker on it (`train_ranker`).
-    With `train.refit` and the ranking stage, both are chosen on validation first, then the
-    retriever is refitted on train + validation (`refit_hybrid`) and the ranker on the refitted
-    retriever (`refit_ranker`). Returns (model, history, seconds, query features, ranker, ranker info)."""
+    With `train.refit`, both are chosen on validation first, then the retriever is refitted on
+    train + validation (`refit_hybrid`) and the ranker, if any, on the refitted retriever
+    (`refit_ranker`). Returns (model, history, seconds, query features, ranker, ranker info)."""
     from tfrec.cli.ranking_stage import refit_ranker, train_ranker
     from tfrec.cli.retrieval_stage import refit_hybrid
 
-    refit = config.train.refit and ranking_on
-    first = dataclasses.replace(config, train=dataclasses.replace(config.train, refit=False)) if refit else config
-    model, history, secs, query_features = train_hybrid(first, data, split, catalogue, text_emb, log, log_dir)
-    if not ranking_on:
-        return model, history, secs, query_features, None, None
-    ranker, info = train_ranker(config, data, split, catalogue, text_emb, model, query_features, log, log_dir)
-    if refit and history.get("validation"):
+    model, history, secs, query_features = train_hybrid(config, data, split, catalogue, text_emb, log, log_dir)
+    ranker = info = None
+    if ranking_on:
+        ranker, info = train_ranker(config, data, split, catalogue, text_emb, model, query_features, log, log_dir)
+    if config.train.refit and history.get("validation"):
         model, query_features, history["refit"] = refit_hybrid(config, data, split, catalogue, text_emb, model,
                                                                history, log, log_dir)
         secs += history["refit"]["seconds"]
         if model.repeat_penalty is not None:
             history["repeat_penalty"] = float(model.repeat_penalty)
-        ranker, info["refit"] = refit_ranker(config, data, split, catalogue, text_emb, model, query_features, ranker,
-                                             info, log, log_dir)
+        if ranker is not None:
+            ranker, info["refit"] = refit_ranker(config, data, split, catalogue, text_emb, model, query_features,
+                                                 ranker, info, log, log_dir)
     return model, history, secs, query_features, ranker, info
 
 
