@@ -138,16 +138,8 @@ def two_stage(row, cfg, data, inner, catalogue, text, model, qf, refit, refit_qf
     known = pd.concat([inner.train, inner.val], ignore_index=True)
     y = inner.test["rating"].to_numpy()
     ratings = {"bias": rmse(y, BiasBaseline(**tune_bias(inner.train, inner.val)[0]).fit(known).predict(inner.test))}
-    for arm, retriever, arm_qf in (("A", model, qf), ("B", refit, refit_qf)):
-        t0 = time.perf_counter()
-        if arm == "A":
-            ranker, info = train_ranker(cfg, data, inner, catalogue, text, model, qf, log=log)
-            chosen, chosen_info = ranker, info
-            row["ranker_best_epoch"] = max(info["validation"], key=lambda h: h["val_two_stage_ndcg@10"])["epoch"]
-            row["blend"] = info["retrieval_blend"]["blend"]
-        else:
-            ranker, _ = refit_ranker(cfg, data, inner, catalogue, text, retriever, arm_qf, chosen, chosen_info, log=log)
-        secs = time.perf_counter() - t0
+
+    def scored(arm, retriever, ranker, arm_qf, secs):
         scorer = two_stage_for_test(retriever, ranker, arm_qf, known, inner, catalogue, cfg.eval,
                                     cfg.ranking.candidates)
         rep = evaluate_models({"m": scorer}, data, inner, catalogue, cfg.eval, log=log,
@@ -155,6 +147,15 @@ def two_stage(row, cfg, data, inner, catalogue, text, model, qf, refit, refit_qf
         row[f"{arm}_two_stage"] = {**{k: float(rep["models"]["m"]["mean"][k]) for k in METRICS},
                                    "ranker_seconds": round(secs, 1)}
         ratings[arm] = rmse(y, ranker_ratings(ranker, arm_qf, inner.test.reset_index(drop=True), known))
+
+    t0 = time.perf_counter()
+    chosen, info = train_ranker(cfg, data, inner, catalogue, text, model, qf, log=log)
+    row["ranker_best_epoch"] = max(info["validation"], key=lambda h: h["val_two_stage_ndcg@10"])["epoch"]
+    row["blend"] = info["retrieval_blend"]["blend"]
+    scored("A", model, chosen, qf, time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    refitted, _ = refit_ranker(cfg, data, inner, catalogue, text, refit, refit_qf, chosen, info, log=log)
+    scored("B", refit, refitted, refit_qf, time.perf_counter() - t0)
     row["ratings_rmse"] = ratings
     row["B_minus_A_two_stage"] = {k: round(row["B_two_stage"][k] - row["A_two_stage"][k], 4) for k in METRICS}
 

@@ -273,6 +273,13 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
     return ranker, info
 
 
+def refitted_base(reg_user, reg_item, interactions):
+    """The frozen rating base with a chosen regularisation, fitted on `interactions`."""
+    from tfrec.evaluation.rating import BiasBaseline
+
+    return BiasBaseline(reg_user=reg_user, reg_item=reg_item).fit(interactions)
+
+
 def _count_everything_known(ranker, base, known, info, ranking_cfg, log):
     """Like the bias baseline it is compared with, the frozen rating base is refitted on everything
     known before the test period, and the retriever's prior and the popularity table count it (the
@@ -281,7 +288,7 @@ def _count_everything_known(ranker, base, known, info, ranking_cfg, log):
 
     with_popularity_prior(ranker.retrieval, known)
     if base is not None:
-        ranker.set_rating_base(type(base)(reg_user=base.reg_user, reg_item=base.reg_item).fit(known), fitted_on=known)
+        ranker.set_rating_base(refitted_base(base.reg_user, base.reg_item, known), fitted_on=known)
         info["rating_base"] = {"reg_user": base.reg_user, "reg_item": base.reg_item,
                                "refitted_on": f"train + validation ({len(known):,} ratings)"}
         log(f"rank: rating base (mu + b_u + b_i) refitted on train + validation ({len(known):,} ratings)")
@@ -313,12 +320,8 @@ def refit_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
         "best on validation, with the blend chosen there")
     model_catalogue = catalogue.refitted(known)
     has_ratings = "rating" in known.columns and r.rating_weight > 0
-    base = None
-    if has_ratings and r.rating_base == "bias":  # the regularisation tuned with `chosen`, fitted on both parts
-        from tfrec.evaluation.rating import BiasBaseline
-
-        tuned = info.get("rating_base") or {}
-        base = BiasBaseline(**{k: tuned[k] for k in ("reg_user", "reg_item") if k in tuned}).fit(known)
+    tuned = info.get("rating_base")  # the regularisation tuned with `chosen` (train_ranker's base), if it had one
+    base = refitted_base(tuned["reg_user"], tuned["reg_item"], known) if has_ratings and tuned else None
     ds = _ranker_dataset(config, query_features, known, model_catalogue, retrieval, False, log)
     build = _ranker_builder(config, data, model_catalogue, text_embeddings, query_features, retrieval, base, known,
                             False)
