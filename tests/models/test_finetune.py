@@ -15,7 +15,7 @@ from tfrec.errors import ConfigError
 from tfrec.features.catalogue import Catalogue
 from tfrec.features.query_features import QueryFeatures
 from tfrec.models.factory import build_hybrid
-from tfrec.models.losses import in_batch_softmax_loss
+from tfrec.models.losses import in_batch_softmax_loss, softmax_cross_entropy_sum
 from tfrec.models.sequence_encoder import SequenceEncoder
 from tfrec.text.encoder import BertTextEncoder
 
@@ -168,6 +168,26 @@ def test_in_batch_softmax_loss_equals_tfrs_retrieval_and_a_numpy_reference():
         keep = [j for j in range(8) if j == i or ids[j] != ids[i]]
         naive += np.log(np.exp(s[i, keep]).sum()) - s[i, i]
     assert got == pytest.approx(want, rel=1e-5) and got == pytest.approx(naive, rel=1e-5)
+
+
+def test_softmax_cross_entropy_sum_matches_a_numpy_reference_and_the_sparse_kernel():
+    rng = np.random.default_rng(3)
+    logits = (5 * rng.normal(size=(9, 7))).astype(np.float32)
+    labels = rng.integers(0, 7, size=9).astype(np.int32)
+    x = tf.constant(logits)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        got = softmax_cross_entropy_sum(tf.constant(labels), x)
+        sparse = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=x))
+    z = logits.astype(np.float64)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    naive = -np.log(p[np.arange(9), labels]).sum()
+    naive_grad = p.copy()
+    naive_grad[np.arange(9), labels] -= 1.0  # d loss / d logits = softmax - one-hot
+    assert float(got) == pytest.approx(naive, rel=1e-6) and float(got) == pytest.approx(float(sparse), rel=1e-6)
+    np.testing.assert_allclose(tape.gradient(got, x).numpy(), naive_grad, atol=1e-6)
+    np.testing.assert_allclose(tape.gradient(got, x).numpy(), tape.gradient(sparse, x).numpy(), atol=1e-7)
 
 
 class _ProjectThenMean(SequenceEncoder):

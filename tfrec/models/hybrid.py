@@ -43,7 +43,7 @@ import tensorflow_recommenders as tfrs
 from tfrec.models.catalogue_lookup import catalogue_rows  # noqa: F401  (imported from here by callers)
 from tfrec.models.content_prior import ContentPrior, recent_counts  # noqa: F401  (recent_counts: likewise)
 from tfrec.models.history_table import HistoryTable
-from tfrec.models.losses import LOG_MIN_PROB, in_batch_softmax_loss
+from tfrec.models.losses import LOG_MIN_PROB, in_batch_softmax_loss, softmax_cross_entropy_sum
 from tfrec.models.repeat import penalty_from_raw, seen_indicator
 from tfrec.models.space import RetrievalSpace
 
@@ -342,7 +342,7 @@ class HybridRetrieval(RetrievalSpace, tfrs.Model):
         if self.remove_accidental_hits:
             rows = tf.stack([tf.range(tf.shape(pos)[0]), pos], axis=1)  # (batch, 2): each positive's cell
             logits = tf.tensor_scatter_nd_sub(logits, rows, tf.gather(log_n, pos))
-        loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=pos, logits=logits))
+        loss = softmax_cross_entropy_sum(pos, logits)
         if not self.remove_accidental_hits:  # the label's logit counts every copy; the loss wants one
             loss += tf.reduce_sum(tf.gather(log_n, pos))
         return loss
