@@ -258,7 +258,7 @@ class HybridRetrieval(RetrievalSpace, tfrs.Model):
             hist_rows = history if rows else self.lookup.table.lookup(history)
             if self.query_tower.sequence == "mean":
                 query = self._query_from_pooled_history(features, table(), tf.reshape(hist_rows, [-1]), hist_valid,
-                                                        training)
+                                                        training, zero_padding=True)
             else:
                 query = self.query_vector(features, training=training, history_vectors=tf.gather(table(), hist_rows),
                                           history_mask=hist_valid)
@@ -309,17 +309,23 @@ class HybridRetrieval(RetrievalSpace, tfrs.Model):
         qt = self.query_tower
         return qt.use_history and qt.sequence == "mean" and self.history_negatives == 0
 
-    def _query_from_pooled_history(self, features, unique_emb, hist_idx, hist_valid, training):
+    def _query_from_pooled_history(self, features, unique_emb, hist_idx, hist_valid, training,
+                                   zero_padding=False):
         """Query embeddings with the masked mean of the history computed by one fused
         sparse op over the distinct items' embeddings (no [batch, N, d] tensor and no
         gradient of that size); handed to the mean encoder as a length-1 history,
-        whose mean is itself: the same result as encoding the full history."""
+        whose mean is itself: the same result as encoding the full history. `zero_padding`:
+        the padding slots of `hist_idx` point at a row of zeros (the history table's last row)."""
         batch, n = tf.shape(hist_valid)[0], tf.shape(hist_valid)[1]  # hist_valid: (batch, N), False = padding
-        valid = tf.reshape(hist_valid, [-1])  # (batch * N,)
         rows = tf.range(batch * n) // n  # sorted segment ids
-        pooled = tf.sparse.segment_mean(unique_emb, tf.boolean_mask(hist_idx, valid),
-                                             tf.boolean_mask(rows, valid), num_segments=batch)  # (batch, d)
         has_any = tf.reduce_any(hist_valid, axis=1, keepdims=True)  # (batch, 1)
+        if zero_padding:  # padding slots read a zero row: sum all N slots, divide by the valid count
+            count = tf.reduce_sum(tf.cast(hist_valid, unique_emb.dtype), axis=1, keepdims=True)
+            pooled = tf.sparse.segment_sum(unique_emb, hist_idx, rows, num_segments=batch) / tf.maximum(count, 1.0)
+        else:
+            valid = tf.reshape(hist_valid, [-1])  # (batch * N,)
+            pooled = tf.sparse.segment_mean(unique_emb, tf.boolean_mask(hist_idx, valid),
+                                            tf.boolean_mask(rows, valid), num_segments=batch)  # (batch, d)
         return self.query_tower(features, pooled[:, None, :], has_any, training=training)
 
     def _distinct_candidate_loss(self, query, unique_emb, cand_idx, log_prob_unique, seen=None):
@@ -333,12 +339,14 @@ class HybridRetrieval(RetrievalSpace, tfrs.Model):
         cand_u, pos = tf.unique(cand_idx)  # cand_u: (n_c,) into unique_emb; pos: (batch,) into cand_u
         n_c = tf.shape(cand_u)[0]
         log_n = tf.math.log(tf.math.unsorted_segment_sum(tf.ones_like(pos, tf.float32), pos, n_c))  # (n_c,)
-        scores = tf.matmul(query, tf.gather(unique_emb, cand_u), transpose_b=True) / self.temperature  # (batch, n_c)
+        column = log_n  # (n_c,) what each column adds to every row: log n_u, minus log Q_u (logQ correction)
         if log_prob_unique is not None:
-            scores -= tf.gather(log_prob_unique, cand_u)[None, :]
+            column -= tf.gather(log_prob_unique, cand_u)
+        # The temperature divides the [batch, d] queries, and the column terms are added in one
+        # pass: the fewest [batch, n_c] operations (the same scores up to float rounding).
+        logits = tf.matmul(query / self.temperature, tf.gather(unique_emb, cand_u), transpose_b=True) + column
         if seen is not None:
-            scores -= self.repeat_penalty / self.temperature * seen_indicator(*seen, cand_u, tf.shape(unique_emb)[0])
-        logits = scores + log_n[None, :]
+            logits -= self.repeat_penalty / self.temperature * seen_indicator(*seen, cand_u, tf.shape(unique_emb)[0])
         if self.remove_accidental_hits:
             rows = tf.stack([tf.range(tf.shape(pos)[0]), pos], axis=1)  # (batch, 2): each positive's cell
             logits = tf.tensor_scatter_nd_sub(logits, rows, tf.gather(log_n, pos))
