@@ -16,7 +16,9 @@ Models (embedding size 64 everywhere):
   hybrid_full           `build_hybrid(ModelConfig(), ...)` as `tfrec run` trains it (Adam 3e-3,
                         `train.steps_per_execution` steps per call of the training function),
                         with cached text = a [n_items, 384] lookup table (random values by
-                        default: a table lookup costs the same whatever it holds);
+                        default: a table lookup costs the same whatever it holds) and, as
+                        `training_features` feeds it since session 23, the query tower's time
+                        features computed once (`time_features`);
   hybrid_one_step_per_call  hybrid_full compiled with steps_per_execution 1, as before session 21
                         (the same updates: one epoch each from the same seed gives the same weights);
   hybrid_history_pass   hybrid_full with `model.history_refresh=0`: the history encoder's input
@@ -32,7 +34,7 @@ Models (embedding size 64 everywhere):
                         accidental-hit mask, one gather then slices, TFRS's dense softmax, and
                         the "mean" history encoder projecting every item before averaging
                         (the library's loss equals it on a fixed batch; checked below), one step
-                        per call;
+                        per call, the time features computed in the step;
   hybrid_mirrored       hybrid_full under MirroredStrategy, the `tfrec run` default.
 
 `--profile-steps N` also runs tf.profiler over N steps of hybrid_full and
@@ -173,6 +175,7 @@ def _data(text_source):
     from tfrec.cli.run import prepare
     from tfrec.config import RunConfig
     from tfrec.features.query_features import QueryFeatures
+    from tfrec.models.query_tower import precomputed_time_features
 
     config = RunConfig()
     data, _, split, catalogue = prepare(config, log=lambda *a: None)
@@ -180,6 +183,8 @@ def _data(text_source):
     qf = QueryFeatures.fit(train, data.users, config.data.history_length)
     feats = qf.build(train, context=train)
     feats["item_id"] = train["item_id"].astype(str).to_numpy(dtype=object)
+    # As `training_features` (tfrec run) adds them: the query tower's time features computed once.
+    feats["time_features"] = precomputed_time_features(qf.reference_time, feats["timestamp"])
     if text_source == "minilm":
         from tfrec.cli.run import encode_item_texts
 
@@ -214,7 +219,9 @@ def _build_models(names, config, data, catalogue, qf, feats, text):
     from tfrec.models.hybrid import catalogue_rows
 
     hybrid_ds = ds(catalogue_rows(feats, catalogue.item_ids))  # as `train_hybrid` feeds it
-    hybrid_string_ds = ds(feats)  # item ids as strings (hybrid_previous, hybrid_string_ids)
+    hybrid_string_ds = ds(feats)  # item ids as strings (hybrid_string_ids)
+    # hybrid_previous: string ids and the time features computed in the step, as before session 23
+    previous_ds = ds({k: v for k, v in feats.items() if k != "time_features"})
     string_ds = ds({"user_id": feats["user_id"], "item_id": feats["item_id"]})
     models = {}
     for name in names:  # steps per call of the training function: the library's unless named otherwise
@@ -245,7 +252,8 @@ def _build_models(names, config, data, catalogue, qf, feats, text):
                 if model_cfg.sequence == "mean":
                     model.query_tower.encoder.__class__ = ProjectThenMeanEncoder
             model.compile(optimizer=make_optimizer(t.optimizer, t.learning_rate), steps_per_execution=spe)
-        models[name] = (model, hybrid_string_ds if name in ("hybrid_previous", "hybrid_string_ids") else hybrid_ds)
+        models[name] = (model, previous_ds if name == "hybrid_previous" else
+                        hybrid_string_ds if name == "hybrid_string_ids" else hybrid_ds)
     return models
 
 
@@ -264,7 +272,8 @@ def _check_exactness(config, data, catalogue, qf, feats, text):
     library_rows = float(HybridRetrieval.compute_loss(model, rows, training=False))
     model.query_tower.encoder.__class__ = ProjectThenMeanEncoder
     PreviousHybrid.attach(model)
-    previous = float(PreviousHybrid.compute_loss(model, batch, training=False))
+    previous = float(PreviousHybrid.compute_loss(model, {k: v for k, v in batch.items() if k != "time_features"},
+                                                 training=False))
     model.query_tower.encoder.__class__ = SequenceEncoder
     return {"loss_library": library, "loss_library_catalogue_rows": library_rows, "loss_previous": previous,
             "abs_difference": abs(library - previous), "relative_difference": abs(library - previous) / abs(previous)}

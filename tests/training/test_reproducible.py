@@ -123,3 +123,39 @@ def test_steps_per_execution_trains_the_same_model_for_other_retrievers(override
     for a, b in zip(one, four):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)  # float32 on 2 threads, as above
     assert not np.array_equal(fit_steps_per_call(overrides, 1, data_seed=6)[0][0], one[0])  # not vacuous
+
+
+def test_precomputed_time_features_are_the_steps_own_and_train_the_same_model():
+    """`training_features` adds the query tower's time features computed once
+    (`precomputed_time_features`); the tower reads them instead of computing them in every
+    step: the same values as the tower's own layer on each batch, and the same trained
+    weights to the bit."""
+    from tfrec.models.query_tower import precomputed_time_features
+
+    data, _, cat, text, qf, feats = _small_world()
+    ts = feats["timestamp"]
+    column = precomputed_time_features(qf.reference_time, ts)
+    np.testing.assert_array_equal(column, precomputed_time_features(qf.reference_time, ts, chunk=7))
+    tower = build_hybrid(ModelConfig(embedding_dim=8), cat, data.items, text, qf, seed=0).query_tower
+    by_batch = np.concatenate([tower.time(tf.constant(ts[i:i + 64])).numpy() for i in range(0, len(ts), 64)])
+    np.testing.assert_array_equal(column, by_batch)
+    # Independent of the layer: hour of day and weekday from the clock (1970-01-01 a Thursday).
+    hour = (ts % 86400) / 3600.0
+    weekday = (ts // 86400 + 3) % 7
+    np.testing.assert_allclose(column[:, 0], np.sin(2 * np.pi * hour / 24), atol=1e-6)
+    np.testing.assert_allclose(column[:, 3], np.cos(2 * np.pi * weekday / 7), atol=1e-6)
+
+    def weights(time_column=None):
+        f = feats if time_column is None else dict(feats, time_features=time_column)
+        ds = make_dataset(f, 64, seed=5, drop_remainder=True)
+        model, _, _ = train(lambda: build_hybrid(ModelConfig(embedding_dim=8), cat, data.items, text, qf, seed=0), ds,
+                            strategy=tf.distribute.get_strategy(), epochs=2, optimizer="adam", learning_rate=0.02,
+                            seed=0, verbose=0, log=lambda *a: None)
+        return [v.numpy() for v in model.trainable_variables]
+
+    a, b = weights(), weights(column)
+    assert len(a) == len(b) > 10
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    # The column is what the tower reads when a batch carries it: other values, another model.
+    assert not all(np.array_equal(x, y) for x, y in zip(a, weights(column + 0.5)))

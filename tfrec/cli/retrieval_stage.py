@@ -150,6 +150,7 @@ def training_features(config, fit_part, catalogue, qf, profiles=None, log=print)
     item, asked at its end; item ids as rows of `catalogue`'s lookup."""
     from tfrec.evaluation.protocols import query_history_for
     from tfrec.models.hybrid import catalogue_rows
+    from tfrec.models.query_tower import precomputed_time_features
 
     feats = qf.build(fit_part, context=fit_part)
     if query_history_for(config.eval) == "profile":
@@ -161,6 +162,8 @@ def training_features(config, fit_part, catalogue, qf, profiles=None, log=print)
         feats["timestamp"] = profile_times(fit_part["user_id"], profiles)
         log(f"train: profile queries (history: the user's latest {qf.history_length} other train items)")
     feats["item_id"] = fit_part["item_id"].astype(str).to_numpy(dtype=object)
+    if config.model.use_context:  # computed once here instead of in every step: the same values
+        feats["time_features"] = precomputed_time_features(qf.reference_time, feats["timestamp"])
     # Item ids as rows of the model's catalogue lookup: the same loss, integer work per step.
     return catalogue_rows(feats, catalogue.item_ids)
 

@@ -1,5 +1,6 @@
 """Query tower: who asks (user id, attributes), when (time features) and what they
 did recently (history encoded over the shared item representation)."""
+import numpy as np
 import tensorflow as tf
 
 from tfrec.features.time import TimeFeatures
@@ -24,7 +25,9 @@ class QueryTower(tf.keras.layers.Layer):
 
     Inputs: dict with `user_id` [b], each categorical/numeric user feature [b],
     `timestamp` int64 [b]; history item vectors [b, N, d] and mask [b, N] are
-    passed separately (the retrieval model computes them with the item tower).
+    passed separately (the retrieval model computes them with the item tower). A
+    batch may also carry `time_features` [b, 5], the time layer's output computed
+    ahead (`precomputed_time_features`: training sets), which is then read instead.
     """
 
     def __init__(self, user_vocabulary, output_dim=64, id_dim=64, categorical=None, numeric=None, use_id=True,
@@ -57,7 +60,7 @@ class QueryTower(tf.keras.layers.Layer):
                 tf.keras.layers.Discretization(bin_boundaries=v),
                 tf.keras.layers.Embedding(len(v) + 1, 8)], name=f"user_{k}") for k, v in self.numeric.items()}
         if self.use_context:
-            self.time = TimeFeatures(reference_time=self.reference_time, name="time_features")
+            self.time = _time_layer(self.reference_time)
         if self.use_history:
             self.encoder = SequenceEncoder(self.sequence, output_dim=self.id_dim, name="history_encoder")
         self.fuse = mlp(self.hidden_units, self.output_dim, name="query_fusion")
@@ -79,7 +82,8 @@ class QueryTower(tf.keras.layers.Layer):
             for k, layer in self.num.items():
                 parts.append(layer(tf.cast(features[k], tf.float32)))
         if self.use_context:
-            parts.append(self.time(features["timestamp"]))
+            precomputed = features.get("time_features")
+            parts.append(self.time(features["timestamp"]) if precomputed is None else precomputed)
         if self.use_history:
             parts.append(self.encoder(history_items, history_mask, training=training))
         x = self.fuse(tf.concat(parts, axis=-1))
@@ -92,3 +96,19 @@ class QueryTower(tf.keras.layers.Layer):
                 "use_history": self.use_history, "sequence": self.sequence, "reference_time": self.reference_time,
                 "user_id_dropout": self.user_id_dropout, "hidden_units": self.hidden_units,
                 "normalize": self.normalize, "seed": self.seed, "prefixes": self.prefixes}
+
+
+def _time_layer(reference_time):
+    return TimeFeatures(reference_time=int(reference_time), name="time_features")
+
+
+def precomputed_time_features(reference_time, timestamps, chunk=1 << 20):
+    """The query tower's time features of a whole column of Unix seconds (float32 [n, 5]),
+    computed once by the layer the tower builds for `reference_time` (the query features'
+    `reference_time`). A training set carrying them as `time_features` skips the
+    computation in every step (about 2.5% of the hybrid's step on ML-100K); the values
+    are the ones the step computes (tested)."""
+    layer = _time_layer(reference_time)
+    timestamps = np.asarray(timestamps)
+    parts = [layer(tf.constant(timestamps[i:i + chunk])).numpy() for i in range(0, len(timestamps), chunk)]
+    return np.concatenate(parts) if parts else np.zeros((0, 5), np.float32)
