@@ -220,8 +220,7 @@ def _build_models(names, config, data, catalogue, qf, feats, text):
 
     hybrid_ds = ds(catalogue_rows(feats, catalogue.item_ids))  # as `train_hybrid` feeds it
     hybrid_string_ds = ds(feats)  # item ids as strings (hybrid_string_ids)
-    # hybrid_previous: string ids and the time features computed in the step, as before session 23
-    previous_ds = ds({k: v for k, v in feats.items() if k != "time_features"})
+    previous_ds = ds(_as_before_session23(feats))  # hybrid_previous
     string_ds = ds({"user_id": feats["user_id"], "item_id": feats["item_id"]})
     models = {}
     for name in names:  # steps per call of the training function: the library's unless named otherwise
@@ -257,6 +256,11 @@ def _build_models(names, config, data, catalogue, qf, feats, text):
     return models
 
 
+def _as_before_session23(features):
+    """hybrid_previous's input: string ids, and no precomputed time features (computed in the step)."""
+    return {k: v for k, v in features.items() if k != "time_features"}
+
+
 def _check_exactness(config, data, catalogue, qf, feats, text):
     """|loss difference| on one fixed batch between the library's compute_loss and the previous one."""
     from tfrec.models.factory import build_hybrid
@@ -272,8 +276,7 @@ def _check_exactness(config, data, catalogue, qf, feats, text):
     library_rows = float(HybridRetrieval.compute_loss(model, rows, training=False))
     model.query_tower.encoder.__class__ = ProjectThenMeanEncoder
     PreviousHybrid.attach(model)
-    previous = float(PreviousHybrid.compute_loss(model, {k: v for k, v in batch.items() if k != "time_features"},
-                                                 training=False))
+    previous = float(PreviousHybrid.compute_loss(model, _as_before_session23(batch), training=False))
     model.query_tower.encoder.__class__ = SequenceEncoder
     return {"loss_library": library, "loss_library_catalogue_rows": library_rows, "loss_previous": previous,
             "abs_difference": abs(library - previous), "relative_difference": abs(library - previous) / abs(previous)}

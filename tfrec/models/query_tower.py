@@ -110,5 +110,5 @@ def precomputed_time_features(reference_time, timestamps, chunk=1 << 20):
     are the ones the step computes (tested)."""
     layer = _time_layer(reference_time)
     timestamps = np.asarray(timestamps)
-    parts = [layer(tf.constant(timestamps[i:i + chunk])).numpy() for i in range(0, len(timestamps), chunk)]
-    return np.concatenate(parts) if parts else np.zeros((0, 5), np.float32)
+    return np.concatenate([layer(tf.constant(timestamps[i:i + chunk])).numpy()
+                           for i in range(0, max(len(timestamps), 1), chunk)])  # one (empty) chunk at least
