@@ -175,7 +175,7 @@ def _data(text_source):
     from tfrec.cli.run import prepare
     from tfrec.config import RunConfig
     from tfrec.features.query_features import QueryFeatures
-    from tfrec.models.query_tower import precomputed_time_features
+    from tfrec.models.factory import query_tower_for
 
     config = RunConfig()
     data, _, split, catalogue = prepare(config, log=lambda *a: None)
@@ -183,8 +183,9 @@ def _data(text_source):
     qf = QueryFeatures.fit(train, data.users, config.data.history_length)
     feats = qf.build(train, context=train)
     feats["item_id"] = train["item_id"].astype(str).to_numpy(dtype=object)
-    # As `training_features` (tfrec run) adds them: the query tower's time features computed once.
-    feats["time_features"] = precomputed_time_features(qf.reference_time, feats["timestamp"])
+    # As `training_features` (tfrec run) adds them: the query tower's lookups, buckets and time
+    # features computed once (`time_features` since session 23, the rest since session 24).
+    feats.update(query_tower_for(config.model, catalogue, qf).precomputed_inputs(feats))
     if text_source == "minilm":
         from tfrec.cli.run import encode_item_texts
 
@@ -257,8 +258,12 @@ def _build_models(names, config, data, catalogue, qf, feats, text):
 
 
 def _as_before_session23(features):
-    """hybrid_previous's input: string ids, and no precomputed time features (computed in the step)."""
-    return {k: v for k, v in features.items() if k != "time_features"}
+    """hybrid_previous's input: string ids, and none of the query tower's precomputed inputs
+    (its lookups, buckets and time features computed in the step)."""
+    from tfrec.models.query_tower import INDEX_SUFFIX, USER_INDEX
+
+    return {k: v for k, v in features.items()
+            if k not in ("time_features", USER_INDEX) and not k.endswith(INDEX_SUFFIX)}
 
 
 def _check_exactness(config, data, catalogue, qf, feats, text):

@@ -159,3 +159,30 @@ def test_precomputed_time_features_are_the_steps_own_and_train_the_same_model():
         np.testing.assert_array_equal(x, y)
     # The column is what the tower reads when a batch carries it: other values, another model.
     assert not all(np.array_equal(x, y) for x, y in zip(a, weights(column + 0.5)))
+
+
+def test_every_precomputed_query_input_trains_the_same_model():
+    """`training_features` adds all of `QueryTower.precomputed_inputs` (the user id's and the
+    attributes' lookups, the buckets, the time features; session 24): the same trained
+    weights to the bit as a training set of raw columns only."""
+    from tfrec.models.factory import query_tower_for
+
+    data, _, cat, text, qf, feats = _small_world()
+    cfg = ModelConfig(embedding_dim=8)
+    ahead = query_tower_for(cfg, cat, qf).precomputed_inputs(feats)
+    assert {"user_index", "gender_index", "occupation_index", "age_index", "time_features"} <= set(ahead)
+
+    def weights(extra):
+        ds = make_dataset({**feats, **extra}, 64, seed=5, drop_remainder=True)
+        model, _, _ = train(lambda: build_hybrid(cfg, cat, data.items, text, qf, seed=0), ds,
+                            strategy=tf.distribute.get_strategy(), epochs=2, optimizer="adam", learning_rate=0.02,
+                            seed=0, verbose=0, log=lambda *a: None)
+        return [v.numpy() for v in model.trainable_variables]
+
+    a, b = weights({}), weights(ahead)
+    assert len(a) == len(b) > 10
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    # Read when carried: the users' indices shuffled train another model.
+    shuffled = dict(ahead, user_index=np.random.default_rng(0).permutation(ahead["user_index"]))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, weights(shuffled)))

@@ -150,7 +150,7 @@ def training_features(config, fit_part, catalogue, qf, profiles=None, log=print)
     item, asked at its end; item ids as rows of `catalogue`'s lookup."""
     from tfrec.evaluation.protocols import query_history_for
     from tfrec.models.hybrid import catalogue_rows
-    from tfrec.models.query_tower import precomputed_time_features
+    from tfrec.models.factory import query_tower_for
 
     feats = qf.build(fit_part, context=fit_part)
     if query_history_for(config.eval) == "profile":
@@ -162,8 +162,9 @@ def training_features(config, fit_part, catalogue, qf, profiles=None, log=print)
         feats["timestamp"] = profile_times(fit_part["user_id"], profiles)
         log(f"train: profile queries (history: the user's latest {qf.history_length} other train items)")
     feats["item_id"] = fit_part["item_id"].astype(str).to_numpy(dtype=object)
-    if config.model.use_context:  # computed once here instead of in every step: the same values
-        feats["time_features"] = precomputed_time_features(qf.reference_time, feats["timestamp"])
+    # The query tower's lookups, buckets and time features computed once here instead of in every
+    # step: the same values.
+    feats.update(query_tower_for(config.model, catalogue, qf).precomputed_inputs(feats))
     # Item ids as rows of the model's catalogue lookup: the same loss, integer work per step.
     return catalogue_rows(feats, catalogue.item_ids)
 

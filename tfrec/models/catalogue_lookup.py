@@ -64,10 +64,10 @@ class CatalogueLookup(tf.keras.layers.Layer):
     def call(self, item_ids):
         return self.by_row(self.table.lookup(item_ids))
 
-    def by_row(self, rows):
-        """The features of catalogue rows [...] (`len(item_ids)`: the unknown row)."""
+    def by_row(self, rows, exclude=()):
+        """The features of catalogue rows [...] (`len(item_ids)`: the unknown row), but `exclude`'s."""
         return {name: col.gather(rows) if isinstance(col, StringColumn) else tf.gather(col, rows)
-                for name, col in self.columns.items()}
+                for name, col in self.columns.items() if name not in exclude}
 
     def get_config(self):
         # Arrays are data, not config: rebuild with the same columns to restore.

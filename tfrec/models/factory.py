@@ -61,6 +61,21 @@ def text_encoder_for(text_cfg, seed=0):
                            trainable_layers=n, seed=seed, name="text_encoder")
 
 
+def query_tower_for(model_cfg, catalogue, query_features, seed=0):
+    """The hybrid's `QueryTower` (`build_hybrid` builds it; unbuilt, no weights): also what
+    computes a training set's `QueryTower.precomputed_inputs` with the same lookups."""
+    from tfrec.models.query_tower import QueryTower
+
+    d = model_cfg.embedding_dim
+    return QueryTower(catalogue.user_vocab.values, output_dim=d, id_dim=d,
+                      categorical=query_features.categorical, numeric=query_features.numeric,
+                      use_id=model_cfg.use_id, use_attributes=model_cfg.use_attributes,
+                      use_context=model_cfg.use_context, use_history=model_cfg.use_history,
+                      sequence=model_cfg.sequence, reference_time=query_features.reference_time,
+                      user_id_dropout=model_cfg.user_id_dropout, seed=seed,
+                      prefixes=query_features.prefixes, name="query_tower")
+
+
 def build_hybrid(model_cfg, catalogue, items, text_embeddings, query_features, train_counts=None, seed=0,
                  text_cfg=None):
     """Returns an uncompiled `HybridRetrieval` (call inside a strategy scope).
@@ -75,7 +90,6 @@ def build_hybrid(model_cfg, catalogue, items, text_embeddings, query_features, t
     from tfrec.models.catalogue_lookup import CatalogueLookup
     from tfrec.models.hybrid import HybridRetrieval
     from tfrec.models.item_tower import ItemTower
-    from tfrec.models.query_tower import QueryTower
 
     if text_cfg is not None and text_cfg.finetune not in FINETUNE_MODES:
         raise ConfigError(f"`text.finetune` must be one of {', '.join(FINETUNE_MODES)}, got {text_cfg.finetune!r}.")
@@ -94,13 +108,7 @@ def build_hybrid(model_cfg, catalogue, items, text_embeddings, query_features, t
                            numeric=numeric, use_id=model_cfg.use_id, use_text=model_cfg.use_text,
                            id_dropout=model_cfg.id_dropout, seed=seed, text_encoder=text_encoder,
                            name="item_tower")
-    query_tower = QueryTower(catalogue.user_vocab.values, output_dim=d, id_dim=d,
-                             categorical=query_features.categorical, numeric=query_features.numeric,
-                             use_id=model_cfg.use_id, use_attributes=model_cfg.use_attributes,
-                             use_context=model_cfg.use_context, use_history=model_cfg.use_history,
-                             sequence=model_cfg.sequence, reference_time=query_features.reference_time,
-                             user_id_dropout=model_cfg.user_id_dropout, seed=seed,
-                             prefixes=query_features.prefixes, name="query_tower")
+    query_tower = query_tower_for(model_cfg, catalogue, query_features, seed)
     logq = None
     if model_cfg.logq_correction:
         counts = np.asarray(catalogue.item_vocab.counts, np.float64)

@@ -40,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tfrec.models.catalogue_lookup import catalogue_rows  # noqa: F401  (imported from here by callers)
+from tfrec.models.catalogue_lookup import catalogue_rows, column_values  # noqa: F401  (catalogue_rows: callers)
 from tfrec.models.content_prior import ContentPrior, recent_counts  # noqa: F401  (recent_counts: likewise)
 from tfrec.models.history_table import HistoryTable
 from tfrec.models.losses import LOG_MIN_PROB, in_batch_softmax_loss, softmax_cross_entropy_sum
@@ -188,9 +188,26 @@ class HybridRetrieval(RetrievalSpace, tfrs.Model):
         content-only [n, d]). With a fine-tuned text encoder the tower runs BERT on
         these n texts, so callers pass distinct ids only. `rows`: the ids' rows of the
         catalogue lookup, if known (saves the hash-table lookup)."""
-        feats = self.lookup(ids) if rows is None else self.lookup.by_row(rows)
+        if rows is None:
+            feats = self.lookup(ids)
+        else:  # the tower's string work on the catalogue's rows, done once (`_row_inputs`)
+            row_inputs = self._row_inputs()
+            feats = self.lookup.by_row(rows, exclude=self.item_tower.multi_hot)  # their strings: not needed
+            feats.update({k: tf.gather(v, rows) for k, v in row_inputs.items()})
         feats["item_id"] = ids
         return self.item_tower(feats, training=training, with_content=with_content)
+
+    def _row_inputs(self):
+        """`ItemTower.row_inputs` of every row of the catalogue lookup (its unknown row
+        last, embedded as the row's id "" is), computed once per lookup: numpy, so a traced
+        step holds them as constants and gathers them by row instead of hashing strings."""
+        cached = self.__dict__.get("_row_inputs_cache")  # (lookup, inputs); past Keras's tracking
+        if cached is None or cached[0] is not self.lookup:
+            with tf.init_scope():  # eager, also while a training step is traced
+                columns = {k: column_values(self.lookup.columns[k]) for k in self.item_tower.multi_hot}
+                cached = (self.lookup, self.item_tower.row_inputs(self.lookup.item_ids + [""], columns))
+            self.__dict__["_row_inputs_cache"] = cached
+        return cached[1]
 
     # -- query side --------------------------------------------------------------
     def query_vector(self, features, training=False, history_vectors=None, history_mask=None):

@@ -26,8 +26,14 @@ class IdTower(tf.keras.layers.Layer):
         reg = tf.keras.regularizers.l2(self.embeddings_regularizer_l2) if self.embeddings_regularizer_l2 else None
         self.embedding = tf.keras.layers.Embedding(len(self.vocabulary) + 2, self.embedding_dim, embeddings_regularizer=reg)
 
+    OOV_INDEX = 1  # the lookup's index of every unknown id ("" is the mask, index 0)
+
     def call(self, ids):
         return self.embedding(self.lookup(ids))  # (batch, dim)
+
+    def by_index(self, index):
+        """Embeddings of ids already looked up (`self.lookup(ids)`, e.g. computed ahead)."""
+        return self.embedding(index)
 
     def get_config(self):
         return {**super().get_config(), "vocabulary": self.vocabulary, "embedding_dim": self.embedding_dim,

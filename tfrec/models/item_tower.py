@@ -7,11 +7,14 @@ a cold item nobody has interacted with has. `call(..., with_content=True)` also
 returns every item's content-only embedding (its id replaced by OOV, exactly how a
 cold item is embedded), for the content-only auxiliary loss of `HybridRetrieval`.
 """
+import numpy as np
 import tensorflow as tf
 
 from tfrec.models.id_tower import IdTower
 
 OOV_ID = "\x00oov"  # not in any vocabulary: looks up the shared OOV row, as a cold item's id does
+INDEX_FEATURE = "item_index"  # the id's lookup index, computed ahead (`ItemTower.row_inputs`)
+MULTI_HOT_SUFFIX = "_multi_hot"  # <categorical feature> + this: its multi-hot, computed ahead
 
 
 def mlp(units, output_dim, name, activation="relu"):
@@ -40,7 +43,9 @@ class ItemTower(tf.keras.layers.Layer):
     Inputs: dict with `item_id` string [...], `text_embedding` float [..., t] (or,
     with a `text_encoder`, `text` string [n]: one-dimensional, one row per distinct
     item, since BERT runs on every row), each categorical (string [...]) and numeric
-    (float [...]) feature.
+    (float [...]) feature. Instead of `item_id` and the categorical strings, what
+    `row_inputs` computes from them ahead (`item_index`, `<categorical>_multi_hot`):
+    `HybridRetrieval` gathers those by catalogue row in training.
     """
 
     def __init__(self, item_vocabulary, output_dim=64, id_dim=64, categorical=None, numeric=(), use_id=True,
@@ -77,11 +82,13 @@ class ItemTower(tf.keras.layers.Layer):
         attribute features, so a fine-tuned BERT still runs once."""
         parts = []
         if self.use_id:
-            ids = features["item_id"]
+            index = features.get(INDEX_FEATURE)  # the id's lookup computed ahead (`row_inputs`), else here
+            index = self.ids.lookup(features["item_id"]) if index is None else index
             if training and self.id_dropout > 0:
-                drop = tf.random.uniform(tf.shape(ids), seed=self.seed) < self.id_dropout
-                ids = tf.where(drop, tf.fill(tf.shape(ids), OOV_ID), ids)  # OOV for the dropped share
-            parts.append(self.ids(ids))
+                drop = tf.random.uniform(tf.shape(index), seed=self.seed) < self.id_dropout
+                index = tf.where(drop, tf.fill(tf.shape(index), tf.cast(IdTower.OOV_INDEX, index.dtype)),
+                                 index)  # OOV for the dropped share
+            parts.append(self.ids.by_index(index))
         if self.use_text:
             if self.text_encoder is not None:
                 text = self.text_encoder(features["text"], training=training)  # (n, hidden)
@@ -89,15 +96,30 @@ class ItemTower(tf.keras.layers.Layer):
                 text = features["text_embedding"]
             parts.append(self.text_projection(text))
         for name, layer in self.multi_hot.items():
-            parts.append(layer(tf.strings.split(features[name], sep="|")))
+            encoded = features.get(name + MULTI_HOT_SUFFIX)  # likewise
+            parts.append(layer(tf.strings.split(features[name], sep="|")) if encoded is None else encoded)
         for name in self.numeric:
             parts.append(tf.cast(features[name], tf.float32)[..., None])
         out = self._fuse(parts)
         if not with_content:
             return out
         if self.use_id:  # the id part is parts[0]
-            parts[0] = self.ids(tf.fill(tf.shape(features["item_id"]), OOV_ID))
+            parts[0] = self.ids.by_index(tf.fill(tf.shape(index), IdTower.OOV_INDEX))
         return out, self._fuse(parts)
+
+    def row_inputs(self, item_ids, columns):
+        """What `call` computes from an item's id and categorical strings, computed ahead for
+        a table of items (numpy, one row per item): `item_index` (the id's lookup) and
+        `<name>_multi_hot` for each categorical feature, from `item_ids` [n] and `columns`
+        (name -> strings [n]). A batch carrying them (`HybridRetrieval` gathers them by
+        catalogue row in training) skips the string work of every step: the same values."""
+        out = {}
+        if self.use_id:
+            out[INDEX_FEATURE] = self.ids.lookup(tf.constant([str(i) for i in item_ids])).numpy()
+        for name, layer in self.multi_hot.items():
+            values = tf.constant(np.asarray(columns[name]).astype(str))
+            out[name + MULTI_HOT_SUFFIX] = layer(tf.strings.split(values, sep="|")).numpy()
+        return out
 
     def has_trained_id(self, item_ids):
         """bool [...]: which item ids have a trained id embedding (in `item_vocabulary`; none

@@ -8,6 +8,9 @@ from tfrec.models.id_tower import IdTower
 from tfrec.models.item_tower import mlp
 from tfrec.models.sequence_encoder import SequenceEncoder
 
+USER_INDEX = "user_index"  # the user id's lookup index, computed ahead (`QueryTower.precomputed_inputs`)
+INDEX_SUFFIX = "_index"  # <user attribute> + this: its vocabulary index or bucket, likewise
+
 
 class QueryTower(tf.keras.layers.Layer):
     """Args:
@@ -26,8 +29,9 @@ class QueryTower(tf.keras.layers.Layer):
     Inputs: dict with `user_id` [b], each categorical/numeric user feature [b],
     `timestamp` int64 [b]; history item vectors [b, N, d] and mask [b, N] are
     passed separately (the retrieval model computes them with the item tower). A
-    batch may also carry `time_features` [b, 5], the time layer's output computed
-    ahead (`precomputed_time_features`: training sets), which is then read instead.
+    batch may also carry what `precomputed_inputs` computes ahead for a training set
+    (`user_index`, `<attribute>_index`, `time_features` [b, 5]), which is then read
+    instead of the raw columns.
     """
 
     def __init__(self, user_vocabulary, output_dim=64, id_dim=64, categorical=None, numeric=None, use_id=True,
@@ -67,20 +71,20 @@ class QueryTower(tf.keras.layers.Layer):
 
     def call(self, features, history_items=None, history_mask=None, training=False):
         parts = []
+        # Each lookup, bucketing and the time features: read from the batch where it carries
+        # them computed ahead (`precomputed_inputs`), else computed here from the raw columns.
         if self.use_id:
-            ids = features["user_id"]
+            index = features.get(USER_INDEX)
+            index = self.ids.lookup(features["user_id"]) if index is None else index
             if training and self.user_id_dropout > 0:
-                drop = tf.random.uniform(tf.shape(ids), seed=self.seed + 1) < self.user_id_dropout
-                ids = tf.where(drop, tf.fill(tf.shape(ids), "\x00oov"), ids)
-            parts.append(self.ids(ids))
+                drop = tf.random.uniform(tf.shape(index), seed=self.seed + 1) < self.user_id_dropout
+                index = tf.where(drop, tf.fill(tf.shape(index), tf.cast(IdTower.OOV_INDEX, index.dtype)), index)
+            parts.append(self.ids.by_index(index))
         if self.use_attributes:
-            for k, layer in self.cat.items():
-                value = features[k]
-                if k in self.prefixes:  # e.g. the region digits of a zip code, cut in-graph
-                    value = tf.strings.substr(value, 0, self.prefixes[k])
-                parts.append(layer(value))
-            for k, layer in self.num.items():
-                parts.append(layer(tf.cast(features[k], tf.float32)))
+            for k, layer in {**self.cat, **self.num}.items():  # Sequential([lookup or bucketing, Embedding])
+                index = features.get(k + INDEX_SUFFIX)
+                parts.append(_embed_index(layer, index) if index is not None
+                             else layer(self._raw_attribute(k, features[k])))
         if self.use_context:
             precomputed = features.get("time_features")
             parts.append(self.time(features["timestamp"]) if precomputed is None else precomputed)
@@ -89,6 +93,38 @@ class QueryTower(tf.keras.layers.Layer):
         x = self.fuse(tf.concat(parts, axis=-1))
         return tf.math.l2_normalize(x, axis=-1) if self.normalize else x
 
+    def _raw_attribute(self, name, values):
+        """A user attribute's raw column as its lookup reads it: a categorical's prefix
+        (e.g. the region digits of a zip code, cut in-graph), a numeric's float value."""
+        if name in self.num:
+            return tf.cast(values, tf.float32)
+        return tf.strings.substr(values, 0, self.prefixes[name]) if name in self.prefixes else values
+
+    def precomputed_inputs(self, features, chunk=1 << 20):
+        """What `call` computes from a batch's raw columns before its trainable layers,
+        computed once for a whole training set (numpy, one row per example of `features`):
+        `user_index` (the user id's lookup), `<attribute>_index` (each user attribute's
+        vocabulary index or bucket) and `time_features` (`precomputed_time_features`). A
+        batch carrying them skips that string and bucketing work in every step; the values
+        are the ones the step computes, and training on them gives the same model (tested).
+        Requests and exports send the raw columns."""
+        def ahead(fn, column):
+            column = np.asarray(column)
+            return np.concatenate([fn(tf.constant(column[i:i + chunk])).numpy()
+                                   for i in range(0, max(len(column), 1), chunk)])
+
+        out = {}
+        if self.use_id:
+            out[USER_INDEX] = ahead(self.ids.lookup, np.asarray(features["user_id"]).astype(str))
+        if self.use_attributes:
+            for k, layer in {**self.cat, **self.num}.items():
+                column = features[k] if k in self.num else np.asarray(features[k]).astype(str)
+                out[k + INDEX_SUFFIX] = ahead(lambda v, k=k, layer=layer: layer.layers[0](self._raw_attribute(k, v)),
+                                              column)
+        if self.use_context:
+            out["time_features"] = precomputed_time_features(self.reference_time, features["timestamp"], chunk)
+        return out
+
     def get_config(self):
         return {**super().get_config(), "user_vocabulary": self.user_vocabulary, "output_dim": self.output_dim,
                 "id_dim": self.id_dim, "categorical": self.categorical, "numeric": self.numeric,
@@ -96,6 +132,15 @@ class QueryTower(tf.keras.layers.Layer):
                 "use_history": self.use_history, "sequence": self.sequence, "reference_time": self.reference_time,
                 "user_id_dropout": self.user_id_dropout, "hidden_units": self.hidden_units,
                 "normalize": self.normalize, "seed": self.seed, "prefixes": self.prefixes}
+
+
+def _embed_index(sequential, index):
+    """`Sequential([lookup or bucketing, Embedding])`'s output from the first layer's output
+    computed ahead: its Embedding on `index`. The container is then marked built (its
+    weights are its Embedding's) so that Keras lists them although it was not called."""
+    out = sequential.layers[-1](index)
+    sequential.built = True
+    return out
 
 
 def _time_layer(reference_time):
