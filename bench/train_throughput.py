@@ -17,8 +17,10 @@ Models (embedding size 64 everywhere):
                         `train.steps_per_execution` steps per call of the training function),
                         with cached text = a [n_items, 384] lookup table (random values by
                         default: a table lookup costs the same whatever it holds) and, as
-                        `training_features` feeds it since session 23, the query tower's time
-                        features computed once (`time_features`);
+                        `training_features` feeds it, the query tower's inputs computed once
+                        (`QueryTower.precomputed_inputs`: the time features since session 23,
+                        the user id's and attributes' lookups and buckets since session 24; the
+                        item tower's per catalogue row, `ItemTower.row_inputs`, in the model);
   hybrid_one_step_per_call  hybrid_full compiled with steps_per_execution 1, as before session 21
                         (the same updates: one epoch each from the same seed gives the same weights);
   hybrid_history_pass   hybrid_full with `model.history_refresh=0`: the history encoder's input
@@ -34,7 +36,8 @@ Models (embedding size 64 everywhere):
                         accidental-hit mask, one gather then slices, TFRS's dense softmax, and
                         the "mean" history encoder projecting every item before averaging
                         (the library's loss equals it on a fixed batch; checked below), one step
-                        per call, the time features computed in the step;
+                        per call, the query tower's lookups and time features computed in the
+                        step (the item tower's too: string ids);
   hybrid_mirrored       hybrid_full under MirroredStrategy, the `tfrec run` default.
 
 `--profile-steps N` also runs tf.profiler over N steps of hybrid_full and
