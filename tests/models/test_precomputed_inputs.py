@@ -4,6 +4,7 @@ tower's per training example (`QueryTower.precomputed_inputs`). Expected indices
 worked out by hand from the lookups' documented layouts; the towers' outputs must be the
 ones they compute from the raw columns."""
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfrec.models.item_tower import ItemTower
@@ -94,3 +95,16 @@ def test_query_tower_reads_precomputed_inputs_as_it_computes_them():
     for k in ("user_index", "zip_code_index", "gender_index", "age_index", "time_features"):
         other = dict(ahead, **{k: tf.roll(ahead[k], 1, axis=0)})
         assert not np.array_equal(tower(other).numpy(), tower(ahead).numpy()), k
+
+
+@pytest.mark.parametrize("categorical, numeric", [({"user": ["a"]}, {}), ({"gender": ["F"]}, {"gender_index": [1.0]}),
+                                                  ({"time_features": ["a"]}, {})])
+def test_user_attributes_that_would_be_read_as_precomputed_inputs_are_refused(categorical, numeric):
+    with pytest.raises(ValueError, match="clash with the query tower's precomputed input columns"):
+        QueryTower(["u1"], categorical=categorical, numeric=numeric)
+
+
+@pytest.mark.parametrize("categorical, numeric", [({}, ["item_index"]), ({"genres": ["x"]}, ["genres_multi_hot"])])
+def test_item_features_that_would_be_read_as_precomputed_inputs_are_refused(categorical, numeric):
+    with pytest.raises(ValueError, match="clash with the item tower's precomputed input columns"):
+        ItemTower(["a"], categorical=categorical, numeric=numeric)

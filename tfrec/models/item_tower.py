@@ -56,6 +56,12 @@ class ItemTower(tf.keras.layers.Layer):
         self.id_dim = int(id_dim)
         self.categorical = {k: [str(x) for x in v] for k, v in (categorical or {}).items()}
         self.numeric = list(numeric)
+        names = set(self.categorical) | set(self.numeric)
+        clash = sorted(names & ({INDEX_FEATURE} | {c + MULTI_HOT_SUFFIX for c in self.categorical}))
+        if clash:  # the catalogue's column would be read as a precomputed input
+            raise ValueError(f"Item feature names {clash} clash with the item tower's precomputed input columns "
+                             f"(`{INDEX_FEATURE}`, `<categorical>{MULTI_HOT_SUFFIX}`); rename those columns of the "
+                             "items table.")
         self.use_id = bool(use_id)
         self.use_text = bool(use_text)
         self.id_dropout = float(id_dropout)

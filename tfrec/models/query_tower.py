@@ -54,6 +54,13 @@ class QueryTower(tf.keras.layers.Layer):
         self.normalize = bool(normalize)
         self.seed = int(seed)
         self.prefixes = {k: int(v) for k, v in (prefixes or {}).items()}
+        names = set(self.categorical) | set(self.numeric)
+        clash = sorted(names & ({USER_INDEX, "time_features"} | {n + INDEX_SUFFIX for n in names})) + (
+            ["user"] if "user" in names else [])
+        if clash:  # a request's raw column would be read as a precomputed input
+            raise ValueError(f"User attribute names {clash} clash with the query tower's precomputed input columns "
+                             f"(`{USER_INDEX}`, `<attribute>{INDEX_SUFFIX}`, `time_features`); rename those columns "
+                             "of the users table.")
         if self.use_id:
             self.ids = IdTower(self.user_vocabulary, self.id_dim, name="user_id")
         if self.use_attributes:
