@@ -125,6 +125,17 @@ def test_steps_per_execution_trains_the_same_model_for_other_retrievers(override
     assert not np.array_equal(fit_steps_per_call(overrides, 1, data_seed=6)[0][0], one[0])  # not vacuous
 
 
+def _trained_weights(feats):
+    """The small world's hybrid (`ModelConfig(embedding_dim=8)`) trained two epochs on `feats`
+    (batches of 64, data seed 5): its trainable weights."""
+    data, _, cat, text, qf, _ = _small_world()
+    ds = make_dataset(feats, 64, seed=5, drop_remainder=True)
+    model, _, _ = train(lambda: build_hybrid(ModelConfig(embedding_dim=8), cat, data.items, text, qf, seed=0), ds,
+                        strategy=tf.distribute.get_strategy(), epochs=2, optimizer="adam", learning_rate=0.02,
+                        seed=0, verbose=0, log=lambda *a: None)
+    return [v.numpy() for v in model.trainable_variables]
+
+
 def test_precomputed_time_features_are_the_steps_own_and_train_the_same_model():
     """`training_features` adds the query tower's time features computed once
     (`precomputed_time_features`); the tower reads them instead of computing them in every
@@ -146,12 +157,7 @@ def test_precomputed_time_features_are_the_steps_own_and_train_the_same_model():
     np.testing.assert_allclose(column[:, 3], np.cos(2 * np.pi * weekday / 7), atol=1e-6)
 
     def weights(time_column=None):
-        f = feats if time_column is None else dict(feats, time_features=time_column)
-        ds = make_dataset(f, 64, seed=5, drop_remainder=True)
-        model, _, _ = train(lambda: build_hybrid(ModelConfig(embedding_dim=8), cat, data.items, text, qf, seed=0), ds,
-                            strategy=tf.distribute.get_strategy(), epochs=2, optimizer="adam", learning_rate=0.02,
-                            seed=0, verbose=0, log=lambda *a: None)
-        return [v.numpy() for v in model.trainable_variables]
+        return _trained_weights(feats if time_column is None else dict(feats, time_features=time_column))
 
     a, b = weights(), weights(column)
     assert len(a) == len(b) > 10
@@ -167,17 +173,12 @@ def test_every_precomputed_query_input_trains_the_same_model():
     weights to the bit as a training set of raw columns only."""
     from tfrec.models.factory import query_tower_for
 
-    data, _, cat, text, qf, feats = _small_world()
-    cfg = ModelConfig(embedding_dim=8)
-    ahead = query_tower_for(cfg, cat, qf).precomputed_inputs(feats)
+    _, _, cat, _, qf, feats = _small_world()
+    ahead = query_tower_for(ModelConfig(embedding_dim=8), cat, qf).precomputed_inputs(feats)
     assert {"user_index", "gender_index", "occupation_index", "age_index", "time_features"} <= set(ahead)
 
     def weights(extra):
-        ds = make_dataset({**feats, **extra}, 64, seed=5, drop_remainder=True)
-        model, _, _ = train(lambda: build_hybrid(cfg, cat, data.items, text, qf, seed=0), ds,
-                            strategy=tf.distribute.get_strategy(), epochs=2, optimizer="adam", learning_rate=0.02,
-                            seed=0, verbose=0, log=lambda *a: None)
-        return [v.numpy() for v in model.trainable_variables]
+        return _trained_weights({**feats, **extra})
 
     a, b = weights({}), weights(ahead)
     assert len(a) == len(b) > 10
