@@ -80,3 +80,27 @@ def run_result(script: str, args, start: float, **fields) -> dict:
     return {**fields, "timestamp": datetime.datetime.now().isoformat(timespec="seconds"),
             "command": f"python bench/{script} runs/{name}", "run": name,
             "seconds": round(time.time() - start, 1), "machine": machine_info()}
+
+
+def two_stage_test_reports(run, ranker, config):
+    """For a ranker on a loaded run's retrieval model: (the test report comparing two-stage with
+    retrieval alone, `evaluate_models` with one comparison; the rating evaluation,
+    `evaluate_rating_stage`), as `tfrec run` measures them under `config` (its eval
+    protocol, bootstrap count and `ranking.candidates`; no baselines)."""
+    import dataclasses
+
+    from tfrec.cli.ranking_stage import evaluate_rating_stage, two_stage_for_test
+    from tfrec.evaluation.protocol import evaluate_models
+    from tfrec.models.scoring import HybridScorer
+
+    split, known, cat = run.split, run.known, run.catalogue
+    eval_cfg = dataclasses.replace(config.eval, baselines=[])
+    scorer = HybridScorer(run.model, run.query_features, known, cat.item_ids)
+    models = {"tfrec hybrid": (scorer.user_matrix(cat, split.test), scorer.item_embeddings),
+              "tfrec two-stage": two_stage_for_test(run.model, ranker, run.query_features, known, split, cat,
+                                                    eval_cfg, config.ranking.candidates)}
+    report = evaluate_models(models, run.data, split, cat, eval_cfg, log=lambda *a: None,
+                             compare=[("tfrec two-stage", "tfrec hybrid")])
+    ratings = evaluate_rating_stage(ranker, run.query_features, split, known, n_boot=eval_cfg.n_bootstrap,
+                                    log=lambda *a: None)
+    return report, ratings

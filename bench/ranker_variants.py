@@ -24,7 +24,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import tfrec  # noqa: E402,F401
-from bench._common import machine_info, write_json  # noqa: E402
+from bench._common import machine_info, two_stage_test_reports, write_json  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "ranker_variants_ml100k.json"
 
@@ -42,9 +42,7 @@ def _parse(cfg, items):
 
 def main(argv):
     from tfrec.cli.artifacts import load_run
-    from tfrec.cli.ranking_stage import evaluate_rating_stage, two_stage_for_test, train_ranker
-    from tfrec.evaluation.protocol import evaluate_models
-    from tfrec.models.scoring import HybridScorer
+    from tfrec.cli.ranking_stage import train_ranker
 
     run_dir, name = argv[0], argv[1]
     seeds = [a for a in argv[2:] if a.startswith("seed=")]
@@ -57,15 +55,9 @@ def main(argv):
         train = dataclasses.replace(train, seed=int(seeds[-1].partition("=")[2]))
     cfg = dataclasses.replace(run.config, ranking=dataclasses.replace(run.config.ranking, **ov), train=train,
                               eval=dataclasses.replace(run.config.eval, baselines=[]))
-    split, known, cat = run.split, run.known, run.catalogue
+    split, cat = run.split, run.catalogue
     ranker, info = train_ranker(cfg, run.data, split, cat, run.text_embeddings, run.model, run.query_features)
-    ratings = evaluate_rating_stage(ranker, run.query_features, split, known, n_boot=cfg.eval.n_bootstrap)
-    scorer = HybridScorer(run.model, run.query_features, known, cat.item_ids)
-    models = {"tfrec hybrid": (scorer.user_matrix(cat, split.test), scorer.item_embeddings),
-              "tfrec two-stage": two_stage_for_test(run.model, ranker, run.query_features, known, split, cat,
-                                                    cfg.eval, cfg.ranking.candidates)}
-    report = evaluate_models(models, run.data, split, cat, cfg.eval, log=lambda *a: None,
-                             compare=[("tfrec two-stage", "tfrec hybrid")])
+    report, ratings = two_stage_test_reports(run, ranker, cfg)
     ranker_r, bias_r = ratings["tfrec ranker"], ratings["user_item_bias"]
     row = {"overrides": ov, "seed": train.seed, "seconds": round(time.time() - start, 1),
            "retrieval_run": pathlib.Path(run_dir).name, "validation": info["validation"],
