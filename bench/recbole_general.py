@@ -4,6 +4,7 @@ run of the chosen configuration on test.
 
     .venv/bin/python bench/recbole_general.py validate [VARIANT ...]   # adds rows to the validation table
     .venv/bin/python bench/recbole_general.py test VARIANT             # the chosen one, once, on test
+    .venv/bin/python bench/recbole_general.py test VARIANT --seeds 1 2 3  # the same on other training draws
     .venv/bin/python bench/recbole_general.py references               # EASE and a Mult-DAE on validation
 
 The protocol (`recbole_general`): per-user random 80/10/10 split (seed 42), one
@@ -267,33 +268,72 @@ def _table(out, key=TABLE):
     return "\n".join(lines)
 
 
-def test(name):
+METRICS = ("ndcg@10", "recall@10", "mrr@10", "hit_rate@10", "precision@10")
+
+
+def _test_run(flags):
+    """One `tfrec run` of `flags` under the protocol, on test: (result, its JSON row)."""
     from tfrec.cli.run import run
 
-    flags = VARIANTS[name]
-    if PROFILE not in flags:
-        raise SystemExit(f"{name}: only profile-query variants run under the recbole_general protocol.")
     tmp = tempfile.mkdtemp(prefix="tfrec-recbole-general-")
     t0 = time.perf_counter()
     res = run(_config(flags, tmp, protocol=True), log=lambda *a: None)
     model = res.metrics["models"]["tfrec hybrid"]
-    metrics = ("ndcg@10", "recall@10", "mrr@10", "hit_rate@10", "precision@10")
+    return res, {"command": "tfrec run --eval.protocol=recbole_general " + " ".join(
+                     COMMON + [f for f in flags if f != PROFILE]),
+                 "config": {**res.metrics["config"], "run_root": "<a temporary folder>"},
+                 "seconds": round(time.perf_counter() - t0, 1),
+                 "mean": {m: model["mean"][m] for m in METRICS}, "ci95": {m: model["ci95"].get(m) for m in METRICS}}
+
+
+def test(name):
+    flags = VARIANTS[name]
+    if PROFILE not in flags:
+        raise SystemExit(f"{name}: only profile-query variants run under the recbole_general protocol.")
+    res, row = _test_run(flags)
     out = _load()
     out["selection"] = (f"{name}: the highest validation NDCG@10 in the table (the headline metric); "
                         "test was run once, for it only")
     out["ease_validation"] = ease_validation(res.split, res.catalogue)
     out["table"] = _table(out)
-    out["test"] = {"variant": name, "command": "tfrec run --eval.protocol=recbole_general " + " ".join(COMMON + [f for f in flags if f != PROFILE]),
-                   "config": {**res.metrics["config"], "run_root": "<a temporary folder>"}, "seconds": round(time.perf_counter() - t0, 1),
-                   "mean": {m: model["mean"][m] for m in metrics}, "ci95": {m: model["ci95"].get(m) for m in metrics}}
+    out["test"] = {"variant": name, **row}
     _save(out)
     print(json.dumps({k: out["test"][k] for k in ("variant", "mean", "ci95")}, indent=1))
+
+
+def test_seeds(name, seeds, key):
+    """The chosen variant again on test with other training seeds (`--train.seed`): how much
+    of its test number is the training draw. Nothing is chosen on these rows; `test` (the
+    variant's own run, seed 42) is left as it is. Rows go to `key`, with the mean over them
+    and the `test` row when it is the same variant."""
+    flags = VARIANTS[name]
+    if PROFILE not in flags or any(f.startswith("--train.seed=") for f in flags):
+        raise SystemExit(f"{name}: --seeds needs a profile-query variant without its own --train.seed.")
+    rows = {}
+    for s in seeds:
+        _, rows[str(s)] = _test_run([*flags, f"--train.seed={s}"])
+        print(f"seed {s}: " + ", ".join(f"{m} {rows[str(s)]['mean'][m]:.4f}" for m in METRICS), flush=True)
+    out = _load()
+    draws = [r["mean"] for r in rows.values()]
+    base = out.get("test", {})
+    if base.get("variant") == name and "--train.seed" not in base.get("command", ""):
+        draws.append(base["mean"])
+    out[key] = {"variant": name, "seeds": rows,
+                "mean_over_draws": {m: sum(d[m] for d in draws) / len(draws) for m in METRICS},
+                "draws_in_mean": len(draws),
+                "note": "the chosen variant on other training seeds; the mean counts these and the `test` row "
+                        "(seed 42) when it is the same variant; nothing was chosen on them"}
+    _save(out)
+    print(json.dumps({k: out[key][k] for k in ("variant", "mean_over_draws", "draws_in_mean")}, indent=1))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("stage", choices=("validate", "test", "references"))
     ap.add_argument("variants", nargs="*", default=[])
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="test: run the variant on these training seeds instead (rows under --seeds-key)")
+    ap.add_argument("--seeds-key", default="test_seeds")
     ap.add_argument("--table", default=TABLE,
                     help=f"validate: the JSON key the rows go to (default {TABLE}; session 14 reran session 12's "
                          "rows under validation_session14, every model on the batch order a fresh process gives)")
@@ -308,7 +348,10 @@ def main():
     else:
         if len(args.variants) != 1:
             sys.exit("`test` takes exactly one variant (the one chosen on validation)")
-        test(args.variants[0])
+        if args.seeds:
+            test_seeds(args.variants[0], args.seeds, args.seeds_key)
+        else:
+            test(args.variants[0])
 
 
 if __name__ == "__main__":
