@@ -75,6 +75,10 @@ VARIANTS = {  # the first six fixed before any number; dropout_0.8, dropout_1.0 
     **{f"text_profile_refresh{k}": ["--model.content_loss_weight=0.0", "--model.text_profile=0.5",
                                     "--model.text_profile_shrinkage=40", f"--model.history_refresh={k}"]
        for k in (0, 10)},
+    # Session 25: + the lexical term (`model.text_profile_lexical`, the TF-IDF cosine), its weight 0.5 chosen on
+    # validation-cold items over 7 models (`bench/cold_start_blend.py --base profile`, fixed-weight rows)
+    "text_profile_lexical": ["--model.content_loss_weight=0.0", "--model.text_profile=0.5",
+                             "--model.text_profile_shrinkage=40", "--model.text_profile_lexical=0.5"],
 }
 OUT = ROOT / "bench" / "results" / "cold_start_ml100k.json"
 

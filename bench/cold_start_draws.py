@@ -8,7 +8,7 @@ trains) and its cold items are scored four ways: with the item tower's content v
 the settings chosen on validation-cold items), with the content prior (the
 popularity prior their content predicts, `tfrec.models.content_prior`), and with the text
 profile (session 16, `tfrec.models.text_profile`, weight 0.5; with its shrinkage 40 and
-without), against TF-IDF
+without; session 25: with its lexical term, weight 0.5), against TF-IDF
 content, MostPopular and Random, for both information settings of
 `tfrec.evaluation.cold_start.cold_queries`. Every draw is a held-out set; none is used
 to choose anything (the defaults were fixed before these runs; the text profile's
@@ -34,6 +34,7 @@ import tfrec  # noqa: E402,F401
 
 NEIGHBOURS = {"k": 50, "temperature": 0.1, "category_weight": 0.5, "content_weight": 0.0}
 TEXT_PROFILE, TEXT_PROFILE_SHRINKAGE = 0.5, 40.0  # `model.text_profile` and its shrinkage (session 16)
+LEXICAL = 0.5  # `model.text_profile_lexical` (session 25, chosen on validation-cold items: bench/cold_start_blend.py)
 
 
 def one_draw(split_seed, epochs=10):
@@ -44,6 +45,7 @@ def one_draw(split_seed, epochs=10):
     from tfrec.config import load_config
     from tfrec.evaluation.cold_start import QUERY_INFORMATION, cold_queries, evaluate_cold_items
     from tfrec.models.scoring import HybridScorer
+    from tfrec.models.text_profile import catalogue_texts
 
     config = load_config(None, [f"--train.epochs={epochs}", "--train.verbose=0", "--split.kind=cold_items",
                                 f"--split.seed={split_seed}", "--train.seed=42", "--export.enabled=false",
@@ -71,8 +73,11 @@ def one_draw(split_seed, epochs=10):
     # is set; the tower's above, before).
     model.set_cold_neighbours()
     profiled = {}  # name -> {information: (query vectors, item vectors)}, each made while its profile is set
-    for name, shrinkage in (("text profile", TEXT_PROFILE_SHRINKAGE), ("text profile, unshrunk", 0.0)):
-        model.set_text_profile(TEXT_PROFILE, shrinkage=shrinkage)
+    texts = catalogue_texts(model.lookup, data.items)
+    for name, shrinkage, lexical in (("text profile", TEXT_PROFILE_SHRINKAGE, 0.0),
+                                     ("text profile, unshrunk", 0.0, 0.0),
+                                     ("text profile + lexical", TEXT_PROFILE_SHRINKAGE, LEXICAL)):
+        model.set_text_profile(TEXT_PROFILE, shrinkage=shrinkage, lexical=lexical, item_texts=texts)
         scorer = HybridScorer(model, qf, known, catalogue.item_ids)
         profiled[name] = {information: (scorer.user_matrix(catalogue, events), scorer.item_embeddings)
                           for information, (events, _) in queries.items()}
@@ -109,10 +114,11 @@ def main(argv=None):
               flush=True)
     summary = {}
     for information in ("known", "before_first_cold"):
-        for name in ("tower (default)", "neighbours", "content prior", "text profile", "text profile, unshrunk"):
+        for name in ("tower (default)", "neighbours", "content prior", "text profile", "text profile, unshrunk",
+                     "text profile + lexical"):
             r = [row[information][name]["ratio_ndcg@10_vs_tfidf"] for row in rows]
             summary[f"{information}: {name} NDCG@10 / TF-IDF"] = {"mean": float(np.mean(r)), "by_draw": r}
-        for name in ("neighbours", "content prior", "text profile", "text profile, unshrunk"):
+        for name in ("neighbours", "content prior", "text profile", "text profile, unshrunk", "text profile + lexical"):
             wins = [row[information][name]["ndcg@10"] > row[information]["tower (default)"]["ndcg@10"]
                     for row in rows]
             summary[f"{information}: draws where {name} beat the tower"] = f"{sum(wins)} of {len(wins)}"
@@ -121,7 +127,7 @@ def main(argv=None):
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": "python bench/cold_start_draws.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "settings": {"train_seed": 42, "epochs": 10, "neighbours": NEIGHBOURS,
-                     "text_profile": [TEXT_PROFILE, TEXT_PROFILE_SHRINKAGE]},
+                     "text_profile": [TEXT_PROFILE, TEXT_PROFILE_SHRINKAGE], "text_profile_lexical": LEXICAL},
         "seconds": round(time.perf_counter() - start, 1), "machine": machine_info(),
         "summary": summary, "draws": rows})
     for k, v in summary.items():

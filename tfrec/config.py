@@ -1,9 +1,8 @@
 """Run configuration: one frozen dataclass per stage, assembled into `RunConfig`.
 
-Values come from the defaults below, then a YAML/JSON file (`--config`), then dotted
-command-line overrides (`--train.epochs=3`). Every run writes the resolved config as
-`config.json` in its run folder. Each section checks its values when it is made, so a bad
-value stops `tfrec run` before any data is read, not when its stage starts.
+Values come from the defaults below, then a YAML/JSON file (`--config`), then dotted command-line overrides
+(`--train.epochs=3`). Every run writes the resolved config as `config.json` in its run folder. Each section checks
+its values when it is made, so a bad value stops `tfrec run` before any data is read, not when its stage starts.
 """
 import dataclasses
 import difflib
@@ -106,6 +105,7 @@ class ModelConfig:
     cold_neighbour_settings: Tuple[float, ...] = (0.1, 0.5, 0.0)  # softmax temperature, category weight, own share
     text_profile: float = 0.0  # items without a trained id: + w x text match with the whole history (text_profile.py)
     text_profile_shrinkage: float = 40.0  # a profile of n known items counts n / (n + this)
+    text_profile_lexical: float = 0.0  # with the text profile: + v x the words' (TF-IDF) match; 0 = off
     repeat_penalty: bool = False  # learn a score offset for items in the query's own history (models/repeat.py)
 
     def __post_init__(self):
@@ -126,7 +126,7 @@ class ModelConfig:
                 raise ConfigError(f"`model.{name}` must be in [0, 1], got {getattr(self, name)}.")
         _check_at_least("model", self, ["num_random_negatives", "history_negatives", "history_refresh",
                                         "content_loss_weight", "cold_neighbours", "text_profile"], 0, note=" (0 = off)")
-        _check_at_least("model", self, ["text_profile_shrinkage"], 0)
+        _check_at_least("model", self, ["text_profile_shrinkage", "text_profile_lexical"], 0)
         if self.content_loss_weight > 0 and not self.use_id:
             raise ConfigError("`model.content_loss_weight` > 0 needs `model.use_id=true`: without ids the main loss "
                               "is already content-only. Set `model.content_loss_weight=0`.")

@@ -80,7 +80,7 @@ def test_empty_and_unknown_histories_give_a_zero_profile(world):
 def test_text_profile_settings_are_checked(world):
     model = seeded_hybrid(world)
     for weight, length, shrinkage in ((-0.5, 10, 1.0), (0.5, 0, 1.0), (0.5, 10, -1.0)):
-        with pytest.raises(ConfigError, match="weight > 0, a length >= 1 and a shrinkage >= 0"):
+        with pytest.raises(ConfigError, match="weight > 0, a length >= 1, a shrinkage >= 0 and a lexical weight >= 0"):
             model.set_text_profile(weight, length, shrinkage)
     for bad in ({"text_profile": -1.0}, {"text_profile_shrinkage": -2.0}):
         with pytest.raises(ConfigError, match=next(iter(bad))):
@@ -91,7 +91,7 @@ def test_text_profile_settings_are_checked(world):
 
 
 def test_with_text_profile_follows_the_config(world):
-    from tfrec.cli.retrieval_stage import with_text_profile
+    from tfrec.models.text_profile import with_text_profile
 
     model = seeded_hybrid(world)
     lines = []

@@ -255,10 +255,11 @@ def load_run(run_dir, log=None) -> LoadedRun:
         raise DataError(f"The weights in {model_dir} do not fit the model rebuilt from {run_dir / 'config.json'} "
                         f"({e}). The data or tfrec changed since the run. Fix: re-run `tfrec run`.") from e
     if config.model.kind == "hybrid":
-        from tfrec.cli.retrieval_stage import with_cold_neighbours, with_text_profile
+        from tfrec.cli.retrieval_stage import with_cold_neighbours
+        from tfrec.models.text_profile import with_text_profile
 
         with_cold_neighbours(out.model, config.model, log=lambda *a: None)  # as after training: from the weights
-        with_text_profile(out.model, config.model, log=lambda *a: None)
+        with_text_profile(out.model, config.model, lambda *a: None, out.data.items, config.text.template)
         c = info.get("cooccurrence")
         if c:  # as after training: the chosen weight, EASE fitted on everything known
             out.model.set_cooccurrence(known, c["weight"], c["l2"], c["rank"], c["length"])

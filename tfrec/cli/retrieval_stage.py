@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from tfrec.config import RunConfig
+from tfrec.models.text_profile import with_text_profile
 
 
 def early_stopping_parts(split, patience, seed, log=print, stage="train"):
@@ -118,7 +119,7 @@ def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log
         log(f"train: best validation recall@20 {best['val_recall@20']:.4f} at epoch {best['epoch']} (weights restored)")
         history["validation"] = validation.history
     with_cold_neighbours(model, config.model, log)  # before the prior is chosen: the vectors it is chosen with
-    with_text_profile(model, config.model, log)
+    with_text_profile(model, config.model, log, data.items, config.text.template)
     history["cooccurrence"] = tune_cooccurrence(model, config.model, fit_part, validation, log)
     if model.has_popularity_prior:
         history["popularity_prior"] = tune_popularity_prior(model, config.model, fit_part, validation, log)
@@ -212,7 +213,7 @@ def refit_hybrid(config, data, split, catalogue, text_embeddings, chosen, histor
                                              None if log_dir is None else str(pathlib.Path(log_dir) / "refit"),
                                              profiles=profiles)
     with_cold_neighbours(model, config.model, log=lambda *a: None)
-    with_text_profile(model, config.model, log=lambda *a: None)
+    with_text_profile(model, config.model, lambda *a: None, data.items, config.text.template)
     c = chosen.cooccurrence
     if c is not None:
         model.set_cooccurrence(known, c.weight, c.l2, c.rank, c.length)
@@ -240,18 +241,6 @@ def with_cold_neighbours(model, model_cfg, log=print):
     n = len(model.lookup.item_ids) - len(set(model.lookup.item_ids) & set(model.item_tower.item_vocabulary))
     log(f"cold items: {n} catalogue items without a trained id are placed by their {settings['k']} nearest trained "
         "items")
-
-
-def with_text_profile(model, model_cfg, log=print):
-    """Items without a trained id also score `model.text_profile` x their text's match with the
-    user's whole history (`tfrec.models.text_profile`); off at 0."""
-    if not model_cfg.text_profile:
-        return
-    model.set_text_profile(model_cfg.text_profile, shrinkage=model_cfg.text_profile_shrinkage)
-    n = len(model.lookup.item_ids) - len(set(model.lookup.item_ids) & set(model.item_tower.item_vocabulary))
-    log(f"cold items: the {n} catalogue items without a trained id also score {model_cfg.text_profile:g} x the "
-        f"cosine of their text with the user's text profile (newest {model.text_profile.length} known items; a "
-        f"profile of n items counts n / (n + {model_cfg.text_profile_shrinkage:g}))")
 
 
 def retrieval_validation(config, query_features, fit_part, val_part, catalogue, log=print):
@@ -386,7 +375,7 @@ def train_joint(config: RunConfig, data, split, catalogue, text_embeddings, log=
     ranker, info = train_ranker(config, data, split, catalogue, text_embeddings, None, qf, log, log_dir)
     history = {"validation": info["validation"]}
     with_cold_neighbours(ranker.retrieval, config.model, log)
-    with_text_profile(ranker.retrieval, config.model, log)
+    with_text_profile(ranker.retrieval, config.model, log, data.items, config.text.template)
     fit_part, val_part = early_stopping_parts(split, config.train.early_stopping_patience, config.train.seed,
                                               log, "train")
     validation = retrieval_validation(config, qf, fit_part, val_part, catalogue, log) if len(val_part) else None

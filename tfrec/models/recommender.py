@@ -65,11 +65,15 @@ class Recommender:
     def item_embeddings(self) -> np.ndarray:
         return self.scorer.item_embeddings
 
-    def set_text_profile(self, weight=0.5, length=1000, shrinkage=40.0):
+    def set_text_profile(self, weight=0.5, length=1000, shrinkage=40.0, lexical=0.0):
         """Items without a trained id (held out, or added by `index_items`) also score by their
         text's match with the user's whole history (`tfrec.models.text_profile`; weight 0: off),
-        and this recommender's index follows. Nothing is retrained."""
-        self.model.set_text_profile(weight, length, shrinkage)  # `scorer` rebuilds at its next use
+        and with `lexical` > 0 by their words' (TF-IDF); this recommender's index follows. Nothing
+        is retrained."""
+        from tfrec.models.text_profile import catalogue_texts
+
+        texts = catalogue_texts(self.model.lookup, self.items, self.text_template) if lexical else None
+        self.model.set_text_profile(weight, length, shrinkage, lexical, texts)  # `scorer` rebuilds at its next use
         return self
 
     def default_timestamp(self) -> int:
@@ -270,6 +274,9 @@ class Recommender:
         from tfrec.models.content_prior import index_prior
 
         index_prior(self.model, new["item_id"])  # with the content prior: their popularity prior, predicted
+        profile = self.model.text_profile
+        if profile is not None and profile.lexical is not None:  # the lexical term's rows for them, from their text
+            profile.add_items(texts)
         scoring._FUNCTIONS.pop(self.model, None)  # likewise for the retrieval model's traced functions
         self._refresh()
         return len(new)

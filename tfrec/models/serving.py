@@ -94,7 +94,7 @@ class HybridItemEncoder(tf.Module):
         if self.cooccurrence is not None:  # catalogue items: their column; new items: zeros
             parts.append(self.cooccurrence.item_columns(features["item_id"]))
         if self.text_profile is not None:  # from the text just encoded: new items have no lookup row
-            parts.append(self.text_profile.item_columns(None, features["item_id"], feats["text_embedding"]))
+            parts.append(self.text_profile.item_columns(None, features["item_id"], feats["text_embedding"], text))
         return tf.concat(parts, axis=-1) if len(parts) > 1 else v
 
 

@@ -59,11 +59,12 @@ class RetrievalSpace:
             start += width
         raise ValueError(f"No retrieval-space block {name!r}; the blocks are 'cooccurrence' and 'text_profile'.")
 
-    def set_text_profile(self, weight=0.0, length=1000, shrinkage=40.0):
-        """Items without a trained id also score w x their text's match with the user's history (text_profile.py)."""
+    def set_text_profile(self, weight=0.0, length=1000, shrinkage=40.0, lexical=0.0, item_texts=None):
+        """Items without a trained id also score w x their text's match with the user's history, and with
+        `lexical` > 0 v x their words' (TF-IDF) match; `item_texts`: the lookup's items' (text_profile.py)."""
         from tfrec.models.text_profile import TextProfile
 
-        self.text_profile = TextProfile(self, weight, length, shrinkage) if weight else None
+        self.text_profile = TextProfile(self, weight, length, shrinkage, lexical, item_texts) if weight else None
         self._space_changed()
 
     def set_cooccurrence(self, interactions=None, weight=0.0, l2=250.0, rank=256, length=1000):

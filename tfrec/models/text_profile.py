@@ -23,6 +23,13 @@ change. Nothing is trained: w and k are settings (`model.text_profile`,
 NDCG@10 from 0.92x to 1.14x the TF-IDF content baseline (1.19x with k 0), and to 1.22x on
 average over five held-out draws (README, cold start).
 
+A second, lexical term (`lexical` = v > 0, `model.text_profile_lexical`; off at 0) adds
+v * cos(lexical profile_u, l_i): l_i the unit TF-IDF vector of the item's template text
+(`tfrec.models.lexical`, vocabulary and idf fitted on the catalogue's texts), the profile the
+normalised sum of l_j over the same known items, unshrunk: the TF-IDF content baseline's own
+score, so the words of a title count beside its meaning. It widens the block by the
+vocabulary's size; new items get l_i from their text (`index_items`, the exported item model).
+
 The profile reads the query's `profile_history` feature (item ids, "" = padding; the
 newest `length` known items: `HybridScorer`, `Recommender` and the exported query model
 build it from the same history as the `history` feature, which holds only the newest
@@ -36,6 +43,15 @@ from tfrec.errors import ConfigError
 PROFILE_FEATURE = "profile_history"
 
 
+def catalogue_texts(lookup, items, template=None):
+    """The template texts of `items` (an items table) in the order of `lookup.item_ids` ("" for an id
+    the table lacks): what the lexical term is fitted on."""
+    from tfrec.text.template import item_texts
+
+    texts = dict(zip(items["item_id"].astype(str), item_texts(items, template)))
+    return [texts.get(str(i), "") for i in lookup.item_ids]
+
+
 class TextProfile(tf.Module):
     """The text-profile term of a hybrid model (module docstring).
 
@@ -44,48 +60,112 @@ class TextProfile(tf.Module):
         weight: w > 0, in cosine units (the tower's scores are cosines).
         length: how many of the user's newest known items the profile reads.
         shrinkage: k >= 0; a profile of n items is scaled by n / (n + k) (0: not at all).
+        lexical: v >= 0, the lexical term's weight (module docstring; 0: off).
+        item_texts: with `lexical`, the template text of each item of `model.lookup`, in its order
+            (`catalogue_texts`).
     """
 
-    def __init__(self, model, weight, length=1000, shrinkage=40.0):
+    def __init__(self, model, weight, length=1000, shrinkage=40.0, lexical=0.0, item_texts=None):
         super().__init__(name="text_profile")
         lookup, tower = model.lookup, model.item_tower
         if "text_embedding" not in lookup.column_names or not tower.use_text:
             raise ConfigError("The text profile needs cached text embeddings (`text.finetune=frozen` and "
                               "`model.use_text=true`). Fix: set `model.text_profile=0`.")
-        if not weight > 0 or int(length) < 1 or not shrinkage >= 0:
-            raise ConfigError(f"The text profile needs a weight > 0, a length >= 1 and a shrinkage >= 0, got "
-                              f"{weight}, {length} and {shrinkage}.")
+        if not weight > 0 or int(length) < 1 or not shrinkage >= 0 or not lexical >= 0:
+            raise ConfigError(f"The text profile needs a weight > 0, a length >= 1, a shrinkage >= 0 and a lexical "
+                              f"weight >= 0, got {weight}, {length}, {shrinkage} and {lexical}.")
         self.weight, self.length, self.shrinkage = float(weight), int(length), float(shrinkage)
         emb = np.asarray(lookup.columns["text_embedding"].numpy()[:-1], np.float64)  # (I, t), the unknown row left out
         emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         self.mean = tf.constant(emb.mean(axis=0).astype(np.float32))  # (t,)
-        self.dim = int(emb.shape[1])
+        self.text_dim = int(emb.shape[1])
         self.tower = tower  # which ids are trained: `ItemTower.has_trained_id`
+        self.lexical_weight, self.lexical = float(lexical), None
+        if self.lexical_weight:
+            from tfrec.models.lexical import LexicalVectors
+
+            if item_texts is None or len(item_texts) != len(lookup.item_ids):
+                raise ConfigError(f"The text profile's lexical term needs one text per catalogue item "
+                                  f"({len(lookup.item_ids)}, `catalogue_texts`), got "
+                                  f"{'none' if item_texts is None else len(item_texts)}.")
+            self.lexical = LexicalVectors(item_texts)
+            self._lexical_rows = None
+            self.add_items(item_texts)
+        self.dim = self.text_dim + (self.lexical.dim if self.lexical is not None else 0)  # the block's width
+
+    def add_items(self, texts):
+        """The lexical term's table gains rows for new catalogue items (`index_items` appends them to the
+        lookup, before its unknown row), weighted by the frozen vocabulary and idf."""
+        ids, weights = self.lexical.rows(texts)
+        if self._lexical_rows is not None:  # the rows so far, less the unknown (zero) row
+            old_ids, old_w = (r.numpy()[:-1] for r in self._lexical_rows)
+            width = max(ids.shape[1], old_ids.shape[1])
+            pad = lambda a: np.pad(a, ((0, 0), (0, width - a.shape[1])))  # noqa: E731
+            ids, weights = np.concatenate([pad(old_ids), pad(ids)]), np.concatenate([pad(old_w), pad(weights)])
+        zero = np.zeros((1, ids.shape[1]))
+        self._lexical_rows = (tf.constant(np.concatenate([ids, zero]).astype(np.int32)),
+                              tf.constant(np.concatenate([weights, zero]).astype(np.float32)))
+
+    def _lexical_of_rows(self, rows):
+        """Summed lexical vectors [b, V] of lookup rows [b, ...] (the unknown row adds nothing)."""
+        ids, weights = self._lexical_rows
+        return self.lexical.dense(tf.gather(ids, rows), tf.gather(weights, rows))
 
     def centred(self, text_embedding):
         """t = normalise(normalise(e) - m) for embeddings [..., t]."""
         e = tf.math.l2_normalize(tf.cast(text_embedding, tf.float32), axis=-1)
         return tf.math.l2_normalize(e - self.mean, axis=-1)
 
-    def item_columns(self, lookup, item_ids, text_embedding=None):
-        """[..., t]: w * t_i for items without a trained id, 0 for the others. `text_embedding`
-        [..., t]: the items' embeddings (default: the model's catalogue `lookup`'s, which
-        `index_items` replaces, so it is passed in; new items' from serving)."""
+    def item_columns(self, lookup, item_ids, text_embedding=None, text=None):
+        """[..., dim]: w * t_i (and v * l_i) for items without a trained id, 0 for the others.
+        `text_embedding` [..., t] and `text` [...]: the items' embeddings and template texts (default:
+        the model's catalogue `lookup`'s rows, which `index_items` replaces, so it is passed in; new
+        items' from serving)."""
         if text_embedding is None:
             text_embedding = lookup(item_ids)["text_embedding"]
         untrained = 1.0 - tf.cast(self.tower.has_trained_id(item_ids), tf.float32)  # (...,)
-        return (self.weight * untrained)[..., None] * self.centred(text_embedding)
+        out = (self.weight * untrained)[..., None] * self.centred(text_embedding)
+        if self.lexical is None:
+            return out
+        flat = tf.reshape(item_ids, [-1])
+        lex = (self.lexical(tf.reshape(text, [-1])) if text is not None
+               else self._lexical_of_rows(lookup.table.lookup(flat)))  # (n, V)
+        lex = tf.reshape(lex, tf.concat([tf.shape(item_ids), [self.lexical.dim]], axis=0))
+        return tf.concat([out, (self.lexical_weight * untrained)[..., None] * lex], axis=-1)
 
     def query_columns(self, lookup, features):
-        """[b, t]: each query's normalised text profile x n / (n + k) (zeros for an empty history)."""
+        """[b, dim]: each query's normalised text profile x n / (n + k), then its normalised lexical profile
+        (zeros for an empty history)."""
         history = features.get(PROFILE_FEATURE, features["history"])  # (b, L) item ids
         rows = lookup.table.lookup(history)
         known = tf.cast(tf.not_equal(rows, len(lookup.item_ids)), tf.float32)  # "" and unknown ids: not counted
         t = self.centred(lookup.by_row(rows)["text_embedding"])  # (b, L, t)
         n = tf.reduce_sum(known, axis=1, keepdims=True)  # (b, 1)
         shrink = n / tf.maximum(n + self.shrinkage, 1.0)  # (0 items: 0; k = 0: 1)
-        return tf.math.l2_normalize(tf.reduce_sum(t * known[..., None], axis=1), axis=-1) * shrink
+        out = tf.math.l2_normalize(tf.reduce_sum(t * known[..., None], axis=1), axis=-1) * shrink
+        if self.lexical is None:
+            return out
+        return tf.concat([out, tf.math.l2_normalize(self._lexical_of_rows(rows), axis=-1)], axis=-1)
 
     def newest(self, history):
         """The newest `length` columns of history ids [b, any] (the profile's window)."""
         return history[:, -self.length:]
+
+
+def with_text_profile(model, model_cfg, log=print, items=None, template=None):
+    """As `tfrec run` configures it: items without a trained id also score `model.text_profile` x their
+    text's match with the user's whole history (off at 0), and `model.text_profile_lexical` x their
+    words' (the template texts of `items`, an items table)."""
+    if not model_cfg.text_profile:
+        return
+    lexical = model_cfg.text_profile_lexical
+    if lexical and items is None:
+        raise ConfigError("`model.text_profile_lexical` > 0 needs the items table (their texts).")
+    model.set_text_profile(model_cfg.text_profile, shrinkage=model_cfg.text_profile_shrinkage, lexical=lexical,
+                           item_texts=catalogue_texts(model.lookup, items, template) if lexical else None)
+    n = len(model.lookup.item_ids) - len(set(model.lookup.item_ids) & set(model.item_tower.item_vocabulary))
+    log(f"cold items: the {n} catalogue items without a trained id also score {model_cfg.text_profile:g} x the "
+        f"cosine of their text with the user's text profile (newest {model.text_profile.length} known items; a "
+        f"profile of n items counts n / (n + {model_cfg.text_profile_shrinkage:g}))"
+        + (f", and {lexical:g} x their words' TF-IDF match ({model.text_profile.lexical.dim:,} terms)" if lexical
+           else ""))
