@@ -68,8 +68,7 @@ class TextConfig:
     cache_dir: str = ".tfrec_cache"
 
 
-MODEL_KINDS = ("hybrid", "two_tower")
-SEQUENCE_ENCODERS = ("mean", "gru", "sasrec")
+MODEL_KINDS, SEQUENCE_ENCODERS = ("hybrid", "two_tower"), ("mean", "gru", "sasrec")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +126,9 @@ class ModelConfig:
         _check_at_least("model", self, ["num_random_negatives", "history_negatives", "history_refresh",
                                         "content_loss_weight", "cold_neighbours", "text_profile"], 0, note=" (0 = off)")
         _check_at_least("model", self, ["text_profile_shrinkage", "text_profile_lexical"], 0)
+        if self.text_profile_lexical > 0 and not self.text_profile > 0:
+            raise ConfigError("`model.text_profile_lexical` is a term of the text profile: set `model.text_profile` "
+                              "> 0 too (e.g. 0.5), or `model.text_profile_lexical=0`.")
         if self.content_loss_weight > 0 and not self.use_id:
             raise ConfigError("`model.content_loss_weight` > 0 needs `model.use_id=true`: without ids the main loss "
                               "is already content-only. Set `model.content_loss_weight=0`.")
@@ -137,8 +139,7 @@ class ModelConfig:
                               "`model.use_attributes`, `model.use_context`, `model.use_history`.")
 
 
-STRATEGIES = ("mirrored", "one_device", "multi_worker")
-OPTIMIZERS = ("adagrad", "adam", "sgd")
+STRATEGIES, OPTIMIZERS = ("mirrored", "one_device", "multi_worker"), ("adagrad", "adam", "sgd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,12 +205,11 @@ def check_ranking_values(*, loss, rating_base, cold_user_fraction, history_ratin
 
 @dataclasses.dataclass(frozen=True)
 class RankingConfig:
-    """The ranking stage (DCN-v2 cross layers + deep MLP over user, context, history
-    and item features incl. the BERT text embedding) on the retriever's candidates.
+    """The ranking stage (DCN-v2 cross layers + deep MLP over user, context, history and item features incl.
+    the BERT text embedding) on the retriever's candidates.
 
-    mode: "separate" (train retrieval, then the ranker on the retriever's hard
-    negatives, retrieval frozen) | "joint" (one multi-task model, loss =
-    retrieval_weight * retrieval + relevance_weight * ranking + rating_weight * rating).
+    mode: "separate" (train retrieval, then the ranker on the retriever's hard negatives, retrieval frozen) | "joint"
+    (one multi-task model, loss = retrieval_weight * retrieval + relevance_weight * ranking + rating_weight * rating).
     loss: "listwise" (softmax over [positive, negatives]) | "bce" | "rating".
     """
 
