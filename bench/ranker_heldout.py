@@ -33,7 +33,10 @@ COMMON = ["--train.verbose=0", "--eval.baselines=", "--export.enabled=false"]
 # name -> {"model": {...}, "ranking": {...}} overrides of the ranker's config (`build_ranker` reads
 # `config.model` for the ranker's own towers; the retriever is trained once, before, and not rebuilt).
 VARIANTS = {"default": {},
-            "no_id": {"model": {"use_id": False}}}  # the ranker's towers without id embeddings
+            "no_id": {"model": {"use_id": False}},  # the ranker's towers without id embeddings
+            # 30% of training examples shown as a new user's (no id, no history): most held-out users are new
+            "cold_users_0.3": {"ranking": {"cold_user_fraction": 0.3}},
+            "no_hard": {"ranking": {"num_hard_negatives": 0}}}  # random negatives only
 METRICS = ("ndcg@10", "recall@10", "recall@20")
 
 
