@@ -236,7 +236,7 @@ class RankingConfig:
     rating_user_bias: bool = True  # per-user-id bias b_u in the rating head
     # "learned": mu + b_u + b_i trained with the head; "bias": the closed-form bias model's, frozen (head: residual)
     rating_base: str = "bias"
-    cold_user_fraction: float = 0.0  # training examples shown as a new user's (no id, no history)
+    cold_user_fraction: float = 0.3  # training examples shown as a new user's (no id, no history); bench/ranker_heldout
     popularity_days: int = 30  # item popularity features: events in the N days before the request's day; 0 = off
 
     def __post_init__(self):
