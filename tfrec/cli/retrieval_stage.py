@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from tfrec.config import RunConfig
-from tfrec.models.text_profile import with_text_profile
 
 
 def early_stopping_parts(split, patience, seed, log=print, stage="train"):
@@ -102,6 +101,7 @@ def train_hybrid(config: RunConfig, data, split, catalogue, text_embeddings, log
     import tensorflow as tf
 
     from tfrec.features.query_features import QueryFeatures
+    from tfrec.models.text_profile import with_text_profile
 
     t = config.train
     qf = QueryFeatures.fit(split.train, data.users, config.data.history_length)
@@ -198,6 +198,7 @@ def refit_hybrid(config, data, split, catalogue, text_embeddings, chosen, histor
     from tfrec.evaluation.protocols import get_protocol, query_history_for
     from tfrec.evaluation.queries import split_parts
     from tfrec.features.query_features import QueryFeatures
+    from tfrec.models.text_profile import with_text_profile
 
     known = split_parts(split, ("train", "val"))  # = refit_parts with `train.refit` on
     epochs = int(max(history["validation"], key=lambda h: h["val_recall@20"])["epoch"])
@@ -370,6 +371,7 @@ def train_joint(config: RunConfig, data, split, catalogue, text_embeddings, log=
     (`ranking.mode=joint`); returns what `train_hybrid` returns plus the ranker."""
     from tfrec.cli.ranking_stage import train_ranker
     from tfrec.features.query_features import QueryFeatures
+    from tfrec.models.text_profile import with_text_profile
 
     qf = QueryFeatures.fit(split.train, data.users, config.data.history_length)
     ranker, info = train_ranker(config, data, split, catalogue, text_embeddings, None, qf, log, log_dir)
