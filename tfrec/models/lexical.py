@@ -14,7 +14,7 @@ known word gets the zero vector.
 import numpy as np
 import tensorflow as tf
 
-from tfrec.evaluation.baselines.tfidf_content import tfidf_matrix, tokenize
+from tfrec.evaluation.baselines.tfidf_content import smoothed_idf, tfidf_matrix, tokenize
 
 # RE2 (tf.strings): anything but letters and digits separates tokens, as `tokenize`'s [^\W_]+ keeps them.
 SEPARATORS = r"[^\pL\pN]+"
@@ -29,7 +29,7 @@ class LexicalVectors(tf.Module):
         weights, vocab = tfidf_matrix(texts)
         terms = sorted(vocab, key=vocab.get)
         df = np.bincount(weights.indices, minlength=len(terms))  # each text's row holds each of its terms once
-        self.idf_values = np.log((1.0 + len(texts)) / (1.0 + df)) + 1.0  # float64 [V], as tfidf_matrix's
+        self.idf_values = smoothed_idf(len(texts), df)  # float64 [V], tfidf_matrix's
         self.index = {t: k for k, t in enumerate(terms)}
         self.dim = len(terms)
         self._idf = tf.constant(self.idf_values, tf.float32)

@@ -23,6 +23,11 @@ def tokenize(text, bigrams=False):
     return tokens
 
 
+def smoothed_idf(n_docs, df):
+    """ln((1 + n) / (1 + df)) + 1 per term (float64): as if one extra document held every term."""
+    return np.log((1.0 + n_docs) / (1.0 + np.asarray(df, np.float64))) + 1.0
+
+
 def tfidf_matrix(texts, *, bigrams=False, sublinear_tf=False):
     """TF-IDF rows for `texts`: float32 csr [n_docs, n_terms] and the vocabulary.
 
@@ -46,8 +51,7 @@ def tfidf_matrix(texts, *, bigrams=False, sublinear_tf=False):
     tf = np.concatenate(counts).astype(np.float64) if counts else np.zeros(0)
     if sublinear_tf:
         tf = 1.0 + np.log(tf)
-    df = np.bincount(col, minlength=len(vocab))
-    idf = np.log((1.0 + n_docs) / (1.0 + df)) + 1.0  # (n_terms,)
+    idf = smoothed_idf(n_docs, np.bincount(col, minlength=len(vocab)))  # (n_terms,)
     weights = sp.csr_matrix((tf * idf[col], (row, col)), shape=(n_docs, len(vocab)))
     norms = np.sqrt(np.asarray(weights.multiply(weights).sum(axis=1)).ravel())  # (n_docs,)
     weights = sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ weights
