@@ -218,7 +218,9 @@ def _explain_reference(rec, feats, q, item_ids, meta):
     return {"score": score, "history_contributions": contrib, "history_item_ids": hist,
             "attribute_contributions": np.stack(attr, 1), "popularity_prior": prior,
             "text_profile": np.zeros(len(item_ids), np.float32),  # the demo's model has no text profile
-            "cooccurrence": np.zeros(len(item_ids), np.float32)}  # nor a co-occurrence block
+            "cooccurrence": np.zeros(len(item_ids), np.float32),  # nor a co-occurrence block
+            "text_profile_words": np.full((len(item_ids), 5), b"", object),  # nor the profile's lexical term
+            "text_profile_word_parts": np.zeros((len(item_ids), 5), np.float32)}
 
 
 def _item_reference(rec, inputs):

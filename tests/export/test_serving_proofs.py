@@ -166,6 +166,8 @@ def explain_reference(parts, inputs):
     out["popularity_prior"] = np.zeros(len(inputs["item_ids"]), np.float32)  # the demo's model has no prior
     out["text_profile"] = np.zeros(len(inputs["item_ids"]), np.float32)  # nor a text profile
     out["cooccurrence"] = np.zeros(len(inputs["item_ids"]), np.float32)  # nor a co-occurrence block
+    out["text_profile_words"] = np.full((len(inputs["item_ids"]), 5), b"", object)  # nor its lexical term
+    out["text_profile_word_parts"] = np.zeros((len(inputs["item_ids"]), 5), np.float32)
     return out
 
 

@@ -2,6 +2,7 @@
 also score v x the TF-IDF content baseline's cosine, from the catalogue's table, from a new item's
 text in graph ops, after `index_items` and in a SavedModel; checked against `tfidf_matrix` and a
 hand-worked case."""
+import json
 import math
 
 import numpy as np
@@ -96,6 +97,7 @@ def test_index_items_and_a_saved_model_give_new_items_the_block_of_their_text(tm
     the exported query model reads the same profile as the scorer."""
     from tests.models.worlds import tiny_bert_world
     from tfrec.config import ModelConfig
+    from tfrec.explain.serving import hybrid_explainer
     from tfrec.export.retrieval import export_retrieval
     from tfrec.models.factory import build_hybrid
     from tfrec.models.recommender import Recommender
@@ -122,8 +124,9 @@ def test_index_items_and_a_saved_model_give_new_items_the_block_of_their_text(tm
     ids, w = lv.rows(new_texts)
     np.testing.assert_allclose(want, 0.8 * lv.dense(tf.constant(ids), tf.constant(w)).numpy(), atol=1e-6)
     query_model, spec, item_encoder, item_spec = hybrid_serving_parts(model, qf, data.items, enc)
+    explainer = hybrid_explainer(model, qf, list(cat.item_ids), rec.item_embeddings)
     path = export_retrieval(query_model, spec, list(cat.item_ids), rec.item_embeddings, item_encoder=item_encoder,
-                            item_encoder_spec=item_spec, root=tmp_path, name="lex", k=5)
+                            item_encoder_spec=item_spec, explainer=explainer, root=tmp_path, name="lex", k=5)
     loaded = tf.saved_model.load(path)
     raw = {}
     for name, s in item_spec.items():
@@ -152,3 +155,70 @@ def test_index_items_and_a_saved_model_give_new_items_the_block_of_their_text(tm
     ids, w = lv.rows([all_texts[i] for i in request["history"].numpy()[0].astype(str)])
     profile = lv.dense(tf.constant(ids), tf.constant(w)).numpy().sum(axis=0)
     np.testing.assert_allclose(got[lex], profile / np.linalg.norm(profile), atol=1e-5)
+    # The served `explain` names the lexical term's words with their parts of the score (the products of
+    # the query's and the item's lexical columns), as `Explanation.text_profile_words` lists them.
+    emb = dict(zip(map(str, cat.item_ids), rec.item_embeddings))
+    items = [str(i) for i in cat.item_ids[:4]]
+    out = loaded.signatures["explain"](**{k: tf.repeat(v, 4, axis=0) for k, v in request.items()},
+                                       item_ids=tf.constant(items))
+    words, parts = out["text_profile_words"].numpy().astype(str), out["text_profile_word_parts"].numpy()
+    assert words.shape == parts.shape == (4, 5)
+    for r, item in enumerate(items):
+        n = int((words[r] != "").sum())
+        assert n > 0 and (parts[r, n:] == 0).all() and (words[r, n:] == "").all()
+        _assert_top_words(list(zip(words[r, :n], parts[r, :n])), got[lex] * emb[item][lex], lv.terms, 5)
+
+
+def _assert_top_words(got, want_parts, terms, k):
+    """`got` [(word, part)] is a top-k of `want_parts` [V] (ties in any order): each word's part is its
+    expected one, largest first, and no word left out has a larger positive part."""
+    want = {t: float(p) for t, p in zip(terms, want_parts)}
+    positive = sorted((p for p in want_parts if p > 1e-6), reverse=True)
+    assert len(got) == min(k, len(positive))
+    for word, part in got:
+        assert part == pytest.approx(want[word], abs=1e-5)
+    parts = [p for _, p in got]
+    assert parts == sorted(parts, reverse=True)
+    if len(positive) > len(got):
+        assert parts[-1] >= positive[len(got)] - 1e-5
+
+
+def test_explanations_name_the_words_of_the_lexical_term_with_their_parts_of_the_score():
+    """`Explanation.text_profile_words`: the words that make up the lexical term (v x the item's TF-IDF
+    weight x the user's normalised TF-IDF profile's), checked against `tfidf_matrix`; the sentence
+    names them; items with a trained id have none."""
+    from tfrec.cli.explain import format_explanation
+    from tfrec.explain.explainer import Explainer
+    from tfrec.models.recommender import Recommender
+
+    data, split, cat, text, qf = world = cold_items_world()
+    model = seeded_hybrid(world)
+    texts = catalogue_texts(model.lookup, data.items)
+    model.set_text_profile(0.5, shrinkage=0.0, lexical=0.8, item_texts=texts)
+    rec = Recommender(model, qf, data.items, text, split.train)
+    ids = list(rec.item_ids)
+    trained = set(model.item_tower.item_vocabulary)
+    untrained = [i for i in ids if i not in trained]
+    assert len(untrained) >= 3
+    user = str(split.train["user_id"].value_counts().index[0])
+    ts = int(rec.known["timestamp"].max()) + 1  # after everything known: the whole history counts
+    mine = rec.known[rec.known["user_id"].astype(str) == user]
+    m, vocab = tfidf_matrix(texts)
+    m = m.toarray().astype(np.float64)
+    terms = sorted(vocab, key=vocab.get)
+    profile = m[[ids.index(str(i)) for i in mine["item_id"]]].sum(axis=0)
+    profile /= np.linalg.norm(profile)
+    ex = Explainer(rec, split.train, k_words=4)
+    some_trained = sorted(trained)[:1]
+    got = ex._explain(ex.features(user, ts), untrained[:3] + some_trained, 3)
+    for e in got[:3]:
+        want = 0.8 * m[ids.index(e.item_id)] * profile  # (V,): v x l_i x the unit profile, per word
+        _assert_top_words(e.text_profile_words, want, terms, 4)
+    assert got[3].text_profile_words == [] and got[3].text_profile == 0.0
+    e = max(got[:3], key=lambda x: x.text_profile)
+    assert e.text_profile > 0 and e.text_profile_words  # the items share words with the history
+    first = e.text_profile_words[0][0]
+    assert f'its description shares "{first}"' in e.sentence
+    assert f'"{first}" {e.text_profile_words[0][1]:+.4f}' in format_explanation(e)
+    back = type(e).from_dict(json.loads(e.to_json()))
+    assert back.text_profile_words == e.text_profile_words

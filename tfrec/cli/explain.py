@@ -29,6 +29,9 @@ def format_explanation(e, rank=None, k_history=3) -> str:
     if e.text_profile:
         lines.append(f"   no trained id: its text's match with the whole history (text profile) adds "
                      f"{_signed(e.text_profile)} to the score")
+    if e.text_profile_words:
+        lines.append("   words shared with the history (text profile's lexical term; each one's part of the score): "
+                     + ", ".join(f'"{w}" {_signed(v)}' for w, v in e.text_profile_words))
     if e.cooccurrence:
         lines.append(f"   item-item: EASE's scores from the whole history (co-occurrence block) add "
                      f"{_signed(e.cooccurrence)} to the score")

@@ -7,6 +7,8 @@
   that the recommended item shares with the history, counted over the history.
 * `text_similarity`: cosine of the cached item-text embeddings (BERT) of the
   recommended item and each history item.
+* `shared_words`: the words whose TF-IDF weights make up the text profile's lexical term
+  (`tfrec.models.lexical`), each with its exact part of the score.
 """
 import numpy as np
 import pandas as pd
@@ -79,3 +81,16 @@ def text_similarity(embeddings: np.ndarray, row: int, history_rows) -> np.ndarra
     b = e[np.asarray(history_rows, int)]  # (n, t)
     denom = np.maximum(np.linalg.norm(b, axis=1) * np.linalg.norm(a), 1e-12)
     return (b @ a / denom).astype(np.float32)
+
+
+def shared_words(item_columns: np.ndarray, query_columns: np.ndarray, terms, k=5) -> list:
+    """[[(word, part of the score)] per item]: the lexical term's score is the dot product of an item's
+    columns [m, V] (v x its unit TF-IDF vector; 0 for an item with a trained id) with the query's [V] (the
+    normalised TF-IDF profile of its history), so each word's product is its exact part; the k largest
+    positive ones, largest first (ties: column order)."""
+    parts = np.asarray(item_columns, np.float64) * np.asarray(query_columns, np.float64)[None, :]  # (m, V)
+    out = []
+    for row in parts:
+        top = [j for j in np.argsort(-row, kind="stable")[:int(k)] if row[j] > 0]
+        out.append([(str(terms[j]), float(row[j])) for j in top])
+    return out

@@ -29,7 +29,7 @@ import tensorflow as tf
 from tfrec.data.history import PAD
 from tfrec.errors import DataError
 from tfrec.explain.attribution import GradientTimesInput, leave_one_out, occlusion
-from tfrec.explain.evidence import CoOccurrence, shared_values, split_values, text_similarity
+from tfrec.explain.evidence import CoOccurrence, shared_values, shared_words, split_values, text_similarity
 from tfrec.explain.text import sentence
 
 
@@ -69,10 +69,13 @@ class Explanation:
     prior_predicted: bool = False  # the item has no known interactions: the prior is its content's prediction
     text_profile: float = 0.0  # the text profile's part of `score` (items without a trained id; text_profile.py)
     cooccurrence: float = 0.0  # the co-occurrence block's part of `score` (EASE's item-item scores; cooccurrence.py)
+    # [(word, its part of `score`)]: the text profile's lexical term by word, largest first (text_profile.py)
+    text_profile_words: List[tuple] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["shared_genres"] = [[g, int(n)] for g, n in self.shared_genres]
+        d["text_profile_words"] = [[w, float(v)] for w, v in self.text_profile_words]
         return d
 
     def to_json(self, **kwargs) -> str:
@@ -83,6 +86,7 @@ class Explanation:
         d = dict(d)
         d["history"] = [HistoryEvidence(**h) for h in d["history"]]
         d["shared_genres"] = [(g, int(n)) for g, n in d["shared_genres"]]
+        d["text_profile_words"] = [(w, float(v)) for w, v in d.get("text_profile_words", [])]
         return cls(**d)
 
     def top_history(self, k=3) -> List[HistoryEvidence]:
@@ -99,12 +103,14 @@ class Explainer:
             and popularity come from it only.
         genre_column: the multi-valued ("|"-joined) item column used as content evidence.
         k_similar: how many text-similar history titles / co-watched history items to list.
+        k_words: how many of the text profile's lexical words to list (`Explanation.text_profile_words`).
     """
 
-    def __init__(self, recommender, train_interactions: pd.DataFrame, genre_column="genres", k_similar=3):
+    def __init__(self, recommender, train_interactions: pd.DataFrame, genre_column="genres", k_similar=3,
+                 k_words=5):
         self.recommender = recommender
         self.genre_column = genre_column
-        self.k_similar = int(k_similar)
+        self.k_similar, self.k_words = int(k_similar), int(k_words)
         self.cooc = CoOccurrence(train_interactions, recommender.item_ids)
         self._interacted = set(recommender.known["item_id"].astype(str))  # what the prior counts, when it is set
         self._gxi = GradientTimesInput(recommender.model)
@@ -136,7 +142,8 @@ class Explainer:
         leave_one_out [m, N], gradient_x_input [m, N], occlusion [m, A] (names:
         `self.occlusion_names`), popularity_prior [m] (the prior's part of the score), text_profile
         [m] (the text profile's part: items without a trained id, `tfrec.models.text_profile`),
-        cooccurrence [m] (the co-occurrence block's part, `tfrec.models.cooccurrence`)."""
+        cooccurrence [m] (the co-occurrence block's part, `tfrec.models.cooccurrence`), text_profile_words
+        [m lists] (the lexical term's words and their parts, `evidence.shared_words`; [] without it)."""
         item_ids = list(item_ids)
         vecs = self.recommender.item_embeddings[self._rows(item_ids)]  # (m, d)
         fn = self.recommender.scorer._query_fn
@@ -147,14 +154,19 @@ class Explainer:
         model = self.recommender.model
         prior = model.prior_column(tf.constant(item_ids)).numpy()  # 0 without a prior
         blocks = {name: np.zeros(len(item_ids), np.float32) for name in ("text_profile", "cooccurrence")}
+        words = [[] for _ in item_ids]
         if getattr(model, "profile_length", None) is not None:  # the blocks after the towers' (models/space.py)
             q = fn({k: tf.constant(v) for k, v in features.items()}).numpy()[0]
             for name in blocks:
                 cols = model.block_columns(name)
                 if cols is not None:
                     blocks[name] = vecs[:, cols[0]:cols[1]] @ q[cols[0]:cols[1]]
+            lexical = model.lexical_columns()
+            if lexical is not None:
+                a, z, terms = lexical
+                words = shared_words(vecs[:, a:z], q[a:z], terms, self.k_words)
         return {"score": score, "leave_one_out": loo, "gradient_x_input": self._gxi(features, vecs),
-                "occlusion": occ, "popularity_prior": prior, **blocks}
+                "occlusion": occ, "popularity_prior": prior, **blocks, "text_profile_words": words}
 
     @property
     def repeat_penalty(self) -> float:
@@ -222,7 +234,8 @@ class Explainer:
                 repeat_penalty=penalty if item in real_ids else 0.0,
                 popularity_prior=float(att["popularity_prior"][m]),
                 prior_predicted=bool(att["popularity_prior"][m] > 0 and item not in self._interacted),
-                text_profile=float(att["text_profile"][m]), cooccurrence=float(att["cooccurrence"][m]))
+                text_profile=float(att["text_profile"][m]), cooccurrence=float(att["cooccurrence"][m]),
+                text_profile_words=att["text_profile_words"][m])
             e.sentence = sentence(e, k_history)
             out.append(e)
         return out

@@ -22,6 +22,10 @@ equal `Explainer.attribute`'s (the serving proofs check it).
                                                      a trained id, `tfrec.models.text_profile`; 0 without)
         cooccurrence             float32 [batch]     the co-occurrence block's part of `score` (EASE's
                                                      item-item scores, `tfrec.models.cooccurrence`; 0 without)
+        text_profile_words       string  [batch, W]  the words that add most to the text profile's lexical
+                                                     term, largest first ("" past the positive ones; all ""
+                                                     without the term; `Explanation.text_profile_words`)
+        text_profile_word_parts  float32 [batch, W]  each word's exact part of `score` (0 at "")
 
 An unknown item id scores 0 against every query (a zero embedding).
 """
@@ -58,11 +62,20 @@ class QueryExplainer(tf.Module):
         blocks: name -> (start, stop), the columns of a block of both vectors
             (`HybridRetrieval.block_columns`): "text_profile", "cooccurrence"; each one's dot
             product is reported under its name (0 for a block not given).
+        lexical: (start, stop, terms), the text profile's lexical columns and their words
+            (`HybridRetrieval.lexical_columns`): the W = `k_words` largest positive products of the
+            query's and the item's columns are reported with their words (None: W words "").
     """
 
     def __init__(self, query_model, item_ids, item_embeddings, history_length=None, occlusions=None,
-                 repeat_penalty=None, prior_column=None, profile_history=False, blocks=None):
+                 repeat_penalty=None, prior_column=None, profile_history=False, blocks=None, lexical=None,
+                 k_words=5):
         super().__init__(name="query_explainer")
+        self.k_words = int(k_words)
+        self.lexical = None
+        if lexical is not None:
+            a, z, terms = lexical
+            self.lexical = (int(a), int(z), tf.constant([str(t) for t in terms], tf.string))
         self.profile_history = bool(profile_history)
         self.blocks = {name: (int(a), int(b)) for name, (a, b) in (blocks or {}).items()}
         self.repeat_penalty = float(repeat_penalty or 0.0)
@@ -115,6 +128,7 @@ class QueryExplainer(tf.Module):
         blocks = {name: tf.zeros_like(s[:, 0]) for name in ("text_profile", "cooccurrence")}
         for name, (a, z) in self.blocks.items():  # the query's own block against the item's
             blocks[name] = tf.reduce_sum(q_loo[:, 0, a:z] * v[:, a:z], axis=1)
+        blocks.update(self._words(q_loo[:, 0], v, b))
         penalty = tf.zeros_like(s)
         if self.repeat_penalty:  # (b, N + 1): the item is in that variant's history (unknown items never)
             hit = tf.reshape(in_history(tf.repeat(item_ids, n + 1)[:, None], tf.reshape(variants, [-1, n])),
@@ -130,6 +144,17 @@ class QueryExplainer(tf.Module):
                 "attribute_contributions": score[:, None] - s_occ,
                 "popularity_prior": v[:, self.prior_column] if self.prior_column is not None else tf.zeros_like(score),
                 **blocks}
+
+    def _words(self, q, v, b):
+        """The lexical term's largest positive word parts (`tfrec.explain.evidence.shared_words`)."""
+        if self.lexical is None:
+            return {"text_profile_words": tf.fill([b, self.k_words], ""),
+                    "text_profile_word_parts": tf.zeros([b, self.k_words])}
+        a, z, terms = self.lexical
+        parts, cols = tf.math.top_k(q[:, a:z] * v[:, a:z], k=min(self.k_words, z - a))  # ties: the lower column
+        keep = parts > 0
+        return {"text_profile_words": tf.where(keep, tf.gather(terms, cols), ""),
+                "text_profile_word_parts": tf.where(keep, parts, 0.0)}
 
 
 def hybrid_occlusions(query_features, model=None) -> dict:
@@ -153,4 +178,5 @@ def hybrid_explainer(model, query_features, item_ids, item_embeddings) -> QueryE
                           prior_column=model.item_tower.output_dim if model.has_popularity_prior else None,
                           profile_history=model.profile_length is not None,
                           blocks={name: model.block_columns(name) for name in ("text_profile", "cooccurrence")
-                                  if model.block_columns(name) is not None})
+                                  if model.block_columns(name) is not None},
+                          lexical=model.lexical_columns())

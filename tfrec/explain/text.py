@@ -7,7 +7,8 @@ attribute or the request time only if making it unknown lowers the score. The
 popularity prior is cited first when it is at least half of the score (its part is
 the same for every user, so no contribution shows it). An item without a trained id whose
 text profile term is positive is "like what you watched" (its text resembles the user's
-history's; leave-one-out does not show it, the profile reading the whole history). The
+history's; leave-one-out does not show it, the profile reading the whole history), and with
+the profile's lexical term its description "shares" the words that add most to it. The
 co-occurrence block (EASE's item-item scores from the whole history) is cited when it is
 at least half of the score, as the prior is.
 
@@ -16,6 +17,7 @@ at least half of the score, as the prior is.
 """
 
 MIN_GENRE_COUNT = 2  # "you often watch X": at least this many history items have X
+MAX_WORDS = 3  # "its description shares ..." names at most this many of the lexical term's words
 
 
 def join_titles(titles) -> str:
@@ -39,7 +41,9 @@ def sentence(explanation, k_history=3) -> str:
     if e.popularity_prior > 0 and e.popularity_prior >= e.score - e.popularity_prior:
         clauses.append("items like it are popular lately" if e.prior_predicted else "it is popular lately")
     if e.text_profile > 0:
-        clauses.append("its description is like what you watched")
+        words = [f'"{w}"' for w, _ in e.text_profile_words[:MAX_WORDS]]
+        clauses.append(f"its description shares {join_titles(words)} with what you watched" if words
+                       else "its description is like what you watched")
     if e.cooccurrence > 0 and e.cooccurrence >= e.score - e.cooccurrence:
         clauses.append("people who watched what you watched also watched it")
     if watched:

@@ -30,6 +30,7 @@ class LexicalVectors(tf.Module):
         terms = sorted(vocab, key=vocab.get)
         df = np.bincount(weights.indices, minlength=len(terms))  # each text's row holds each of its terms once
         self.idf_values = smoothed_idf(len(texts), df)  # float64 [V], tfidf_matrix's
+        self.terms = terms  # the vocabulary in column order
         self.index = {t: k for k, t in enumerate(terms)}
         self.dim = len(terms)
         self._idf = tf.constant(self.idf_values, tf.float32)

@@ -59,6 +59,15 @@ class RetrievalSpace:
             start += width
         raise ValueError(f"No retrieval-space block {name!r}; the blocks are 'cooccurrence' and 'text_profile'.")
 
+    def lexical_columns(self):
+        """(start, stop, terms): where the text profile's lexical term lies in both vectors and the word of
+        each of its columns (an item's v x l_i against the query's lexical profile), or None if unset."""
+        tp = self.text_profile
+        if tp is None or tp.lexical is None:
+            return None
+        start = self.block_columns("text_profile")[0] + tp.text_dim
+        return start, start + tp.lexical.dim, tp.lexical.terms
+
     def set_text_profile(self, weight=0.0, length=1000, shrinkage=40.0, lexical=0.0, item_texts=None):
         """Items without a trained id also score w x their text's match with the user's history, and with
         `lexical` > 0 v x their words' (TF-IDF) match; `item_texts`: the lookup's items' (text_profile.py)."""
