@@ -110,6 +110,19 @@ def test_sentence_cites_only_positive_evidence():
                            "(1995) and Aladdin (1992), and you often watch Animation.")
     e.cooccurrence = 0.2
     assert sentence(e).startswith("Because you watched Toy Story")
+    # The text profile, with its lexical term's words: function words, single letters and the words given
+    # as skipped (a template's own) are not named; three at most.
+    e.cooccurrence = 0.0
+    e.text_profile = 0.1
+    assert sentence(e).startswith("Because its description is like what you watched, you watched Toy Story")
+    e.text_profile_words = [("the", 0.05), ("genres", 0.04), ("s", 0.03), ("trek", 0.02), ("1994", 0.01),
+                            ("star", 0.01), ("wars", 0.005)]
+    assert sentence(e, skip_words={"genres"}).startswith(
+        'Because its description shares "trek", "1994" and "star" with what you watched, you watched Toy Story')
+    e.text_profile_words = [("the", 0.05), ("genres", 0.04)]
+    assert sentence(e, skip_words={"genres"}).startswith("Because its description is like what you watched")
+    e.text_profile = -0.01  # the profile lowered the score: not cited, whatever its words
+    assert sentence(e).startswith("Because you watched Toy Story")
 
 
 def test_json_round_trip(tiny):

@@ -217,7 +217,11 @@ def test_explanations_name_the_words_of_the_lexical_term_with_their_parts_of_the
     assert got[3].text_profile_words == [] and got[3].text_profile == 0.0
     e = max(got[:3], key=lambda x: x.text_profile)
     assert e.text_profile > 0 and e.text_profile_words  # the items share words with the history
-    first = e.text_profile_words[0][0]
+    from tfrec.explain.text import STOPWORDS
+
+    common = set(model.text_profile.lexical.common_terms(0.5))  # not named in the sentence (a template's words)
+    assert common == {t for t in terms if (m[:, vocab[t]] > 0).mean() > 0.5}
+    first = next(w for w, _ in e.text_profile_words if w not in STOPWORDS | common)
     assert f'its description shares "{first}"' in e.sentence
     assert f'"{first}" {e.text_profile_words[0][1]:+.4f}' in format_explanation(e)
     back = type(e).from_dict(json.loads(e.to_json()))

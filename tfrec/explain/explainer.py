@@ -194,8 +194,15 @@ class Explainer:
             e.rank = r
         return out
 
+    def _common_words(self):
+        """Words of more than half the catalogue's texts (a template's own, e.g. "Genres"), which sentences
+        do not name (the text profile's lexical term as set now; none without it)."""
+        profile = getattr(self.recommender.model, "text_profile", None)
+        return set() if profile is None or profile.lexical is None else set(profile.lexical.common_terms(0.5))
+
     def _explain(self, feats, item_ids, k_history):
         att = self.attribute(feats, item_ids)
+        common = self._common_words()
         hist = [str(h) for h in feats["history"][0]]
         real = [j for j, h in enumerate(hist) if h != PAD]
         known = [j for j in real if self.cooc.rows([hist[j]])[0] >= 0]
@@ -236,6 +243,6 @@ class Explainer:
                 prior_predicted=bool(att["popularity_prior"][m] > 0 and item not in self._interacted),
                 text_profile=float(att["text_profile"][m]), cooccurrence=float(att["cooccurrence"][m]),
                 text_profile_words=att["text_profile_words"][m])
-            e.sentence = sentence(e, k_history)
+            e.sentence = sentence(e, k_history, common)
             out.append(e)
         return out

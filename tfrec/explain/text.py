@@ -8,7 +8,8 @@ popularity prior is cited first when it is at least half of the score (its part 
 the same for every user, so no contribution shows it). An item without a trained id whose
 text profile term is positive is "like what you watched" (its text resembles the user's
 history's; leave-one-out does not show it, the profile reading the whole history), and with
-the profile's lexical term its description "shares" the words that add most to it. The
+the profile's lexical term its description "shares" the words that add most to it (function
+words and a template's own words left unnamed). The
 co-occurrence block (EASE's item-item scores from the whole history) is cited when it is
 at least half of the score, as the prior is.
 
@@ -18,6 +19,12 @@ at least half of the score, as the prior is.
 
 MIN_GENRE_COUNT = 2  # "you often watch X": at least this many history items have X
 MAX_WORDS = 3  # "its description shares ..." names at most this many of the lexical term's words
+# Words the sentence does not name (they stay in `Explanation.text_profile_words`, which is exact): English
+# function words and single letters; `Explainer` adds the words of more than half the catalogue's texts
+# (a template's own words, such as "Genres").
+STOPWORDS = frozenset(
+    "a an and are as at be but by de for from has he her his i in is it its la le me my no not of on or our "
+    "she so than that the their them they this to up was we what when who will with you your".split())
 
 
 def join_titles(titles) -> str:
@@ -31,8 +38,13 @@ def join_titles(titles) -> str:
 _ATTRIBUTE_WORDS = {"user_id": "your past activity", "timestamp": "the time of your request"}
 
 
-def sentence(explanation, k_history=3) -> str:
-    """The one-sentence explanation of `explanation` (an `Explanation`)."""
+def _nameable(word, skip) -> bool:
+    return word not in STOPWORDS and word not in skip and (len(word) > 1 or word.isdigit())
+
+
+def sentence(explanation, k_history=3, skip_words=()) -> str:
+    """The one-sentence explanation of `explanation` (an `Explanation`); `skip_words`: more words of
+    `text_profile_words` not to name (besides `STOPWORDS` and single letters)."""
     e = explanation
     # A title watched twice is cited once (dict keeps the largest contribution's order).
     watched = list(dict.fromkeys(h.title for h in e.history if h.leave_one_out > 0))[:k_history]
@@ -41,7 +53,7 @@ def sentence(explanation, k_history=3) -> str:
     if e.popularity_prior > 0 and e.popularity_prior >= e.score - e.popularity_prior:
         clauses.append("items like it are popular lately" if e.prior_predicted else "it is popular lately")
     if e.text_profile > 0:
-        words = [f'"{w}"' for w, _ in e.text_profile_words[:MAX_WORDS]]
+        words = [f'"{w}"' for w, _ in e.text_profile_words if _nameable(w, skip_words)][:MAX_WORDS]
         clauses.append(f"its description shares {join_titles(words)} with what you watched" if words
                        else "its description is like what you watched")
     if e.cooccurrence > 0 and e.cooccurrence >= e.score - e.cooccurrence:

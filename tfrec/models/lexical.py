@@ -30,6 +30,7 @@ class LexicalVectors(tf.Module):
         terms = sorted(vocab, key=vocab.get)
         df = np.bincount(weights.indices, minlength=len(terms))  # each text's row holds each of its terms once
         self.idf_values = smoothed_idf(len(texts), df)  # float64 [V], tfidf_matrix's
+        self.doc_fraction = df / max(len(texts), 1)  # float64 [V]: the share of the fitted texts holding each term
         self.terms = terms  # the vocabulary in column order
         self.index = {t: k for k, t in enumerate(terms)}
         self.dim = len(terms)
@@ -37,6 +38,10 @@ class LexicalVectors(tf.Module):
         self._table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(tf.constant(terms or [""], tf.string),
                                                 tf.range(max(len(terms), 1), dtype=tf.int64)), default_value=-1)
+
+    def common_terms(self, fraction):
+        """The terms of more than `fraction` of the fitted texts (a template's own words, e.g. "genres")."""
+        return [t for t, f in zip(self.terms, self.doc_fraction) if f > fraction]
 
     def rows(self, texts):
         """Numpy: (term ids int32 [n, T], unit TF-IDF weights float32 [n, T]) of `texts`, padded with
