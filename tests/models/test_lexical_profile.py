@@ -48,7 +48,9 @@ def test_both_paths_equal_tfidf_matrix_on_movielens_and_on_accented_text(ml100k_
     texts += ["Amélie (2001). Genres: Comédie", "Café_Society — Ça, 2ème", "ÉTÉ été", "x"]
     want = tfidf_matrix(texts)[0].toarray()
     lv = LexicalVectors(texts)
-    for got in _both_paths(lv, texts):
+    ids, w = lv.fitted_rows()  # the fitted texts' rows, from the fit's own matrix
+    fitted = lv.dense(tf.constant(ids), tf.constant(w)).numpy()
+    for got in (*_both_paths(lv, texts), fitted):
         # The vocabulary is tfidf_matrix's, in its order: the same matrix.
         np.testing.assert_allclose(got, want, atol=2e-7)
     assert {"amélie", "comédie", "café", "society", "ça", "2ème", "été"} <= set(lv.index)

@@ -27,6 +27,7 @@ class LexicalVectors(tf.Module):
         super().__init__(name="lexical_vectors")
         texts = [str(t) for t in texts]
         weights, vocab = tfidf_matrix(texts)
+        self._fitted = weights  # csr [n, V]: the fitted texts' vectors (`fitted_rows`)
         terms = sorted(vocab, key=vocab.get)
         df = np.bincount(weights.indices, minlength=len(terms))  # each text's row holds each of its terms once
         self.idf_values = smoothed_idf(len(texts), df)  # float64 [V], tfidf_matrix's
@@ -54,6 +55,16 @@ class LexicalVectors(tf.Module):
             norm = np.sqrt(np.sum(w * w))
             ids.append(terms)
             weights.append(w / norm if norm > 0 else w)
+        return self._padded(ids, weights)
+
+    def fitted_rows(self):
+        """`rows` of the texts the vocabulary was fitted on, from the fit's own matrix (not tokenised again)."""
+        m = self._fitted
+        return self._padded([m.indices[a:b] for a, b in zip(m.indptr[:-1], m.indptr[1:])],
+                            [m.data[a:b] for a, b in zip(m.indptr[:-1], m.indptr[1:])])
+
+    @staticmethod
+    def _padded(ids, weights):
         width = max([1] + [len(t) for t in ids])
         out_ids, out_w = np.zeros((len(ids), width), np.int32), np.zeros((len(ids), width), np.float32)
         for r, (t, w) in enumerate(zip(ids, weights)):

@@ -90,13 +90,16 @@ class TextProfile(tf.Module):
                                   f"{'none' if item_texts is None else len(item_texts)}.")
             self.lexical = LexicalVectors(item_texts)
             self._lexical_rows = None
-            self.add_items(item_texts)
+            self._append_lexical_rows(*self.lexical.fitted_rows())  # the catalogue's rows, from the fit
         self.dim = self.text_dim + (self.lexical.dim if self.lexical is not None else 0)  # the block's width
 
     def add_items(self, texts):
         """The lexical term's table gains rows for new catalogue items (`index_items` appends them to the
         lookup, before its unknown row), weighted by the frozen vocabulary and idf."""
-        ids, weights = self.lexical.rows(texts)
+        self._append_lexical_rows(*self.lexical.rows(texts))
+
+    def _append_lexical_rows(self, ids, weights):
+        """Appends term-id and weight rows [n, T] to the table (before its unknown, zero row)."""
         if self._lexical_rows is not None:  # the rows so far, less the unknown (zero) row
             old_ids, old_w = (r.numpy()[:-1] for r in self._lexical_rows)
             width = max(ids.shape[1], old_ids.shape[1])
