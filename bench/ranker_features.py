@@ -15,7 +15,9 @@ over every (query, candidate) pair and w in units of the final score's within-li
 
 Validation users are split in halves by a hash of the user id: w is chosen on one half and
 measured on the other, both ways, so a feature counts only if the gain it shows where it was
-chosen survives where it was not. Test is not read. Writes
+chosen survives where it was not. Session 26 adds `blend_by_group`: one blend for new users (no train
+event) and one for known users against one blend for all, chosen and measured the same way.
+Test is not read. Writes
 bench/results/ranker_features_ml100k.json (rows merged by the run folder's name).
 
     .venv/bin/python bench/ranker_features.py RUN_DIR      # ~1 min
@@ -74,6 +76,29 @@ def features(run, fit_part, first, feats, cand):
         g = (m[:, last].T @ m[:, cand[r]]).toarray()  # (5, N)
         co[r] = (g / np.maximum(np.outer(norms[last], norms[cand[r]]), 1e-12)).sum(axis=0)
     out["cooccurrence"] = co
+    return out
+
+
+def blend_by_group(ndcg, head, full, masks, train_matrix, users):
+    """Session 26: one blend per user group (new users, no train event; known users) against one blend
+    for all, each chosen on one half of the validation users and measured on the other."""
+    from tfrec.cli.ranking_stage import BLENDS
+
+    new = np.asarray(train_matrix[users].sum(axis=1)).ravel() == 0  # (n,)
+    curve = {k: [ndcg(head + b * full, v) for b in BLENDS] for k, v in masks.items()}
+    out = {"blends": list(BLENDS), "new_users": {k: int((v & new).sum()) for k, v in masks.items()},
+           "one_blend": curve, "cross": {}}
+    for chose, other in (("A", "B"), ("B", "A")):
+        one = BLENDS[int(np.argmax(curve[chose]))]
+        per = {}
+        for group, g in (("new", new), ("known", ~new)):
+            per[group] = BLENDS[int(np.argmax([ndcg(head + b * full, masks[chose] & g) for b in BLENDS]))]
+        blend = np.where(new, per["new"], per["known"])[:, None]
+        got = ndcg(head + blend * full, masks[other])
+        out["cross"][f"chosen_on_{chose}"] = {"one_blend": one, "per_group": per,
+                                              f"one_blend_on_{other}": ndcg(head + one * full, masks[other]),
+                                              f"per_group_on_{other}": got}
+    print(f"blend by group: {out['cross']}", flush=True)
     return out
 
 
@@ -139,6 +164,7 @@ def main(argv):
                                            - result["served"][other]}
         result["features"][name] = {"weights": list(WEIGHTS), "ndcg@10": curve, "cross": cross}
         print(f"{name}: all {[round(x, 4) for x in curve['all']]}  cross {cross}", flush=True)
+    result["blend_by_group"] = blend_by_group(ndcg, head, full, masks, validation.train_matrix, users)
     result["seconds"] = round(time.time() - start, 1)
     doc = json.loads(OUT.read_text()) if OUT.exists() else {"benchmark": "ranker_features", "runs": {}}
     doc["runs"][result["run"]] = result
