@@ -36,7 +36,9 @@ VARIANTS = {"default": {},
             "no_id": {"model": {"use_id": False}},  # the ranker's towers without id embeddings
             # 30% of training examples shown as a new user's (no id, no history): most held-out users are new
             "cold_users_0.3": {"ranking": {"cold_user_fraction": 0.3}},
-            "no_hard": {"ranking": {"num_hard_negatives": 0}}}  # random negatives only
+            "no_hard": {"ranking": {"num_hard_negatives": 0}},  # random negatives only
+            # session 26: one blend for queries with an empty history, one for the rest (the same ranker)
+            "blend_by_history": {"ranking": {"blend_by_history": True}}}
 METRICS = ("ndcg@10", "recall@10", "recall@20")
 
 
@@ -79,9 +81,11 @@ def one_seed(seed, variants):
         row["rankers"][name] = {
             "seconds": round(time.perf_counter() - t0, 1), "best_epoch": best["epoch"],
             "inner_val_ranker_alone_ndcg@10": best["val_two_stage_ndcg@10"], "blend": blend["blend"],
+            "blend_new": blend.get("blend_new", blend["blend"]),
             "inner_val_two_stage_ndcg@10": max(t["val_two_stage_ndcg@10"] for t in blend["trials"])}
         print(f"seed {seed} {name}: inner validation ranker alone {best['val_two_stage_ndcg@10']:.4f}, "
-              f"blend {blend['blend']:g} -> {row['rankers'][name]['inner_val_two_stage_ndcg@10']:.4f}", flush=True)
+              f"blend {blend['blend']:g} (empty history {row['rankers'][name]['blend_new']:g}) -> "
+              f"{row['rankers'][name]['inner_val_two_stage_ndcg@10']:.4f}", flush=True)
     # Every ranker's training ends with the retriever's prior counting inner train + inner validation
     # (what the held-out queries know); the scorers are built after the last one.
     known = pd.concat([inner.train, inner.val], ignore_index=True)

@@ -210,8 +210,7 @@ class RankingConfig:
 
     mode: "separate" (train retrieval, then the ranker on the retriever's hard negatives, retrieval frozen) | "joint"
     (one multi-task model, loss = retrieval_weight * retrieval + relevance_weight * ranking + rating_weight * rating).
-    loss: "listwise" (softmax over [positive, negatives]) | "bce" | "rating".
-    """
+    loss: "listwise" (softmax over [positive, negatives]) | "bce" | "rating"."""
 
     enabled: bool = True
     mode: str = "separate"
@@ -238,6 +237,7 @@ class RankingConfig:
     rating_base: str = "bias"
     cold_user_fraction: float = 0.3  # training examples shown as a new user's (no id, no history); bench/ranker_heldout
     popularity_days: int = 30  # item popularity features: events in the N days before the request's day; 0 = off
+    blend_by_history: bool = False  # one blend for queries with an empty history, one for the rest (validation)
 
     def __post_init__(self):
         if self.mode not in RANKING_MODES:

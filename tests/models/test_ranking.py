@@ -677,11 +677,42 @@ def test_tune_blend_picks_the_best_validation_blend_as_the_epoch_metric_measures
     assert out["blend"] == best["blend"] == pytest.approx(float(ranker.blend.numpy()))
     # Each trial equals the per-epoch validation metric with that blend set on the ranker
     # (candidates and relevance scored again through the ranker, not recombined).
+    assert out["blend_new"] == out["blend"] == pytest.approx(float(ranker.blend_new.numpy()))  # one blend for all
     for trial in out["trials"]:
         ranker.blend.assign(trial["blend"])
+        ranker.blend_new.assign(trial["blend"])
         logs = {}
         validation.on_epoch_end(0, logs)
         assert logs["val_two_stage_ndcg@10"] == pytest.approx(trial["val_two_stage_ndcg@10"], abs=1e-6)
+
+
+def test_tune_blend_by_history_picks_the_best_pair_of_blends_as_the_epoch_metric_measures_it(world):
+    """`by_history=True`: `blend_new` (queries with an empty history) and `blend` (the rest) chosen apart are
+    the best of every pair of grid values, each pair measured through the ranker by the per-epoch metric."""
+    import itertools
+
+    from tfrec.cli.ranking_stage import TwoStageValidation
+
+    data, split, cat, text, qf, retrieval, _ = world
+    ranker = _ranker(world)
+    validation = TwoStageValidation(retrieval, qf, split.train, split.val, cat, n_candidates=20, log=lambda *a: None)
+    validation.set_model(ranker)
+    blends = (0.0, 0.5, 100.0)
+    out = validation.tune_blend(ranker, blends=blends, by_history=True)
+    n_new = out["trials"][0]["users_new"]
+    assert 0 < n_new < len(validation.users)  # both groups are there: new users have no train event
+    assert (float(ranker.blend.numpy()), float(ranker.blend_new.numpy())) == (out["blend"], out["blend_new"])
+    measured = {}
+    for known, new in itertools.product(blends, blends):
+        ranker.blend.assign(known)
+        ranker.blend_new.assign(new)
+        logs = {}
+        validation.on_epoch_end(0, logs)
+        measured[(known, new)] = logs["val_two_stage_ndcg@10"]
+    best = max(measured.values())
+    assert measured[(out["blend"], out["blend_new"])] == pytest.approx(best, abs=1e-6)
+    # Not vacuous: the chosen pair differs from the one blend, or the pairs' metrics differ.
+    assert len({round(v, 6) for v in measured.values()}) > 1
 
 
 def test_assemble_hand_worked_and_keeps_close_retrieval_scores_apart():

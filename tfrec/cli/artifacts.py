@@ -89,7 +89,7 @@ def _ranker_variables(ranker):
     """The ranker's own variables in creation order: its layers' weights without the
     (separately saved) retrieval model's and without optimizer state."""
     shared = {w.ref() for w in ranker.retrieval.weights} if ranker.retrieval is not None else set()
-    shared.add(ranker.blend.ref())  # chosen on validation, saved in the info file
+    shared.update({ranker.blend.ref(), ranker.blend_new.ref()})  # chosen on validation, saved in the info file
     return [w for w in ranker.weights if w.ref() not in shared]
 
 
@@ -146,6 +146,7 @@ def save_model(run_dir, model, catalogue=None, ranker=None) -> str:
             _ranker_checkpoint(variables, ranker).write(str(tmp / RANKER_CHECKPOINT))
             info["ranker"] = {"checkpoint": RANKER_CHECKPOINT, "class": type(ranker).__name__,
                               "rating_mean": float(ranker.rating_mean), "retrieval_blend": float(ranker.blend.numpy()),
+                              "retrieval_blend_new": float(ranker.blend_new.numpy()),
                               "variables": [[w.name, list(w.shape), w.dtype.name] for w in variables]}
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return str(final)
@@ -302,4 +303,5 @@ def _load_ranker(info, model_dir, out, config, catalogue):
                         "since the run. Fix: re-run `tfrec run`.")
     _ranker_checkpoint(variables, ranker).read(str(model_dir / info["checkpoint"])).assert_existing_objects_matched()
     ranker.blend.assign(info.get("retrieval_blend", 0.0))
+    ranker.blend_new.assign(info.get("retrieval_blend_new", info.get("retrieval_blend", 0.0)))  # before session 26
     return ranker

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from tfrec.cli.ranker_inputs import ranker_ratings, ranking_features, rating_inputs, with_history_ratings  # noqa: F401
 from tfrec.errors import DataError
 
 
@@ -51,20 +52,26 @@ class TwoStageValidation(tf.keras.callbacks.Callback):
         return TwoStageScorer(retrieval, ranker, self.query_features, self.train, self.catalogue,
                               exclude=self.train if self.exclude_seen else None, n_candidates=self.n_candidates)
 
-    def _evaluate(self, score_fn):
+    def _evaluate(self, score_fn, result=False):
+        """The metrics' means (`result`: the whole `RankingResult`, per user)."""
         from tfrec.evaluation.ranking import evaluate_ranking
 
-        return evaluate_ranking(score_fn, self.users, self.val_matrix, ks=(10, 20), return_topk=False,
-                                exclude=self.train_matrix if self.exclude_seen else None).mean()
+        res = evaluate_ranking(score_fn, self.users, self.val_matrix, ks=(10, 20), return_topk=False,
+                               exclude=self.train_matrix if self.exclude_seen else None)
+        return res if result else res.mean()
 
-    def tune_blend(self, ranker, blends=BLENDS):
+    def tune_blend(self, ranker, blends=BLENDS, by_history=False):
         """Chooses the ranker's `blend` (relevance = head + blend x the retriever's full
         score) by validation two-stage NDCG@10 (ties: the smaller), sets it; returns
-        {"blend", "trials"}. The candidates and the head are scored once (blend 0)."""
+        {"blend", "blend_new", "trials"}. The candidates and the head are scored once (blend 0).
+        `by_history`: `blend_new`, for queries with an empty history (no train event), is chosen on
+        those users and `blend` on the others (NDCG@10 is a mean over users, so each part's best
+        is the best pair); otherwise both are the one blend."""
         from tfrec.models.scoring import first_events
         from tfrec.models.two_stage import TwoStageScorer
 
         ranker.blend.assign(0.0)
+        ranker.blend_new.assign(0.0)
         scorer = self._scorer(ranker)
         first = first_events(self.catalogue, self.val)
         scores, cand, head = scorer.ranked_candidates(first)
@@ -73,14 +80,26 @@ class TwoStageValidation(tf.keras.callbacks.Callback):
         trials = []
         for b in blends:
             out = TwoStageScorer.assemble(scores, cand, head + b * full)
-            res = self._evaluate(lambda u: out[rows.loc[np.asarray(u)].to_numpy()])
-            trials.append({"blend": float(b), "val_two_stage_ndcg@10": float(res["ndcg@10"]),
-                           "val_two_stage_recall@20": float(res["recall@20"])})
+            res = self._evaluate(lambda u: out[rows.loc[np.asarray(u)].to_numpy()], result=True)
+            ndcg, user_new = res.per_user["ndcg@10"], np.asarray(self.train_matrix[res.users].sum(axis=1)).ravel() == 0
+            trials.append({"blend": float(b), "val_two_stage_ndcg@10": res.mean()["ndcg@10"],
+                           "val_two_stage_recall@20": res.mean()["recall@20"], "users_new": int(user_new.sum()),
+                           **{f"val_ndcg@10_{g}_users": float(ndcg[m].mean()) if m.any() else None
+                              for g, m in (("new", user_new), ("known", ~user_new))}})
         best = max(trials, key=lambda t: t["val_two_stage_ndcg@10"])  # the first (smallest) of equals
-        ranker.blend.assign(best["blend"])
+        chosen = {"blend": best["blend"], "blend_new": best["blend"]}
+        if by_history:
+            for key, group in (("blend", "known"), ("blend_new", "new")):
+                scored = [t for t in trials if t[f"val_ndcg@10_{group}_users"] is not None]
+                if scored:
+                    chosen[key] = max(scored, key=lambda t: t[f"val_ndcg@10_{group}_users"])["blend"]
+        ranker.blend.assign(chosen["blend"])
+        ranker.blend_new.assign(chosen["blend_new"])
         self.log(f"rank: blend with the retriever's score chosen on validation: {best['blend']:g} (val two-stage "
-                 f"ndcg@10 {trials[0]['val_two_stage_ndcg@10']:.4f} at 0 -> {best['val_two_stage_ndcg@10']:.4f})")
-        return {"blend": best["blend"], "trials": trials}
+                 f"ndcg@10 {trials[0]['val_two_stage_ndcg@10']:.4f} at 0 -> {best['val_two_stage_ndcg@10']:.4f})"
+                 + (f"; by history: {chosen['blend']:g} for users with one, {chosen['blend_new']:g} for an empty "
+                    f"history ({trials[0]['users_new']} of the validation users)" if by_history else ""))
+        return {**chosen, "trials": trials}
 
     def on_epoch_end(self, epoch, logs=None):
         fn = self._scorer(self.model).user_matrix_scorer(self.catalogue, self.val)
@@ -102,44 +121,6 @@ class TwoStageValidation(tf.keras.callbacks.Callback):
         self.history.append(entry)
         self.log(f"  ranker epoch {epoch + 1}: relevance loss {loss:.1f}  "
                  f"val two-stage ndcg@10 {res['ndcg@10']:.4f}  recall@20 {res['recall@20']:.4f}{msg}")
-
-
-def ranking_features(query_features, events, context, ratings=True):
-    """Training features of the ranker: query features + item_id (+ rating, and the
-    ratings of the history items, `history_ratings`, when `context` has ratings)."""
-    feats = with_history_ratings(query_features.build(events, context=context), query_features, events, context)
-    feats["item_id"] = events["item_id"].astype(str).to_numpy(dtype=object)
-    if ratings and "rating" in events.columns:
-        feats["rating"] = events["rating"].to_numpy(np.float32)
-    return feats
-
-
-def with_history_ratings(feats, query_features, events, context):
-    """`feats` + `history_ratings` float32 [n, N] (the rating given to each `history`
-    item, 0 in padding), when `context` has a rating column."""
-    from tfrec.data.history import history_values
-
-    if context is not None and "rating" in context.columns:
-        feats["history_ratings"] = history_values(events, query_features.history_length, context=context)
-    return feats
-
-
-def rating_inputs(query_features, events, context):
-    """(features, item ids [n, 1]) for the rating head on each event's own item, histories
-    (and their ratings) from `context` strictly before the event."""
-    events = events.reset_index(drop=True)
-    feats = with_history_ratings(query_features.build(events, context=context), query_features, events, context)
-    return feats, events["item_id"].astype(str).to_numpy(dtype=object)[:, None]
-
-
-def ranker_ratings(ranker, query_features=None, events=None, context=None, inputs=None) -> np.ndarray:
-    """The rating head's prediction [n] for each event's own item: on `inputs` from
-    `rating_inputs`, or built here from (`query_features`, `events`, `context`)."""
-    from tfrec.models.two_stage import rank_candidates
-
-    feats, items = inputs if inputs is not None else rating_inputs(query_features, events, context)
-    _, rating = rank_candidates(ranker, feats, items)
-    return rating[:, 0]
 
 
 def two_stage_for_test(retrieval, ranker, query_features, known, split, catalogue, eval_cfg, n_candidates,
@@ -264,7 +245,7 @@ def train_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
     info = {"seconds": secs, "mode": r.mode, "loss": r.loss, "epochs": len(history.get("loss", [])),
             "relevance_loss": history.get("relevance_loss"), "validation": validation.history if validation else None}
     if validation is not None and ranker.retrieval is not None:
-        info["retrieval_blend"] = validation.tune_blend(ranker)
+        info["retrieval_blend"] = validation.tune_blend(ranker, by_history=r.blend_by_history)
     _count_everything_known(ranker, base, pd.concat([split.train, split.val], ignore_index=True), info, r, log)
     if validation is not None and validation.history:
         best = max(validation.history, key=lambda h: h["val_two_stage_ndcg@10"])
@@ -329,8 +310,10 @@ def refit_ranker(config, data, split, catalogue, text_embeddings, retrieval, que
                                   learning_rate=r.learning_rate, seed=t.seed, verbose=t.verbose,
                                   log_dir=None if log_dir is None else f"{log_dir}/refit_ranker")
     ranker.blend.assign(float(chosen.blend.numpy()))
+    ranker.blend_new.assign(float(chosen.blend_new.numpy()))
     return ranker, {"epochs": epochs, "interactions": int(len(known)), "seconds": secs,
                     "retrieval_blend": float(chosen.blend.numpy()),
+                    "retrieval_blend_new": float(chosen.blend_new.numpy()),
                     "relevance_loss": [float(v) for v in history.get("relevance_loss", [])]}
 
 

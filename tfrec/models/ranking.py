@@ -34,10 +34,9 @@ those ratings. It gives the ranker a user's rating scale without a trained user 
 (new users, users whose rating habits changed). The relevance logit does not read
 `history_ratings`, so the two-stage order and the `rank` signature do not need it.
 
-Joint (multi-task) training as in the TFRS multitask tutorial: with
-`retrieval_weight > 0` the retrieval model is trained with the ranker, loss =
-retrieval_weight * retrieval + relevance_weight * ranking + rating_weight * rating;
-with 0 (stages trained separately) it is frozen and only provides its score.
+Joint (multi-task) training as in the TFRS multitask tutorial: with `retrieval_weight > 0` the retrieval
+model is trained with the ranker, loss = retrieval_weight * retrieval + relevance_weight * ranking +
+rating_weight * rating; with 0 (stages trained separately) it is frozen and only provides its score.
 """
 import numpy as np
 import tensorflow as tf
@@ -78,10 +77,8 @@ class HybridRanker(tfrs.Model):
         bias_vocabularies: (user ids, item ids) of the rating head's bias tables; None =
             the towers' (train) vocabularies. A frozen base refitted on more data than
             train needs every id it may know (`build_ranker` passes the catalogue's).
-        cold_user_fraction: in training, this fraction of examples is shown as a new
-            user's (user id "", empty history and history ratings), so the model also
-            learns to score users it knows nothing about (most test users of a
-            temporal split).
+        cold_user_fraction: in training, this fraction of examples is shown as a new user's (user id "", empty
+            history and history ratings), so the model also learns to score users it knows nothing about.
     """
 
     def __init__(self, lookup, item_tower, query_tower, retrieval=None, loss="listwise", cross_layers=2,
@@ -100,8 +97,10 @@ class HybridRanker(tfrs.Model):
         self.retrieval = retrieval
         self.popularity = popularity
         # relevance = head + blend * the retriever's full score (cosine / T + prior - repeat penalty); 0 while
-        # training, chosen on validation after it (`tfrec.cli.ranking_stage.TwoStageValidation.tune_blend`).
+        # training, chosen on validation after it (`tfrec.cli.ranking_stage.TwoStageValidation.tune_blend`);
+        # `blend_new` for a query with an empty history (a new user's; the same value unless chosen apart).
         self.blend = tf.Variable(0.0, trainable=False, name="retrieval_blend")
+        self.blend_new = tf.Variable(0.0, trainable=False, name="retrieval_blend_new")
         self.loss_kind = loss
         self.num_random_negatives = int(num_random_negatives)
         self.rating_weight = float(rating_weight)
@@ -277,8 +276,10 @@ class HybridRanker(tfrs.Model):
         shape = tf.shape(candidate_ids)
         relevance = tf.reshape(self.relevance_head(h), shape)
         if self.retrieval is not None and not training:  # + blend x (cosine / T + prior - repeat penalty / T)
-            relevance += self.blend * (score[..., 0] + self.retrieval.prior_scores(candidate_ids)
-                                       - repeat_logits(self.retrieval, features, candidate_ids))
+            new = tf.reduce_all(tf.equal(features["history"], ""), axis=1) if "history" in features else False
+            relevance += tf.where(new, self.blend_new, self.blend)[..., None] * (
+                score[..., 0] + self.retrieval.prior_scores(candidate_ids)
+                - repeat_logits(self.retrieval, features, candidate_ids))
         biases = self.item_bias(candidate_ids)[..., 0]  # (b, c)
         if self.rating_user_bias:
             biases += self.user_bias(features["user_id"])[:, None, 0]
