@@ -48,6 +48,7 @@ def test_reloaded_run_recommends_exactly_like_the_trained_one(reloaded):
     # data: the item embeddings above include its dimension) and the ranker's blend weight.
     assert run.model.popularity_prior == result.model.popularity_prior
     assert float(run.ranker.blend.numpy()) == float(a.ranker.blend.numpy())
+    assert float(run.ranker.blend_new.numpy()) == float(a.ranker.blend_new.numpy())  # an empty history's
     assert b.item_embeddings.shape[1] == run.config.model.embedding_dim + 1
     # Histories with their ratings: the rating head's term reads only those its frozen base was not
     # fitted on, so the base's (user, item) pairs must come back too (as must the popularity counts).

@@ -318,7 +318,8 @@ def test_refit_trains_a_fresh_model_on_train_and_validation_with_the_choices_and
     cfg = _cfg(tmp_path, ml100k_path, "--train.refit=true", "--model.use_text=false", "--train.epochs=3",
                "--train.early_stopping_patience=1", "--model.cooccurrence=0.5", "--model.cooccurrence_rank=32",
                "--eval.baselines=", "--eval.n_bootstrap=50", "--export.enabled=false",
-               "--ranking.early_stopping_patience=1", "--ranking.num_hard_negatives=2")
+               "--ranking.early_stopping_patience=1", "--ranking.num_hard_negatives=2",
+               "--ranking.blend_by_history=true")
     result = run(cfg)
     model, split, train = result.model, result.split, result.metrics["train"]
     best = max(train["validation"], key=lambda h: h["val_recall@20"])["epoch"]
@@ -344,6 +345,10 @@ def test_refit_trains_a_fresh_model_on_train_and_validation_with_the_choices_and
     ranker = result.recommender.ranker
     assert ranking["refit"]["interactions"] == len(split.train) + len(split.val) and ranking["refit"]["epochs"] == 1
     assert ranker.retrieval is model and float(ranker.blend.numpy()) == ranking["retrieval_blend"]["blend"]
+    # `ranking.blend_by_history`: the empty-history blend, chosen apart, is refitted and reloaded with it.
+    assert float(ranker.blend_new.numpy()) == ranking["retrieval_blend"]["blend_new"] == ranking["refit"][
+        "retrieval_blend_new"] == float(loaded.ranker.blend_new.numpy())
+    assert ranking["retrieval_blend"]["trials"][0]["users_new"] > 0
     assert users <= set(ranker.query_tower.user_vocabulary) and items <= set(ranker.item_tower.item_vocabulary)
     assert "tfrec two-stage" in result.metrics["models"] and result.metrics["ranking"]["ratings"]
     from tfrec.cli.ranking_stage import rating_inputs

@@ -397,6 +397,8 @@ def test_two_stage_export_serves_the_rankers_top_k_of_the_retrieved_candidates(w
 
     data, split, cat, text, qf, retrieval, _ = world
     ranker = _ranker(world, history_ratings=True)  # served without `history_ratings`: relevance never reads it
+    ranker.blend.assign(0.5)  # with the retriever's score: 0.5 x, and 2 x for a query with an empty history
+    ranker.blend_new.assign(2.0)
     known = pd.concat([split.train, split.val])
     ret = HybridScorer(retrieval, qf, known, cat.item_ids)
     query_model, qspec, _, _ = hybrid_serving_parts(retrieval, qf)
@@ -405,10 +407,12 @@ def test_two_stage_export_serves_the_rankers_top_k_of_the_retrieved_candidates(w
                             root=str(tmp_path), name="two_stage")
     events = split.test.groupby("user_id").head(1).head(4).reset_index(drop=True)
     feats = ret.features(events)
+    feats["history"][0] = ""  # the first query as a new user's: its blend is `blend_new`
+    assert (feats["history"][1:] != "").any(axis=1).all()
     loaded = tf.saved_model.load(path)
     got = loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in feats.items()})
     ids = np.asarray(cat.item_ids, dtype=object).astype(str)
-    base = ret.score_queries(events)
+    base = ret._query_fn({k: tf.constant(v) for k, v in feats.items()}).numpy() @ ret.item_embeddings.T
     for r in range(len(events)):
         cand = ids[np.argsort(-base[r], kind="stable")[:12]]  # retrieval top-12 (no exclusions)
         rated = dict(feats, history_ratings=history_values(events, qf.history_length, context=known))
@@ -416,6 +420,11 @@ def test_two_stage_export_serves_the_rankers_top_k_of_the_retrieved_candidates(w
         order = np.argsort(-rel[0], kind="stable")[:5]
         assert got["item_ids"].numpy()[r].astype(str).tolist() == cand[order].tolist()
         np.testing.assert_allclose(got["scores"].numpy()[r], rel[0][order], rtol=1e-4, atol=1e-4)
+        if r == 0:  # not vacuous: with the other blend the new user's scores differ
+            ranker.blend_new.assign(0.5)
+            other, _ = rank_candidates(ranker, {k: v[:1] for k, v in rated.items()}, cand[None, :])
+            ranker.blend_new.assign(2.0)
+            assert np.abs(other[0] - rel[0]).max() > 1e-3
     assert set(loaded.signatures) >= {"serving_default", "recommend", "retrieve", "rank"}
 
 
@@ -634,6 +643,17 @@ def test_blend_adds_the_retrievers_full_score_with_its_popularity_prior(world):
         v = retrieval.item_embeddings(cands).numpy()  # (6, 3, d + 1)
         full = np.einsum("bd,bcd->bc", q, v) / retrieval.temperature
         np.testing.assert_allclose(got, head + 0.7 * full, rtol=1e-4, atol=1e-4)
+        # `blend_new` applies to the queries with an empty history (rows 0 and 1 here), `blend` to the rest.
+        feats["history"] = tf.concat([tf.fill([2, feats["history"].shape[1]], ""), feats["history"][2:]], axis=0)
+        ranker.blend.assign(0.0)
+        head = ranker.score(feats, cands)["relevance"].numpy()
+        ranker.blend.assign(0.7)
+        ranker.blend_new.assign(3.0)
+        got = ranker.score(feats, cands)["relevance"].numpy()
+        q = retrieval.query_embedding(feats).numpy()
+        full = np.einsum("bd,bcd->bc", q, v) / retrieval.temperature
+        per_row = np.array([3.0, 3.0, 0.7, 0.7, 0.7, 0.7])[:, None]
+        np.testing.assert_allclose(got, head + per_row * full, rtol=1e-4, atol=1e-4)
     finally:
         retrieval.set_popularity_prior(split.train, 0.0, 14)
 
