@@ -64,9 +64,9 @@ class TwoStageValidation(tf.keras.callbacks.Callback):
         """Chooses the ranker's `blend` (relevance = head + blend x the retriever's full
         score) by validation two-stage NDCG@10 (ties: the smaller), sets it; returns
         {"blend", "blend_new", "trials"}. The candidates and the head are scored once (blend 0).
-        `by_history`: `blend_new`, for queries with an empty history (no train event), is chosen on
-        those users and `blend` on the others (NDCG@10 is a mean over users, so each part's best
-        is the best pair); otherwise both are the one blend."""
+        `by_history`: `blend_new`, for queries with an empty history (as the ranker tells them apart),
+        is chosen on those users and `blend` on the others (NDCG@10 is a mean over users, so each
+        part's best is the best pair); otherwise both are the one blend."""
         from tfrec.models.scoring import first_events
         from tfrec.models.two_stage import TwoStageScorer
 
@@ -77,11 +77,12 @@ class TwoStageValidation(tf.keras.callbacks.Callback):
         scores, cand, head = scorer.ranked_candidates(first)
         full = np.take_along_axis(scores, cand, axis=1) / scorer.retrieval.model.temperature  # (n, N)
         rows = pd.Series(np.arange(len(first)), index=first["user_idx"].to_numpy())
+        empty = (np.asarray(scorer.retrieval.features(first)["history"]).astype(str) == "").all(axis=1)  # (n,)
         trials = []
         for b in blends:
             out = TwoStageScorer.assemble(scores, cand, head + b * full)
             res = self._evaluate(lambda u: out[rows.loc[np.asarray(u)].to_numpy()], result=True)
-            ndcg, user_new = res.per_user["ndcg@10"], np.asarray(self.train_matrix[res.users].sum(axis=1)).ravel() == 0
+            ndcg, user_new = res.per_user["ndcg@10"], empty[rows.loc[res.users].to_numpy()]
             trials.append({"blend": float(b), "val_two_stage_ndcg@10": res.mean()["ndcg@10"],
                            "val_two_stage_recall@20": res.mean()["recall@20"], "users_new": int(user_new.sum()),
                            **{f"val_ndcg@10_{g}_users": float(ndcg[m].mean()) if m.any() else None
