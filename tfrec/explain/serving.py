@@ -64,7 +64,8 @@ class QueryExplainer(tf.Module):
             product is reported under its name (0 for a block not given).
         lexical: (start, stop, terms), the text profile's lexical columns and their words
             (`HybridRetrieval.lexical_columns`): the W = `k_words` largest positive products of the
-            query's and the item's columns are reported with their words (None: W words "").
+            query's and the item's columns are reported with their words (W = the vocabulary's size
+            if it is smaller; None: W words "").
     """
 
     def __init__(self, query_model, item_ids, item_embeddings, history_length=None, occlusions=None,
