@@ -77,7 +77,8 @@ class TwoStageValidation(tf.keras.callbacks.Callback):
         scores, cand, head = scorer.ranked_candidates(first)
         full = np.take_along_axis(scores, cand, axis=1) / scorer.retrieval.model.temperature  # (n, N)
         rows = pd.Series(np.arange(len(first)), index=first["user_idx"].to_numpy())
-        empty = (np.asarray(scorer.retrieval.features(first)["history"]).astype(str) == "").all(axis=1)  # (n,)
+        history = scorer.retrieval.features(first).get("history")  # (n, N); none: no query is told apart
+        empty = np.zeros(len(first), bool) if history is None else (np.asarray(history).astype(str) == "").all(axis=1)
         trials = []
         for b in blends:
             out = TwoStageScorer.assemble(scores, cand, head + b * full)
