@@ -28,7 +28,7 @@ import tensorflow as tf  # noqa: E402
 
 def main(argv=None):
     from tfrec.explain import Explainer
-    from tfrec.explain.text import MAX_WORDS, STOPWORDS
+    from tfrec.explain.text import named_words
 
     args, run, start = load_run_folder(__doc__, "explain_words_ml100k.json", argv)
     rec, split = run.recommender, run.split
@@ -38,7 +38,7 @@ def main(argv=None):
         raise SystemExit("RUN_DIR needs the cold_items split and --model.text_profile_lexical > 0.")
     a, z, terms = lexical
     ex = Explainer(rec, split.train)
-    common = ex._common_words()
+    common = ex.common_words()
     cold = set(map(str, split.cold_items))
     test = split.test[split.test["item_id"].astype(str).isin(cold)]
     block = model.block_columns("text_profile")[0]  # the text profile's semantic columns come first
@@ -66,8 +66,7 @@ def main(argv=None):
             if e.text_profile > 0:
                 raised += 1
                 lexical_share.append(term / e.text_profile)
-                said = [w for w, _ in e.text_profile_words
-                        if w not in STOPWORDS and w not in common and (len(w) > 1 or w.isdigit())][:MAX_WORDS]
+                said = named_words(e.text_profile_words, common)
                 assert all(f'"{w}"' in e.sentence for w in said)
                 named_counts.append(len(said))
                 named.update(said)

@@ -68,16 +68,17 @@ class TwoStageValidation(tf.keras.callbacks.Callback):
         is chosen on those users and `blend` on the others (NDCG@10 is a mean over users, so each
         part's best is the best pair); otherwise both are the one blend."""
         from tfrec.models.scoring import first_events
-        from tfrec.models.two_stage import TwoStageScorer
+        from tfrec.models.two_stage import TwoStageScorer, rank_candidates
 
         ranker.blend.assign(0.0)
         ranker.blend_new.assign(0.0)
         scorer = self._scorer(ranker)
-        first = first_events(self.catalogue, self.val)
-        scores, cand, head = scorer.ranked_candidates(first)
+        first = first_events(self.catalogue, self.val).reset_index(drop=True)
+        scores, cand, feats = scorer.candidates(first)  # `ranked_candidates`, keeping the query features
+        head, _ = rank_candidates(ranker, feats, scorer.item_ids[cand], scorer.batch_size)
         full = np.take_along_axis(scores, cand, axis=1) / scorer.retrieval.model.temperature  # (n, N)
         rows = pd.Series(np.arange(len(first)), index=first["user_idx"].to_numpy())
-        history = scorer.retrieval.features(first).get("history")  # (n, N); none: no query is told apart
+        history = feats.get("history")  # (n, N); none: no query is told apart
         empty = np.zeros(len(first), bool) if history is None else (np.asarray(history).astype(str) == "").all(axis=1)
         trials = []
         for b in blends:

@@ -194,7 +194,7 @@ class Explainer:
             e.rank = r
         return out
 
-    def _common_words(self):
+    def common_words(self):
         """Words of more than half the catalogue's texts (a template's own, e.g. "Genres"), which sentences
         do not name (the text profile's lexical term as set now; none without it)."""
         profile = getattr(self.recommender.model, "text_profile", None)
@@ -202,7 +202,7 @@ class Explainer:
 
     def _explain(self, feats, item_ids, k_history):
         att = self.attribute(feats, item_ids)
-        common = self._common_words()
+        common = self.common_words()
         hist = [str(h) for h in feats["history"][0]]
         real = [j for j, h in enumerate(hist) if h != PAD]
         known = [j for j in real if self.cooc.rows([hist[j]])[0] >= 0]

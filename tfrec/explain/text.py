@@ -38,8 +38,11 @@ def join_titles(titles) -> str:
 _ATTRIBUTE_WORDS = {"user_id": "your past activity", "timestamp": "the time of your request"}
 
 
-def _nameable(word, skip) -> bool:
-    return word not in STOPWORDS and word not in skip and (len(word) > 1 or word.isdigit())
+def named_words(words, skip_words=()) -> list:
+    """The words of `words` ([(word, part)], largest first) that a sentence names: at most `MAX_WORDS`,
+    leaving out `STOPWORDS`, `skip_words` and single letters."""
+    keep = [w for w, _ in words if w not in STOPWORDS and w not in skip_words and (len(w) > 1 or w.isdigit())]
+    return keep[:MAX_WORDS]
 
 
 def sentence(explanation, k_history=3, skip_words=()) -> str:
@@ -53,7 +56,7 @@ def sentence(explanation, k_history=3, skip_words=()) -> str:
     if e.popularity_prior > 0 and e.popularity_prior >= e.score - e.popularity_prior:
         clauses.append("items like it are popular lately" if e.prior_predicted else "it is popular lately")
     if e.text_profile > 0:
-        words = [f'"{w}"' for w, _ in e.text_profile_words if _nameable(w, skip_words)][:MAX_WORDS]
+        words = [f'"{w}"' for w in named_words(e.text_profile_words, skip_words)]
         clauses.append(f"its description shares {join_titles(words)} with what you watched" if words
                        else "its description is like what you watched")
     if e.cooccurrence > 0 and e.cooccurrence >= e.score - e.cooccurrence:
