@@ -1,8 +1,7 @@
 """Run configuration: one frozen dataclass per stage, assembled into `RunConfig`.
 
-Values come from the defaults below, then a YAML/JSON file (`--config`), then dotted command-line overrides
-(`--train.epochs=3`). Every run writes the resolved config as `config.json` in its run folder. Each section checks
-its values when it is made, so a bad value stops `tfrec run` before any data is read, not when its stage starts.
+Values: the defaults below, then a YAML/JSON file (`--config`), then dotted overrides (`--train.epochs=3`); each run
+writes the resolved `config.json`. Each section checks its values when made: a bad one stops `tfrec run` at once.
 """
 import dataclasses
 import difflib
@@ -105,6 +104,7 @@ class ModelConfig:
     text_profile: float = 0.0  # items without a trained id: + w x text match with the whole history (text_profile.py)
     text_profile_shrinkage: float = 40.0  # a profile of n known items counts n / (n + this)
     text_profile_lexical: float = 0.0  # with the text profile: + v x the words' (TF-IDF) match; 0 = off
+    text_profile_lexical_terms: int = 4096  # its columns: the words of the most item texts; 0 = every word
     repeat_penalty: bool = False  # learn a score offset for items in the query's own history (models/repeat.py)
 
     def __post_init__(self):
@@ -125,10 +125,10 @@ class ModelConfig:
                 raise ConfigError(f"`model.{name}` must be in [0, 1], got {getattr(self, name)}.")
         _check_at_least("model", self, ["num_random_negatives", "history_negatives", "history_refresh",
                                         "content_loss_weight", "cold_neighbours", "text_profile"], 0, note=" (0 = off)")
-        _check_at_least("model", self, ["text_profile_shrinkage", "text_profile_lexical"], 0)
+        _check_at_least("model", self, ["text_profile_shrinkage", "text_profile_lexical",
+                                        "text_profile_lexical_terms"], 0)
         if self.text_profile_lexical > 0 and not self.text_profile > 0:
-            raise ConfigError("`model.text_profile_lexical` is a term of the text profile: set `model.text_profile` "
-                              "> 0 too (e.g. 0.5), or `model.text_profile_lexical=0`.")
+            raise ConfigError("`model.text_profile_lexical` (a text-profile term) needs `model.text_profile` > 0.")
         if self.content_loss_weight > 0 and not self.use_id:
             raise ConfigError("`model.content_loss_weight` > 0 needs `model.use_id=true`: without ids the main loss "
                               "is already content-only. Set `model.content_loss_weight=0`.")

@@ -56,6 +56,60 @@ def test_both_paths_equal_tfidf_matrix_on_movielens_and_on_accented_text(ml100k_
     assert {"amélie", "comédie", "café", "society", "ça", "2ème", "été"} <= set(lv.index)
 
 
+def _hand_tfidf(texts, new_texts, keep_words):
+    """Unit TF-IDF rows of `new_texts` under the vocabulary and smoothed idf ln((1 + n) / (1 + df)) + 1 of
+    `texts`, normalised over every word of the vocabulary, then only the `keep_words` columns."""
+    import re
+
+    tok = lambda t: re.findall(r"[^\W_]+", t.lower())  # noqa: E731
+    df = {}
+    for t in texts:
+        for w in set(tok(t)):
+            df[w] = df.get(w, 0) + 1
+    out = np.zeros((len(new_texts), len(keep_words)))
+    for r, t in enumerate(new_texts):
+        counts = pd.Series([w for w in tok(t) if w in df], dtype=object).value_counts()
+        full = {w: c * (math.log((1 + len(texts)) / (1 + df[w])) + 1) for w, c in counts.items()}
+        norm = math.sqrt(sum(v * v for v in full.values()))
+        out[r] = [full.get(w, 0.0) / norm if norm else 0.0 for w in keep_words]
+    return out, df
+
+
+def test_a_cut_vocabulary_keeps_the_words_of_most_texts_and_every_words_norm(ml100k_path):
+    """`LexicalVectors(texts, max_terms=D)`: columns for the D words of the most texts (ties: the
+    vocabulary's order), each text's vector its unit TF-IDF vector over every word less the other
+    columns (not renormalised): checked against a hand TF-IDF on ML-100K's texts, fitted and new."""
+    from tfrec.data.movielens import load_movielens
+    from tfrec.text.template import item_texts
+
+    texts = list(item_texts(load_movielens(ml100k_path).items))
+    full = LexicalVectors(texts)
+    lv = LexicalVectors(texts, max_terms=300)
+    assert (lv.dim, lv.n_words) == (300, full.dim) and full.dim > 2000
+    m = tfidf_matrix(texts)[0]
+    df = np.asarray((m > 0).sum(axis=0)).ravel()
+    order = sorted(range(len(df)), key=lambda j: (-df[j], j))  # most texts first, then the vocabulary's order
+    keep = sorted(order[:300])
+    assert lv.terms == [full.terms[j] for j in keep]
+    assert min(df[keep]) >= max(np.delete(df, keep)) and min(df[keep]) < max(df)  # a real cut, at a df tie
+    np.testing.assert_allclose(lv.doc_fraction, df[keep] / len(texts))
+    new = ["Star Trek: The Wrath of Khan (1982). Genres: Action, Adventure, Sci-Fi", "Khan. Genres: Action", "zebra"]
+    want_new, hand_df = _hand_tfidf(texts, new, lv.terms)
+    assert hand_df["khan"] < min(df[keep]) and want_new[1].max() > 0  # "khan" has no column, yet weighs in the norm
+    assert np.linalg.norm(want_new[1]) < 1 - 1e-3 and np.abs(want_new[2]).max() == 0  # not renormalised
+    ids, w = lv.fitted_rows()
+    fitted = lv.dense(tf.constant(ids), tf.constant(w)).numpy()
+    np.testing.assert_allclose(fitted, m.toarray()[:, keep], atol=2e-7)
+    for got in _both_paths(lv, texts[:50] + new):
+        np.testing.assert_allclose(got[:50], m.toarray()[:50, keep], atol=2e-7)
+        np.testing.assert_allclose(got[50:], want_new, atol=2e-7)
+    # A cut at or above the vocabulary's size is no cut: the same rows as every word's.
+    same = LexicalVectors(texts, max_terms=full.dim)
+    assert same.terms == full.terms
+    for a, b in zip(same.fitted_rows(), full.fitted_rows()):
+        np.testing.assert_array_equal(a, b)
+
+
 def _reference_cosines(texts, known_rows, rows):
     """Naive TF-IDF content score: the unit sum of the known items' tfidf_matrix rows against each row."""
     m = tfidf_matrix(texts)[0].toarray().astype(np.float64)
@@ -93,10 +147,12 @@ def test_untrained_items_gain_v_times_the_tfidf_cosine_and_trained_items_nothing
         model.set_text_profile(0.5, lexical=-1.0, item_texts=texts)
 
 
-def test_index_items_and_a_saved_model_give_new_items_the_block_of_their_text(tmp_path):
+@pytest.mark.parametrize("lexical_terms", [4096, 25])
+def test_index_items_and_a_saved_model_give_new_items_the_block_of_their_text(tmp_path, lexical_terms):
     """A new item's lexical part comes from its text (the frozen vocabulary and idf): added by
     `index_items` to the table queries read, and computed in graph ops by the exported item model;
-    the exported query model reads the same profile as the scorer."""
+    the exported query model reads the same profile as the scorer; with every word, or with a cut
+    vocabulary."""
     from tests.models.worlds import tiny_bert_world
     from tfrec.config import ModelConfig
     from tfrec.explain.serving import hybrid_explainer
@@ -110,8 +166,9 @@ def test_index_items_and_a_saved_model_give_new_items_the_block_of_their_text(tm
     tf.keras.utils.set_random_seed(0)
     model = build_hybrid(ModelConfig(embedding_dim=8, use_id=False), cat, data.items, text, qf)  # all untrained
     rec = Recommender(model, qf, data.items, text, split.train, text_encoder=enc)
-    rec.set_text_profile(0.5, length=20, lexical=0.8)
+    rec.set_text_profile(0.5, length=20, lexical=0.8, lexical_terms=lexical_terms)
     lv = model.text_profile.lexical
+    assert (lv.dim == lv.n_words) == (lexical_terms >= lv.n_words) and lv.dim == min(lexical_terms, lv.n_words)
     start, stop = model.block_columns("text_profile")  # after the tower (and the prior's column)
     lex = slice(start + text.shape[1], stop)  # the lexical part: after the text profile's t columns
     assert model.text_profile.dim == text.shape[1] + lv.dim and stop - lex.start == lv.dim

@@ -83,10 +83,11 @@ def test_text_profile_settings_are_checked(world):
         with pytest.raises(ConfigError, match="weight > 0, a length >= 1, a shrinkage >= 0 and a lexical weight >= 0"):
             model.set_text_profile(weight, length, shrinkage)
     for bad in ({"text_profile": -1.0}, {"text_profile_shrinkage": -2.0},
-                {"text_profile": 0.5, "text_profile_lexical": -0.5}):
+                {"text_profile": 0.5, "text_profile_lexical": -0.5},
+                {"text_profile": 0.5, "text_profile_lexical": 0.5, "text_profile_lexical_terms": -1}):
         with pytest.raises(ConfigError, match=list(bad)[-1]):
             ModelConfig(**bad)
-    with pytest.raises(ConfigError, match=r"term of the text profile: set `model.text_profile` > 0"):
+    with pytest.raises(ConfigError, match=r"\(a text-profile term\) needs `model.text_profile` > 0"):
         ModelConfig(text_profile_lexical=0.5)  # without the profile it would do nothing
     assert ModelConfig(text_profile=0.5, text_profile_lexical=0.5).text_profile_lexical == 0.5
     no_text = seeded_hybrid(world, use_text=False)

@@ -68,12 +68,15 @@ class RetrievalSpace:
         start = self.block_columns("text_profile")[0] + tp.text_dim
         return start, start + tp.lexical.dim, tp.lexical.terms
 
-    def set_text_profile(self, weight=0.0, length=1000, shrinkage=40.0, lexical=0.0, item_texts=None):
+    def set_text_profile(self, weight=0.0, length=1000, shrinkage=40.0, lexical=0.0, item_texts=None,
+                         lexical_terms=4096):
         """Items without a trained id also score w x their text's match with the user's history, and with
-        `lexical` > 0 v x their words' (TF-IDF) match; `item_texts`: the lookup's items' (text_profile.py)."""
+        `lexical` > 0 v x their words' (TF-IDF) match; `item_texts`: the lookup's items'; `lexical_terms`:
+        the most words given columns (text_profile.py)."""
         from tfrec.models.text_profile import TextProfile
 
-        self.text_profile = TextProfile(self, weight, length, shrinkage, lexical, item_texts) if weight else None
+        self.text_profile = (TextProfile(self, weight, length, shrinkage, lexical, item_texts, lexical_terms)
+                             if weight else None)
         self._space_changed()
 
     def set_cooccurrence(self, interactions=None, weight=0.0, l2=250.0, rank=256, length=1000):

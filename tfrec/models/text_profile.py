@@ -63,9 +63,11 @@ class TextProfile(tf.Module):
         lexical: v >= 0, the lexical term's weight (module docstring; 0: off).
         item_texts: with `lexical`, the template text of each item of `model.lookup`, in its order
             (`catalogue_texts`).
+        lexical_terms: the most words the lexical term gives columns, those of the most texts
+            (`tfrec.models.lexical`; 0: every word).
     """
 
-    def __init__(self, model, weight, length=1000, shrinkage=40.0, lexical=0.0, item_texts=None):
+    def __init__(self, model, weight, length=1000, shrinkage=40.0, lexical=0.0, item_texts=None, lexical_terms=4096):
         super().__init__(name="text_profile")
         lookup, tower = model.lookup, model.item_tower
         if "text_embedding" not in lookup.column_names or not tower.use_text:
@@ -88,7 +90,7 @@ class TextProfile(tf.Module):
                 raise ConfigError(f"The text profile's lexical term needs one text per catalogue item "
                                   f"({len(lookup.item_ids)}, `catalogue_texts`), got "
                                   f"{'none' if item_texts is None else len(item_texts)}.")
-            self.lexical = LexicalVectors(item_texts)
+            self.lexical = LexicalVectors(item_texts, lexical_terms)
             self._lexical_rows = None
             self._append_lexical_rows(*self.lexical.fitted_rows())  # the catalogue's rows, from the fit
         self.dim = self.text_dim + (self.lexical.dim if self.lexical is not None else 0)  # the block's width
@@ -165,10 +167,11 @@ def with_text_profile(model, model_cfg, log=print, items=None, template=None):
     if lexical and items is None:
         raise ConfigError("`model.text_profile_lexical` > 0 needs the items table (their texts).")
     model.set_text_profile(model_cfg.text_profile, shrinkage=model_cfg.text_profile_shrinkage, lexical=lexical,
-                           item_texts=catalogue_texts(model.lookup, items, template) if lexical else None)
+                           item_texts=catalogue_texts(model.lookup, items, template) if lexical else None,
+                           lexical_terms=model_cfg.text_profile_lexical_terms)
     n = len(model.lookup.item_ids) - len(set(model.lookup.item_ids) & set(model.item_tower.item_vocabulary))
     log(f"cold items: the {n} catalogue items without a trained id also score {model_cfg.text_profile:g} x the "
         f"cosine of their text with the user's text profile (newest {model.text_profile.length} known items; a "
         f"profile of n items counts n / (n + {model_cfg.text_profile_shrinkage:g}))"
-        + (f", and {lexical:g} x their words' TF-IDF match ({model.text_profile.lexical.dim:,} terms)" if lexical
-           else ""))
+        + (f", and {lexical:g} x their words' TF-IDF match ({model.text_profile.lexical.dim:,} of "
+           f"{model.text_profile.lexical.n_words:,} words)" if lexical else ""))
