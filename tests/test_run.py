@@ -255,9 +255,11 @@ def test_a_run_with_the_text_profile_scores_reloads_and_exports_it(tmp_path, ml1
 
     # The co-occurrence block fixed on too (a single weight is not chosen): both long-history blocks
     # through the run folder and the export.
-    # With the profile's lexical term (the TF-IDF cosine of the items' template texts) too.
+    # With the profile's lexical term (the TF-IDF cosine of the items' template texts) too, its columns cut to
+    # the 1,000 words of the most texts.
     cfg = _cfg(tmp_path, ml100k_path, "--split.kind=cold_items", "--model.text_profile=0.5", "--train.epochs=1",
-               "--model.text_profile_lexical=0.5", "--model.cooccurrence=0.5", "--model.cooccurrence_rank=32",
+               "--model.text_profile_lexical=0.5", "--model.text_profile_lexical_terms=1000",
+               "--model.cooccurrence=0.5", "--model.cooccurrence_rank=32",
                "--eval.baselines=", "--eval.n_bootstrap=50", "--export.enabled=false", "--ranking.enabled=false")
     result = run(cfg)
     model = result.model
@@ -267,8 +269,8 @@ def test_a_run_with_the_text_profile_scores_reloads_and_exports_it(tmp_path, ml1
     from tfrec.text.template import item_texts
 
     vocabulary = tfidf_matrix(list(item_texts(result.data.items)))[0].shape[1]  # the catalogue's words
-    assert model.text_profile.lexical_weight == 0.5 and model.text_profile.lexical.dim == vocabulary
-    assert model.text_profile.dim == 384 + vocabulary  # MiniLM's 384 and the words'
+    assert model.text_profile.lexical_weight == 0.5 and model.text_profile.lexical.n_words == vocabulary > 2000
+    assert model.text_profile.lexical.dim == 1000 and model.text_profile.dim == 384 + 1000  # MiniLM's 384, the words'
     assert result.metrics["train"]["cooccurrence"]["weight"] == model.cooccurrence.weight == 0.5
     assert model.block_columns("cooccurrence") == (d, d + 32)
     a, z = model.block_columns("text_profile")
@@ -282,7 +284,7 @@ def test_a_run_with_the_text_profile_scores_reloads_and_exports_it(tmp_path, ml1
     assert "tfrec hybrid" in result.metrics["cold_start"]["models"]
     loaded = load_run(result.run_dir)
     assert loaded.model.text_profile.weight == 0.5 and loaded.model.cooccurrence.weight == 0.5
-    assert loaded.model.text_profile.lexical_weight == 0.5
+    assert loaded.model.text_profile.lexical_weight == 0.5 and loaded.model.text_profile.lexical.dim == 1000
     ids = tf.constant(list(model.lookup.item_ids))
     np.testing.assert_allclose(loaded.model.item_embeddings(ids).numpy(), model.item_embeddings(ids).numpy(),
                                atol=1e-5)
