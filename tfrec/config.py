@@ -1,7 +1,7 @@
 """Run configuration: one frozen dataclass per stage, assembled into `RunConfig`.
 
-Values: the defaults below, then a YAML/JSON file (`--config`), then dotted overrides (`--train.epochs=3`); each run
-writes the resolved `config.json`. Each section checks its values when made: a bad one stops `tfrec run` at once.
+Values: defaults, then a YAML/JSON file (`--config`), then dotted overrides (`--train.epochs=3`); runs write the
+resolved `config.json`. Each section checks its values when made: a bad one stops `tfrec run` before any data is read.
 """
 import dataclasses
 import difflib

@@ -73,7 +73,8 @@ class Recommender:
         from tfrec.models.text_profile import catalogue_texts
 
         texts = catalogue_texts(self.model.lookup, self.items, self.text_template) if lexical else None
-        self.model.set_text_profile(weight, length, shrinkage, lexical, texts, lexical_terms)  # `scorer`: rebuilt
+        # `scorer` rebuilds at its next use
+        self.model.set_text_profile(weight, length, shrinkage, lexical, texts, lexical_terms)
         return self
 
     def default_timestamp(self) -> int:

@@ -28,7 +28,9 @@ v * cos(lexical profile_u, l_i): l_i the unit TF-IDF vector of the item's templa
 (`tfrec.models.lexical`, vocabulary and idf fitted on the catalogue's texts), the profile the
 normalised sum of l_j over the same known items, unshrunk: the TF-IDF content baseline's own
 score, so the words of a title count beside its meaning. It widens the block by the
-vocabulary's size; new items get l_i from their text (`index_items`, the exported item model).
+vocabulary's size, or by `lexical_terms` columns (`model.text_profile_lexical_terms`: the words of
+the most texts; every word still counts in l_i's norm); new items get l_i from their text
+(`index_items`, the exported item model).
 
 The profile reads the query's `profile_history` feature (item ids, "" = padding; the
 newest `length` known items: `HybridScorer`, `Recommender` and the exported query model
