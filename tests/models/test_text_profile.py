@@ -207,6 +207,12 @@ def test_a_saved_model_scores_the_text_profile_from_the_whole_history_it_is_sent
     rec = Recommender(model, qf, data.items, text, split.train, text_encoder=enc)
     rec.index_items(items.assign(item_id=[f"new-{i}" for i in range(3)]))
     np.testing.assert_allclose(rec.item_embeddings[-3:, d + 1:], new[:, d + 1:], atol=1e-4)
+    # A history holding new items: the profile counts their text (the same texts as the first three items').
+    sent = history[-5:] + ["new-0", "new-2"]
+    q = rec.query_embedding(user, timestamp=ts, history=sent)
+    same = [row[str(i)] for i in items["item_id"]]
+    rows = [row[i] for i in history[-5:]] + [same[0], same[2]]
+    np.testing.assert_allclose(q[d + 1:], _unit(centred[rows].sum(axis=0)) * 7 / (7 + 40), atol=1e-5)
 
 
 def test_explainer_scores_an_untrained_item_with_its_text_profile_term():

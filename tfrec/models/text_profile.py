@@ -83,6 +83,8 @@ class TextProfile(tf.Module):
         emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         self.mean = tf.constant(emb.mean(axis=0).astype(np.float32))  # (t,)
         self.text_dim = int(emb.shape[1])
+        self._centred_rows = None  # t of every lookup row, then a zero row (the unknown one): what queries gather
+        self._append_centred(lookup.columns["text_embedding"].numpy()[:-1])
         self.tower = tower  # which ids are trained: `ItemTower.has_trained_id`
         self.lexical_weight, self.lexical = float(lexical), None
         if self.lexical_weight:
@@ -97,10 +99,20 @@ class TextProfile(tf.Module):
             self._append_lexical_rows(*self.lexical.fitted_rows())  # the catalogue's rows, from the fit
         self.dim = self.text_dim + (self.lexical.dim if self.lexical is not None else 0)  # the block's width
 
-    def add_items(self, texts):
-        """The lexical term's table gains rows for new catalogue items (`index_items` appends them to the
-        lookup, before its unknown row), weighted by the frozen vocabulary and idf."""
-        self._append_lexical_rows(*self.lexical.rows(texts))
+    def add_items(self, texts, text_embeddings):
+        """The profile's tables gain rows for new catalogue items (`index_items` appends them to the lookup,
+        before its unknown row): their centred text embeddings [n, t], and with the lexical term their
+        texts' rows, weighted by the frozen vocabulary and idf."""
+        self._append_centred(text_embeddings)
+        if self.lexical is not None:
+            self._append_lexical_rows(*self.lexical.rows(texts))
+
+    def _append_centred(self, text_embeddings):
+        """Appends t = `centred(e)` of embeddings [n, t] to the rows queries gather (before the zero row):
+        computed once per item, not for each history entry of each query."""
+        new = self.centred(tf.constant(np.asarray(text_embeddings), tf.float32)).numpy()
+        old = self._centred_rows.numpy()[:-1] if self._centred_rows is not None else new[:0]
+        self._centred_rows = tf.constant(np.concatenate([old, new, np.zeros((1, self.text_dim), np.float32)]))
 
     def _append_lexical_rows(self, ids, weights):
         """Appends term-id and weight rows [n, T] to the table (before its unknown, zero row)."""
@@ -144,12 +156,15 @@ class TextProfile(tf.Module):
         """[b, dim]: each query's normalised text profile x n / (n + k), then its normalised lexical profile
         (zeros for an empty history)."""
         history = features.get(PROFILE_FEATURE, features["history"])  # (b, L) item ids
+        if self._centred_rows.shape[0] != len(lookup.item_ids) + 1:
+            raise ValueError(f"The text profile has {self._centred_rows.shape[0] - 1} items' rows and the lookup "
+                             f"{len(lookup.item_ids)}: add items with `Recommender.index_items` (it extends both).")
         rows = lookup.table.lookup(history)
         known = tf.cast(tf.not_equal(rows, len(lookup.item_ids)), tf.float32)  # "" and unknown ids: not counted
-        t = self.centred(lookup.by_row(rows)["text_embedding"])  # (b, L, t)
         n = tf.reduce_sum(known, axis=1, keepdims=True)  # (b, 1)
         shrink = n / tf.maximum(n + self.shrinkage, 1.0)  # (0 items: 0; k = 0: 1)
-        out = tf.math.l2_normalize(tf.reduce_sum(t * known[..., None], axis=1), axis=-1) * shrink
+        out = tf.math.l2_normalize(tf.einsum("bl,blt->bt", known, tf.gather(self._centred_rows, rows)), axis=-1)
+        out = out * shrink
         if self.lexical is None:
             return out
         return tf.concat([out, tf.math.l2_normalize(self._lexical_of_rows(rows), axis=-1)], axis=-1)
