@@ -83,8 +83,8 @@ class TextProfile(tf.Module):
         emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
         self.mean = tf.constant(emb.mean(axis=0).astype(np.float32))  # (t,)
         self.text_dim = int(emb.shape[1])
-        self._centred_rows = None  # t of every lookup row, then a zero row (the unknown one): what queries gather
-        self._append_centred(lookup.columns["text_embedding"].numpy()[:-1])
+        self._scales = None  # (c, r) of every lookup row, then a zero row (the unknown one): `_append_scales`
+        self._append_scales(lookup.columns["text_embedding"].numpy()[:-1])
         self.tower = tower  # which ids are trained: `ItemTower.has_trained_id`
         self.lexical_weight, self.lexical = float(lexical), None
         if self.lexical_weight:
@@ -103,16 +103,21 @@ class TextProfile(tf.Module):
         """The profile's tables gain rows for new catalogue items (`index_items` appends them to the lookup,
         before its unknown row): their centred text embeddings [n, t], and with the lexical term their
         texts' rows, weighted by the frozen vocabulary and idf."""
-        self._append_centred(text_embeddings)
+        self._append_scales(text_embeddings)
         if self.lexical is not None:
             self._append_lexical_rows(*self.lexical.rows(texts))
 
-    def _append_centred(self, text_embeddings):
-        """Appends t = `centred(e)` of embeddings [n, t] to the rows queries gather (before the zero row):
-        computed once per item, not for each history entry of each query."""
-        new = self.centred(tf.constant(np.asarray(text_embeddings), tf.float32)).numpy()
-        old = self._centred_rows.numpy()[:-1] if self._centred_rows is not None else new[:0]
-        self._centred_rows = tf.constant(np.concatenate([old, new, np.zeros((1, self.text_dim), np.float32)]))
+    def _append_scales(self, text_embeddings):
+        """Appends (c, r) of embeddings e [n, t] (before the zero row): `centred(e)` = c e - r m, with
+        r = 1 / |e / |e| - m| and c = r / |e|, so a profile is the sum of c e_j over the history minus
+        the sum of r_j times m; computed once per item, not for each history entry of each query."""
+        e = tf.constant(np.asarray(text_embeddings), tf.float32)
+        inv_e = tf.math.rsqrt(tf.maximum(tf.reduce_sum(e * e, axis=-1), 1e-12))  # as l2_normalize divides
+        d = e * inv_e[:, None] - self.mean
+        r = tf.math.rsqrt(tf.maximum(tf.reduce_sum(d * d, axis=-1), 1e-12))
+        new = tf.stack([r * inv_e, r], axis=-1).numpy()
+        old = self._scales.numpy()[:-1] if self._scales is not None else new[:0]
+        self._scales = tf.constant(np.concatenate([old, new, np.zeros((1, 2), np.float32)]))
 
     def _append_lexical_rows(self, ids, weights):
         """Appends term-id and weight rows [n, T] to the table (before its unknown, zero row)."""
@@ -156,15 +161,17 @@ class TextProfile(tf.Module):
         """[b, dim]: each query's normalised text profile x n / (n + k), then its normalised lexical profile
         (zeros for an empty history)."""
         history = features.get(PROFILE_FEATURE, features["history"])  # (b, L) item ids
-        if self._centred_rows.shape[0] != len(lookup.item_ids) + 1:
-            raise ValueError(f"The text profile has {self._centred_rows.shape[0] - 1} items' rows and the lookup "
+        if self._scales.shape[0] != len(lookup.item_ids) + 1:
+            raise ValueError(f"The text profile has {self._scales.shape[0] - 1} items' rows and the lookup "
                              f"{len(lookup.item_ids)}: add items with `Recommender.index_items` (it extends both).")
         rows = lookup.table.lookup(history)
         known = tf.cast(tf.not_equal(rows, len(lookup.item_ids)), tf.float32)  # "" and unknown ids: not counted
         n = tf.reduce_sum(known, axis=1, keepdims=True)  # (b, 1)
         shrink = n / tf.maximum(n + self.shrinkage, 1.0)  # (0 items: 0; k = 0: 1)
-        out = tf.math.l2_normalize(tf.einsum("bl,blt->bt", known, tf.gather(self._centred_rows, rows)), axis=-1)
-        out = out * shrink
+        scales = tf.gather(self._scales, rows) * known[..., None]  # (b, L, 2)
+        total = tf.einsum("bl,blt->bt", scales[..., 0], tf.gather(lookup.columns["text_embedding"], rows))
+        total -= tf.reduce_sum(scales[..., 1], axis=1, keepdims=True) * self.mean  # the sum of centred(e_j)
+        out = tf.math.l2_normalize(total, axis=-1) * shrink
         if self.lexical is None:
             return out
         return tf.concat([out, tf.math.l2_normalize(self._lexical_of_rows(rows), axis=-1)], axis=-1)
