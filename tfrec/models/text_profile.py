@@ -101,8 +101,8 @@ class TextProfile(tf.Module):
 
     def add_items(self, texts, text_embeddings):
         """The profile's tables gain rows for new catalogue items (`index_items` appends them to the lookup,
-        before its unknown row): their centred text embeddings [n, t], and with the lexical term their
-        texts' rows, weighted by the frozen vocabulary and idf."""
+        before its unknown row): the scales of their text embeddings [n, t] (`_append_scales`), and with the
+        lexical term their texts' rows, weighted by the frozen vocabulary and idf."""
         self._append_scales(text_embeddings)
         if self.lexical is not None:
             self._append_lexical_rows(*self.lexical.rows(texts))
