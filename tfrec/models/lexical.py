@@ -46,9 +46,8 @@ class LexicalVectors(tf.Module):
         cut = weights[:, keep].tocsr() if len(keep) < len(words) else weights
         cut.sort_indices()
         self._fitted = cut  # csr [n, V]: the fitted texts' vectors (`fitted_rows`), columns in order
-        self._all_idf = smoothed_idf(len(texts), df)  # float64, every word's: each text's norm
+        self._all_idf = smoothed_idf(len(texts), df)  # float64, every word's (tfidf_matrix's): each text's norm
         self._all_index = {t: k for k, t in enumerate(words)}
-        self.idf_values = self._all_idf[keep]  # float64 [V], tfidf_matrix's
         self.doc_fraction = df[keep] / max(len(texts), 1)  # float64 [V]: the share of the fitted texts holding each
         self.terms = [words[k] for k in keep]  # the vocabulary in column order
         self.index = {t: k for k, t in enumerate(self.terms)}
