@@ -65,9 +65,8 @@ def one_model(seed, draw, dims, hash_seeds, built=()):
 
     flags = [*VARIANTS["default"], f"--train.seed={seed}"]
     _, data, split, catalogue, base, _, _ = train_cold_model(flags, 10, True, validation_seed=draw)
-    scorer = base
-    scorer.model.set_text_profile(TEXT_PROFILE, shrinkage=TEXT_PROFILE_SHRINKAGE)
-    scorer = HybridScorer(scorer.model, scorer.query_features, scorer.context, catalogue.item_ids)
+    base.model.set_text_profile(TEXT_PROFILE, shrinkage=TEXT_PROFILE_SHRINKAGE)
+    scorer = HybridScorer(base.model, base.query_features, base.context, catalogue.item_ids)
     cold = np.sort(catalogue.item_index(split.cold_items))
     relevant = catalogue.matrix(split.test[split.test["item_id"].isin(split.cold_items)])[:, cold]
     users = np.unique(relevant.nonzero()[0])

@@ -48,7 +48,7 @@ class LexicalVectors(tf.Module):
         self._fitted = cut  # csr [n, V]: the fitted texts' vectors (`fitted_rows`), columns in order
         self._all_idf = smoothed_idf(len(texts), df)  # float64, every word's (tfidf_matrix's): each text's norm
         self._all_index = {t: k for k, t in enumerate(words)}
-        self.doc_fraction = df[keep] / max(len(texts), 1)  # float64 [V]: the share of the fitted texts holding each
+        self.doc_fraction = df[keep] / max(len(texts), 1)  # float64 [V]: the share of the fitted texts with each
         self.terms = [words[k] for k in keep]  # the vocabulary in column order
         self.index = {t: k for k, t in enumerate(self.terms)}
         self.dim, self.n_words = len(self.terms), len(words)

@@ -276,7 +276,7 @@ class Recommender:
 
         index_prior(self.model, new["item_id"])  # with the content prior: their popularity prior, predicted
         profile = self.model.text_profile
-        if profile is not None:  # the profile's rows for them: their centred text (and words)
+        if profile is not None:  # the profile's rows for them: their texts' scales (and words)
             profile.add_items(texts, np.asarray(new_cols["text_embedding"]))
         scoring._FUNCTIONS.pop(self.model, None)  # likewise for the retrieval model's traced functions
         self._refresh()

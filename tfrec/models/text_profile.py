@@ -116,19 +116,16 @@ class TextProfile(tf.Module):
         d = e * inv_e[:, None] - self.mean
         r = tf.math.rsqrt(tf.maximum(tf.reduce_sum(d * d, axis=-1), 1e-12))
         new = tf.stack([r * inv_e, r], axis=-1).numpy()
-        old = self._scales.numpy()[:-1] if self._scales is not None else new[:0]
-        self._scales = tf.constant(np.concatenate([old, new, np.zeros((1, 2), np.float32)]))
+        self._scales = tf.constant(_before_unknown(None if self._scales is None else self._scales.numpy(), new))
 
     def _append_lexical_rows(self, ids, weights):
-        """Appends term-id and weight rows [n, T] to the table (before its unknown, zero row)."""
-        if self._lexical_rows is not None:  # the rows so far, less the unknown (zero) row
-            old_ids, old_w = (r.numpy()[:-1] for r in self._lexical_rows)
-            width = max(ids.shape[1], old_ids.shape[1])
-            pad = lambda a: np.pad(a, ((0, 0), (0, width - a.shape[1])))  # noqa: E731
-            ids, weights = np.concatenate([pad(old_ids), pad(ids)]), np.concatenate([pad(old_w), pad(weights)])
-        zero = np.zeros((1, ids.shape[1]))
-        self._lexical_rows = (tf.constant(np.concatenate([ids, zero]).astype(np.int32)),
-                              tf.constant(np.concatenate([weights, zero]).astype(np.float32)))
+        """Appends term-id and weight rows [n, T] to the table (before its unknown, zero row), both padded
+        to the wider of the two widths with id 0 and weight 0."""
+        old_ids, old_w = (None, None) if self._lexical_rows is None else (r.numpy() for r in self._lexical_rows)
+        width = max(ids.shape[1], 0 if old_ids is None else old_ids.shape[1])
+        pad = lambda a: None if a is None else np.pad(a, ((0, 0), (0, width - a.shape[1])))  # noqa: E731
+        self._lexical_rows = (tf.constant(_before_unknown(pad(old_ids), pad(ids)).astype(np.int32)),
+                              tf.constant(_before_unknown(pad(old_w), pad(weights)).astype(np.float32)))
 
     def _lexical_of_rows(self, rows):
         """Summed lexical vectors [b, V] of lookup rows [b, ...] (the unknown row adds nothing)."""
@@ -179,6 +176,13 @@ class TextProfile(tf.Module):
     def newest(self, history):
         """The newest `length` columns of history ids [b, any] (the profile's window)."""
         return history[:, -self.length:]
+
+
+def _before_unknown(table, new):
+    """Numpy rows `new` [n, ...] put in `table` [m + 1, ...] (None: empty) before its last row, the unknown
+    item's, which is zeros (the profile's tables follow the lookup's rows, whose last is the unknown one)."""
+    head = new[:0] if table is None else table[:-1]
+    return np.concatenate([head, new, np.zeros((1,) + new.shape[1:], new.dtype)])
 
 
 def with_text_profile(model, model_cfg, log=print, items=None, template=None):
