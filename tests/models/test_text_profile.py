@@ -65,6 +65,34 @@ def test_untrained_items_gain_the_text_match_with_the_whole_history_and_trained_
     model.set_text_profile(0.0)
 
 
+def test_many_queries_of_every_history_length_score_as_one_at_a_time(world, monkeypatch):
+    """The scorer embeds queries with a profile window in order of their history's length, a few at a
+    time, each call cut to the columns its rows fill (`_embed_by_length`): every train event asked as a
+    query (histories of 0 to ~40 items, in calls of 16 rows cut to multiples of 4 columns), each row
+    against the numpy reference and in the events' own order."""
+    import tfrec.models.scoring as scoring
+
+    monkeypatch.setattr(scoring, "ROWS_PER_CALL", 16)
+    monkeypatch.setattr(scoring, "WIDTH_STEP", 4)
+    data, split, cat, text, qf = world
+    model = seeded_hybrid(world)
+    ids = list(cat.item_ids)
+    trained = set(model.item_tower.item_vocabulary)
+    ev = split.train[["user_id", "timestamp"]].sample(frac=1.0, random_state=0).reset_index(drop=True)
+    before = HybridScorer(model, qf, split.train, ids).score_queries(ev)  # term off: no profile window
+    model.set_text_profile(0.7, shrinkage=5.0)
+    try:
+        scorer = HybridScorer(model, qf, split.train, ids)
+        lengths = np.count_nonzero(scorer.features(ev)[PROFILE_FEATURE], axis=1)
+        assert len(ev) > 40 * 16 and lengths.min() == 0 and lengths.max() > 8 * 4  # many calls and widths
+        got = scorer.score_queries(ev)
+    finally:
+        model.set_text_profile(0.0)
+    for r, (user, ts) in enumerate(zip(ev["user_id"].astype(str), ev["timestamp"])):
+        want = before[r] + _numpy_term(text, ids, trained, 0.7, 5.0, split.train, user, ts)
+        np.testing.assert_allclose(got[r], want, atol=1e-5)
+
+
 def test_empty_and_unknown_histories_give_a_zero_profile(world):
     data, split, cat, text, qf = world
     model = seeded_hybrid(world)

@@ -21,6 +21,8 @@ from tfrec.models.text_profile import PROFILE_FEATURE
 # One pair of traced functions per model, reused by every scorer of that model
 # (validation builds a scorer each epoch; re-tracing each time is slow and noisy).
 _FUNCTIONS = weakref.WeakKeyDictionary()
+# `HybridScorer._embed_by_length`: queries per call, and the profile window passed in multiples of this many columns
+ROWS_PER_CALL, WIDTH_STEP = 256, 64
 
 
 def _functions(model):
@@ -92,11 +94,35 @@ class HybridScorer:
         return self._embed(self.features(events))
 
     def _embed(self, feats) -> np.ndarray:
-        out = []
         n = len(feats["user_id"])
+        window = feats.get(PROFILE_FEATURE)
+        if window is not None and np.ndim(window) == 2 and np.shape(window)[1] > WIDTH_STEP:
+            return self._embed_by_length(feats, n)
+        out = []
         for i in range(0, n, self.batch_size):
             out.append(self._query_fn({k: tf.constant(v[i:i + self.batch_size]) for k, v in feats.items()}).numpy())
         return np.concatenate(out) if out else np.zeros((0, self.item_embeddings.shape[1]), np.float32)
+
+    def _embed_by_length(self, feats, n):
+        """`_embed` for queries with a `profile_history` (padded to the longest window the blocks read,
+        1,000 items for the text profile): the rows in order of their history's length, `ROWS_PER_CALL`
+        at a time, each call given only the columns where one of its rows has an item (rounded up to
+        `WIDTH_STEP`). The blocks read the window as a bag, so columns that are padding in every row of
+        the call change nothing; most histories are far shorter than the window, and the call's work
+        (the text profile gathers [rows, width, 384] floats) follows the longest of its rows."""
+        dim = self.item_embeddings.shape[1]
+        window = np.asarray(feats[PROFILE_FEATURE], dtype=object)
+        filled = window != PAD
+        lengths = np.where(filled.any(axis=1), window.shape[1] - filled.argmax(axis=1), 0)  # from the first item on
+        order = np.argsort(lengths, kind="stable")
+        out = np.empty((n, dim), np.float32)
+        for i in range(0, n, ROWS_PER_CALL):
+            rows = order[i:i + ROWS_PER_CALL]
+            width = min(window.shape[1], max(1, -(-int(lengths[rows].max()) // WIDTH_STEP)) * WIDTH_STEP)
+            chunk = {k: tf.constant(v[rows]) for k, v in feats.items() if k != PROFILE_FEATURE}
+            chunk[PROFILE_FEATURE] = tf.constant(window[rows, window.shape[1] - width:])
+            out[rows] = self._query_fn(chunk).numpy()
+        return out
 
     def score_queries(self, queries: pd.DataFrame) -> np.ndarray:
         """[n_queries, n_items] scores; `queries` has user_id and timestamp columns.
