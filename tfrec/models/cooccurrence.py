@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from tfrec.errors import ConfigError
 from tfrec.evaluation.baselines.ease import ease_weights  # the EASE baseline's closed form
+from tfrec.models.bags import sum_rows
 
 MAX_ITEMS = 20_000  # EASE's dense I x I inverse: ~3 GB of float64 at this size
 
@@ -102,5 +103,4 @@ class Cooccurrence(tf.Module):
         (as EASE's 0/1 user vector: an item consumed twice counts once; "" pads and unknown ids add 0)."""
         rows = tf.sort(self.table.lookup(history), axis=1)  # (b, L), equal items side by side
         first = tf.concat([tf.ones_like(rows[:, :1], tf.bool), rows[:, 1:] != rows[:, :-1]], axis=1)
-        p = tf.gather(self.query_rows, rows)  # (b, L, r)
-        return tf.reduce_sum(p * tf.cast(first, p.dtype)[..., None], axis=1)
+        return sum_rows(self.query_rows, rows, first)

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrec.evaluation.baselines.tfidf_content import smoothed_idf, tfidf_matrix, tokenize
+from tfrec.models.bags import per_row
 
 # RE2 (tf.strings): anything but letters and digits separates tokens, as `tokenize`'s [^\W_]+ keeps them.
 SEPARATORS = r"[^\pL\pN]+"
@@ -94,11 +95,7 @@ class LexicalVectors(tf.Module):
     def dense(self, ids, weights):
         """Term ids and weights [b, ..., T] -> [b, V]: the weights of each leading row summed per term
         (one text's row: its vector; a query's history rows: the sum of their vectors)."""
-        b = tf.shape(ids)[0]
-        seg = tf.reshape(tf.cast(ids, tf.int32), [b, -1]) + self.dim * tf.range(b)[:, None]
-        out = tf.math.unsorted_segment_sum(tf.reshape(tf.cast(weights, tf.float32), [-1]), tf.reshape(seg, [-1]),
-                                           b * self.dim)
-        return tf.reshape(out, [b, self.dim])
+        return per_row(ids, weights, self.dim)
 
     def __call__(self, texts):
         """Unit TF-IDF vectors [n, V] of string texts [n], in graph ops (module docstring)."""

@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrec.errors import ConfigError
+from tfrec.models.bags import sum_rows
 
 PROFILE_FEATURE = "profile_history"
 
@@ -166,7 +167,7 @@ class TextProfile(tf.Module):
         n = tf.reduce_sum(known, axis=1, keepdims=True)  # (b, 1)
         shrink = n / tf.maximum(n + self.shrinkage, 1.0)  # (0 items: 0; k = 0: 1)
         scales = tf.gather(self._scales, rows) * known[..., None]  # (b, L, 2)
-        total = tf.einsum("bl,blt->bt", scales[..., 0], tf.gather(lookup.columns["text_embedding"], rows))
+        total = sum_rows(lookup.columns["text_embedding"], rows, scales[..., 0])  # the sum of c_j e_j
         total -= tf.reduce_sum(scales[..., 1], axis=1, keepdims=True) * self.mean  # the sum of centred(e_j)
         out = tf.math.l2_normalize(total, axis=-1) * shrink
         if self.lexical is None:
