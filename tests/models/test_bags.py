@@ -14,15 +14,17 @@ def _naive(table, rows, weights):
     return out
 
 
-@pytest.mark.parametrize("ratio", [0, 10**6, bags.DENSE_RATIO], ids=["gathered", "product", "default"])
+@pytest.mark.parametrize("ratio, queries", [(0, 9), (10**6, 9), (bags.DENSE_RATIO, 9), (10**6, 1)],
+                         ids=["gathered", "product", "default", "one query"])
 @pytest.mark.parametrize("width", [1, 3, 40])
-def test_sum_rows_is_the_weighted_sum_of_each_querys_rows(monkeypatch, ratio, width):
+def test_sum_rows_is_the_weighted_sum_of_each_querys_rows(monkeypatch, ratio, queries, width):
     monkeypatch.setattr(bags, "DENSE_RATIO", ratio)
+    assert bags.MIN_QUERIES <= 9
     rng = np.random.default_rng(width)
     table = rng.normal(size=(30, 5)).astype(np.float32)
-    rows = rng.integers(0, 30, size=(7, width))
+    rows = rng.integers(0, 30, size=(queries, width))
     rows[0] = 4  # one row repeated: counted each time
-    weights = rng.normal(size=(7, width)).astype(np.float32)
+    weights = rng.normal(size=(queries, width)).astype(np.float32)
     got = bags.sum_rows(tf.constant(table), tf.constant(rows, tf.int64), tf.constant(weights)).numpy()
     np.testing.assert_allclose(got, _naive(table, rows, weights), atol=1e-5)
     # Inside a traced function with an unknown window width, as the scorer calls it.

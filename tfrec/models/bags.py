@@ -6,15 +6,18 @@ term) each sum one table row per history item. Gathering the rows first material
 for the text profile) whatever the catalogue's size. When the window is wide against the
 catalogue, the same sum is a matrix product: each query's weight per catalogue row, a
 [queries, rows] matrix, times the table, which stays in cache. `sum_rows` picks by the
-window's width: on ML-100K (1,683 rows, 384 wide, 256 queries) a 1,000-item window took 41 ms
-gathered and 4 ms as a product, a 64-item one 2.4 ms either way. Both give the same sums up to
-float rounding (the order of the additions differs).
+window's width (`bench/profile_sums.py`, ML-100K's 1,683 x 384 table, 256 queries: a 1,000-item
+window 41 ms gathered and 3.2 ms as a product, 256 items 9.2 and 2.5 ms; at 64 items, or for one
+query, the two are within 1.2 ms and 0.2 ms). Both give the same sums up to float rounding (the
+order of the additions differs).
 """
 import tensorflow as tf
 
-# `sum_rows` uses the product when the window is at least 1 / DENSE_RATIO of the table's rows wide; its
-# [queries, rows] matrix is then at most DENSE_RATIO x the window's ids, smaller than the gathered rows.
-DENSE_RATIO = 16
+# `sum_rows` uses the product for at least MIN_QUERIES queries whose window is at least 1 / DENSE_RATIO of
+# the table's rows wide; its [queries, rows] matrix is then at most DENSE_RATIO x the window's ids, smaller
+# than the gathered rows. One served request gathers: the product took longer there (a served model's
+# p50 with the text profile 1.58 against 1.50 ms, its exports called in random order; session 28).
+DENSE_RATIO, MIN_QUERIES = 16, 8
 
 
 def per_row(rows, weights, n):
@@ -28,9 +31,11 @@ def per_row(rows, weights, n):
 
 def sum_rows(table, rows, weights):
     """[b, t]: sum over l of weights[b, l] * table[rows[b, l]], for a table [n, t] and rows, weights [b, L]
-    (module docstring: gathered for a narrow window, else as a [b, n] weight matrix times the table)."""
+    (module docstring: gathered for a narrow window or a few queries, else as a [b, n] weight matrix times
+    the table)."""
     n = tf.shape(table, out_type=tf.int32)[0]
     weights = tf.cast(weights, table.dtype)
-    return tf.cond(tf.shape(rows, out_type=tf.int32)[1] * DENSE_RATIO >= n,
+    b, width = tf.unstack(tf.shape(rows, out_type=tf.int32))
+    return tf.cond(tf.logical_and(b >= MIN_QUERIES, width * DENSE_RATIO >= n),
                    lambda: tf.matmul(per_row(rows, weights, n), table),
                    lambda: tf.einsum("bl,blt->bt", weights, tf.gather(table, rows)))
