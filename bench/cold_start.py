@@ -79,6 +79,14 @@ VARIANTS = {  # the first six fixed before any number; dropout_0.8, dropout_1.0 
     # validation-cold items over 7 models (`bench/cold_start_blend.py --base profile`, fixed-weight rows)
     "text_profile_lexical": ["--model.content_loss_weight=0.0", "--model.text_profile=0.5",
                              "--model.text_profile_shrinkage=40", "--model.text_profile_lexical=0.5"],
+    # Session 28: the profile's text part in the catalogue texts' top 64 principal directions (the default
+    # since; chosen on validation-cold items, `bench/profile_pca.py`); every text_profile row above used all
+    # 384 dimensions (`--model.text_profile_dim=0`, added to their flags by `_config`)
+    "text_profile_dim64": ["--model.content_loss_weight=0.0", "--model.text_profile=0.5",
+                           "--model.text_profile_shrinkage=40", "--model.text_profile_dim=64"],
+    "text_profile_lexical_dim64": ["--model.content_loss_weight=0.0", "--model.text_profile=0.5",
+                                   "--model.text_profile_shrinkage=40", "--model.text_profile_lexical=0.5",
+                                   "--model.text_profile_dim=64"],
 }
 OUT = ROOT / "bench" / "results" / "cold_start_ml100k.json"
 
@@ -90,6 +98,8 @@ def _config(flags, epochs, kind):
         flags = [*flags, "--model.cold_neighbours=0"]  # variants measured before session 9 ran without it
     if not any(f.startswith("--model.content_prior=") for f in flags):
         flags = [*flags, "--model.content_prior=false"]  # likewise before session 13
+    if not any(f.startswith("--model.text_profile_dim=") for f in flags):
+        flags = [*flags, "--model.text_profile_dim=0"]  # every text dimension, as before session 28
 
     return load_config(None, [f"--train.epochs={epochs}", "--train.verbose=0", f"--split.kind={kind}",
                               "--export.enabled=false", "--ranking.enabled=false", *flags])

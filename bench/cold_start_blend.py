@@ -71,7 +71,7 @@ def blend_scores(seed, draw, split_seed=None, base="tower"):
     if base == "profile":  # the same model with the text profile: its queries and item vectors are its own
         from tfrec.models.scoring import HybridScorer
 
-        scorer.model.set_text_profile(TEXT_PROFILE, shrinkage=TEXT_PROFILE_SHRINKAGE)
+        scorer.model.set_text_profile(TEXT_PROFILE, shrinkage=TEXT_PROFILE_SHRINKAGE, dim=0)
         scorer = HybridScorer(scorer.model, scorer.query_features, scorer.context, catalogue.item_ids)
     cold = np.sort(catalogue.item_index(split.cold_items))
     relevant = catalogue.matrix(split.test[split.test["item_id"].isin(split.cold_items)])[:, cold]

@@ -65,7 +65,7 @@ def one_model(seed, draw, dims, hash_seeds, built=()):
 
     flags = [*VARIANTS["default"], f"--train.seed={seed}"]
     _, data, split, catalogue, base, _, _ = train_cold_model(flags, 10, True, validation_seed=draw)
-    base.model.set_text_profile(TEXT_PROFILE, shrinkage=TEXT_PROFILE_SHRINKAGE)
+    base.model.set_text_profile(TEXT_PROFILE, shrinkage=TEXT_PROFILE_SHRINKAGE, dim=0)
     scorer = HybridScorer(base.model, base.query_features, base.context, catalogue.item_ids)
     cold = np.sort(catalogue.item_index(split.cold_items))
     relevant = catalogue.matrix(split.test[split.test["item_id"].isin(split.cold_items)])[:, cold]
@@ -103,7 +103,7 @@ def one_model(seed, draw, dims, hash_seeds, built=()):
             row.setdefault(way, {})[name] = ndcg(model + LEXICAL * (profile @ items[cold].T))
     for d in built:  # the built option (`model.text_profile_lexical_terms`): the same as top_df_item_norms?
         base.model.set_text_profile(TEXT_PROFILE, shrinkage=TEXT_PROFILE_SHRINKAGE, lexical=LEXICAL,
-                                    item_texts=catalogue_texts(base.model.lookup, data.items), lexical_terms=d)
+                                    item_texts=catalogue_texts(base.model.lookup, data.items), lexical_terms=d, dim=0)
         s = HybridScorer(base.model, base.query_features, base.context, catalogue.item_ids)
         got = s.user_matrix(catalogue, events)[users] @ s.item_embeddings[cold].T
         row.setdefault("built", {})[str(d)] = ndcg(got)

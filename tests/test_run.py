@@ -270,7 +270,8 @@ def test_a_run_with_the_text_profile_scores_reloads_and_exports_it(tmp_path, ml1
 
     vocabulary = tfidf_matrix(list(item_texts(result.data.items)))[0].shape[1]  # the catalogue's words
     assert model.text_profile.lexical_weight == 0.5 and model.text_profile.lexical.n_words == vocabulary > 2000
-    assert model.text_profile.lexical.dim == 1000 and model.text_profile.dim == 384 + 1000  # MiniLM's 384, the words'
+    assert model.text_profile.lexical.dim == 1000 and model.text_profile.dim == 64 + 1000  # texts, then words
+    assert model.text_profile.projection.shape == (384, 64)  # MiniLM's 384 dimensions in the default 64 directions
     assert result.metrics["train"]["cooccurrence"]["weight"] == model.cooccurrence.weight == 0.5
     assert model.block_columns("cooccurrence") == (d, d + 32)
     a, z = model.block_columns("text_profile")

@@ -52,10 +52,9 @@ class SplitConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TextConfig:
-    """Item text through BERT. preset: "minilm" (offline all-MiniLM-L6-v2), "tiny"
-    (random, tests), a preset folder or a keras-hub preset name. finetune: "frozen"
-    (encode once, cached on disk) | "top_n" (fine-tune the top `trainable_layers`
-    over the distinct items of each batch) | "full"."""
+    """Item text through BERT. preset: "minilm" (offline all-MiniLM-L6-v2), "tiny" (random, tests), a preset folder
+    or a keras-hub preset name. finetune: "frozen" (encode once, cached on disk) | "top_n" (fine-tune the top
+    `trainable_layers` over the distinct items of each batch) | "full"."""
 
     preset: str = "minilm"
     sequence_length: int = 32
@@ -103,6 +102,7 @@ class ModelConfig:
     cold_neighbour_settings: Tuple[float, ...] = (0.1, 0.5, 0.0)  # softmax temperature, category weight, own share
     text_profile: float = 0.0  # items without a trained id: + w x text match with the whole history (text_profile.py)
     text_profile_shrinkage: float = 40.0  # a profile of n known items counts n / (n + this)
+    text_profile_dim: int = 64  # its text columns: the centred texts' top principal directions; 0 = every dimension
     text_profile_lexical: float = 0.0  # with the text profile: + v x the words' (TF-IDF) match; 0 = off
     text_profile_lexical_terms: int = 4096  # its columns: the words of the most item texts; 0 = every word
     repeat_penalty: bool = False  # learn a score offset for items in the query's own history (models/repeat.py)
@@ -125,13 +125,13 @@ class ModelConfig:
                 raise ConfigError(f"`model.{name}` must be in [0, 1], got {getattr(self, name)}.")
         _check_at_least("model", self, ["num_random_negatives", "history_negatives", "history_refresh",
                                         "content_loss_weight", "cold_neighbours", "text_profile"], 0, note=" (0 = off)")
-        _check_at_least("model", self, ["text_profile_shrinkage", "text_profile_lexical",
+        _check_at_least("model", self, ["text_profile_shrinkage", "text_profile_dim", "text_profile_lexical",
                                         "text_profile_lexical_terms"], 0)
         if self.text_profile_lexical > 0 and not self.text_profile > 0:
             raise ConfigError("`model.text_profile_lexical` (a text-profile term) needs `model.text_profile` > 0.")
         if self.content_loss_weight > 0 and not self.use_id:
-            raise ConfigError("`model.content_loss_weight` > 0 needs `model.use_id=true`: without ids the main loss "
-                              "is already content-only. Set `model.content_loss_weight=0`.")
+            raise ConfigError("`model.content_loss_weight` > 0 needs `model.use_id=true`: without ids the main loss is "
+                              "already content-only. Set `model.content_loss_weight=0`.")
         if not (self.use_id or self.use_text):
             raise ConfigError("The item tower needs `model.use_id` or `model.use_text` (or both).")
         if not (self.use_id or self.use_attributes or self.use_context or self.use_history):

@@ -17,15 +17,31 @@ def world():
     return cold_items_world()
 
 
-def _numpy_term(text, item_ids, trained, weight, shrinkage, known, user, before):
-    """Naive reference: centre the unit text rows on their mean, profile = unit sum of the
-    user's n known items strictly before `before` x n / (n + k), term = w x profile . t_i
-    for untrained items."""
+def _centred(text, dim=0, like=None):
+    """Reference t_i: the unit text rows less their mean, projected onto their top `dim` principal
+    directions (scikit-learn's PCA) when 0 < dim < the width, normalised. A direction's sign is
+    arbitrary (cosines do not depend on it); `like` [t, dim] (a model's) sets each one's, so that
+    coordinates can be compared too."""
+    from sklearn.decomposition import PCA
+
     unit = _unit(text.astype(np.float64))
-    centred = _unit(unit - unit.mean(axis=0))
+    centred = unit - unit.mean(axis=0)
+    if 0 < dim < text.shape[1]:
+        directions = PCA(n_components=dim).fit(unit).components_.T  # (t, dim)
+        if like is not None:
+            directions *= np.sign(np.sum(directions * np.asarray(like), axis=0))
+        centred = centred @ directions
+    return _unit(centred)
+
+
+def _numpy_term(text, item_ids, trained, weight, shrinkage, known, user, before, dim=0):
+    """Naive reference: centre the unit text rows on their mean (and project them, `_centred`),
+    profile = unit sum of the user's n known items strictly before `before` x n / (n + k),
+    term = w x profile . t_i for untrained items."""
+    centred = _centred(text, dim)
     row = {i: n for n, i in enumerate(item_ids)}
     mine = known[(known["user_id"].astype(str) == user) & (known["timestamp"] < before)]
-    profile = _unit(sum((centred[row[str(i)]] for i in mine["item_id"]), np.zeros(text.shape[1])))
+    profile = _unit(sum((centred[row[str(i)]] for i in mine["item_id"]), np.zeros(centred.shape[1])))
     profile *= len(mine) / (len(mine) + shrinkage) if len(mine) else 0.0
     return np.array([weight * (profile @ centred[row[i]]) if i not in trained else 0.0 for i in item_ids])
 
@@ -93,6 +109,31 @@ def test_many_queries_of_every_history_length_score_as_one_at_a_time(world, monk
         np.testing.assert_allclose(got[r], want, atol=1e-5)
 
 
+def test_the_profile_in_a_few_principal_directions_is_the_projected_cosine(world):
+    """`dim`: items and profiles projected onto the catalogue texts' top principal directions (the
+    block D columns wide), against the numpy reference with scikit-learn's PCA."""
+    data, split, cat, text, qf = world
+    model = seeded_hybrid(world)
+    ids = list(cat.item_ids)
+    trained = set(model.item_tower.item_vocabulary)
+    last = split.train.groupby("user_id")["timestamp"].max().sort_index()
+    ev = (last.loc[split.train["user_id"].value_counts().index[:5]] + 1).reset_index()
+    before = HybridScorer(model, qf, split.train, ids).score_queries(ev)
+    model.set_text_profile(0.7, shrinkage=5.0, dim=3)
+    try:
+        scorer = HybridScorer(model, qf, split.train, ids)
+        assert scorer.item_embeddings.shape[1] == model.item_tower.output_dim + 3 and text.shape[1] == 6
+        got = scorer.score_queries(ev)
+    finally:
+        model.set_text_profile(0.0)
+    for r, (user, ts) in enumerate(zip(ev["user_id"].astype(str), ev["timestamp"])):
+        want = before[r] + _numpy_term(text, ids, trained, 0.7, 5.0, split.train, user, ts, dim=3)
+        np.testing.assert_allclose(got[r], want, atol=1e-5)
+    model.set_text_profile(0.7, dim=6)  # as wide as the texts: every dimension, no projection
+    assert model.text_profile.projection is None and model.text_profile.text_dim == 6
+    model.set_text_profile(0.0)
+
+
 def test_empty_and_unknown_histories_give_a_zero_profile(world):
     data, split, cat, text, qf = world
     model = seeded_hybrid(world)
@@ -107,10 +148,12 @@ def test_empty_and_unknown_histories_give_a_zero_profile(world):
 
 def test_text_profile_settings_are_checked(world):
     model = seeded_hybrid(world)
-    for weight, length, shrinkage in ((-0.5, 10, 1.0), (0.5, 0, 1.0), (0.5, 10, -1.0)):
-        with pytest.raises(ConfigError, match="weight > 0, a length >= 1, a shrinkage >= 0 and a lexical weight >= 0"):
-            model.set_text_profile(weight, length, shrinkage)
-    for bad in ({"text_profile": -1.0}, {"text_profile_shrinkage": -2.0},
+    bad_settings = ((-0.5, 10, 1.0, 0), (0.5, 0, 1.0, 0), (0.5, 10, -1.0, 0), (0.5, 10, 1.0, -1))
+    for weight, length, shrinkage, dim in bad_settings:
+        with pytest.raises(ConfigError, match="weight > 0, a length >= 1, a shrinkage >= 0, a lexical weight >= 0 "
+                                              "and a dim >= 0"):
+            model.set_text_profile(weight, length, shrinkage, dim=dim)
+    for bad in ({"text_profile": -1.0}, {"text_profile_shrinkage": -2.0}, {"text_profile_dim": -1},
                 {"text_profile": 0.5, "text_profile_lexical": -0.5},
                 {"text_profile": 0.5, "text_profile_lexical": 0.5, "text_profile_lexical_terms": -1}):
         with pytest.raises(ConfigError, match=list(bad)[-1]):
@@ -169,9 +212,11 @@ def test_recommender_and_the_popularity_prior_keep_the_blocks_in_order(world):
     assert model.text_profile.shrinkage == 0.0
 
 
-def test_a_saved_model_scores_the_text_profile_from_the_whole_history_it_is_sent(tmp_path):
+@pytest.mark.parametrize("dim", [0, 5], ids=["every dimension", "5 principal directions"])
+def test_a_saved_model_scores_the_text_profile_from_the_whole_history_it_is_sent(tmp_path, dim):
     """The exported query model reads the tower's newest items and the profile's from one
-    `history` input of any length; `encode_items` gives a new item its block from its text."""
+    `history` input of any length; `encode_items` gives a new item its block from its text
+    (projected onto the catalogue's principal directions with `dim`, as the catalogue's)."""
     from tests.models.worlds import tiny_bert_world
     from tfrec.explain.serving import hybrid_explainer
     from tfrec.export.retrieval import export_retrieval
@@ -183,7 +228,7 @@ def test_a_saved_model_scores_the_text_profile_from_the_whole_history_it_is_sent
     # Without item ids no item has a trained id, so every item carries the profile's block.
     model = build_hybrid(ModelConfig(embedding_dim=8, use_id=False), cat, data.items, text, qf)
     model.set_popularity_prior(split.train, 0.5, 0)
-    model.set_text_profile(0.5, length=20)
+    model.set_text_profile(0.5, length=20, dim=dim)
     query_model, spec, item_encoder, item_spec = hybrid_serving_parts(model, qf, data.items, enc)
     ids = list(cat.item_ids)
     emb = model.item_embeddings(tf.constant(ids)).numpy()
@@ -204,9 +249,10 @@ def test_a_saved_model_scores_the_text_profile_from_the_whole_history_it_is_sent
     events = pd.DataFrame({"user_id": [user], "timestamp": [ts]})
     want = HybridScorer(model, qf, split.train, ids).query_embeddings(events)  # history 3, profile 20
     np.testing.assert_allclose(got, want, atol=1e-5)
-    d, t = model.item_tower.output_dim, text.shape[1]
-    unit = _unit(text.astype(np.float64))
-    centred = _unit(unit - unit.mean(axis=0))
+    d, t = model.item_tower.output_dim, dim or text.shape[1]
+    assert text.shape[1] > 5 and model.text_profile.text_dim == t
+    projection = model.text_profile.projection
+    centred = _centred(text, dim, like=None if projection is None else projection.numpy())
     row = {i: n for n, i in enumerate(ids)}
     want_profile = _unit(sum(centred[row[i]] for i in history[-20:])) * 20 / (20 + 40)  # default shrinkage 40
     np.testing.assert_allclose(got[0, d + 1:], want_profile, atol=1e-5)

@@ -65,16 +65,17 @@ class Recommender:
     def item_embeddings(self) -> np.ndarray:
         return self.scorer.item_embeddings
 
-    def set_text_profile(self, weight=0.5, length=1000, shrinkage=40.0, lexical=0.0, lexical_terms=4096):
+    def set_text_profile(self, weight=0.5, length=1000, shrinkage=40.0, lexical=0.0, lexical_terms=4096, dim=64):
         """Items without a trained id (held out, or added by `index_items`) also score by their
-        text's match with the user's whole history (`tfrec.models.text_profile`; weight 0: off),
-        and with `lexical` > 0 by their words' (TF-IDF; columns for the `lexical_terms` words of the
-        most texts, 0: every word); this recommender's index follows. Nothing is retrained."""
+        text's match with the user's whole history (`tfrec.models.text_profile`; weight 0: off; the
+        texts in `dim` principal directions, 0: all), and with `lexical` > 0 by their words' (TF-IDF;
+        columns for the `lexical_terms` words of the most texts, 0: every word); this recommender's
+        index follows. Nothing is retrained."""
         from tfrec.models.text_profile import catalogue_texts
 
         texts = catalogue_texts(self.model.lookup, self.items, self.text_template) if lexical else None
         # `scorer` rebuilds at its next use
-        self.model.set_text_profile(weight, length, shrinkage, lexical, texts, lexical_terms)
+        self.model.set_text_profile(weight, length, shrinkage, lexical, texts, lexical_terms, dim)
         return self
 
     def default_timestamp(self) -> int:

@@ -69,13 +69,13 @@ class RetrievalSpace:
         return start, start + tp.lexical.dim, tp.lexical.terms
 
     def set_text_profile(self, weight=0.0, length=1000, shrinkage=40.0, lexical=0.0, item_texts=None,
-                         lexical_terms=4096):
+                         lexical_terms=4096, dim=64):
         """Items without a trained id also score w x their text's match with the user's history, and with
         `lexical` > 0 v x their words' (TF-IDF) match; `item_texts`: the lookup's items'; `lexical_terms`:
-        the most words given columns (text_profile.py)."""
+        the most words given columns; `dim`: the text part's columns, 0: all (text_profile.py)."""
         from tfrec.models.text_profile import TextProfile
 
-        self.text_profile = (TextProfile(self, weight, length, shrinkage, lexical, item_texts, lexical_terms)
+        self.text_profile = (TextProfile(self, weight, length, shrinkage, lexical, item_texts, lexical_terms, dim)
                              if weight else None)
         self._space_changed()
 
