@@ -3,7 +3,8 @@
     .venv/bin/python bench/profile_cost.py [--calls 300]
 
 `--model.text_profile` (and its lexical term) add columns to both retrieval vectors: the text
-embedding's (384 with MiniLM) and one per kept word (`--model.text_profile_lexical_terms`).
+embedding's (384 with MiniLM; since session 28 its 64 principal directions by default,
+`--model.text_profile_dim`) and one per kept word (`--model.text_profile_lexical_terms`).
 They are off by default for that size. This measures it on ML-100K: one hybrid trained for one
 epoch on the `cold_items` split (MiniLM, cached text; the cost does not depend on how well it is
 trained), then for each setting the retrieval vectors' width, the item matrix's bytes, the
@@ -30,10 +31,12 @@ import numpy as np  # noqa: E402
 import tfrec  # noqa: E402,F401  (before TensorFlow)
 
 OUT = REPO / "bench" / "results" / "profile_cost_ml100k.json"
-# name -> (text profile weight, lexical weight, lexical terms); None: no profile
-SETTINGS = {"no text profile (default)": None, "text profile": (0.5, 0.0, 0),
-            "+ lexical term, every word": (0.5, 0.5, 0), "+ lexical term, 1,024 words": (0.5, 0.5, 1024),
-            "+ lexical term, 256 words": (0.5, 0.5, 256)}
+# name -> (text profile weight, lexical weight, lexical terms, text dimensions); None: no profile. The text part in
+# every dimension (0) as before session 28, and in the default 64 principal directions (`model.text_profile_dim`).
+SETTINGS = {"no text profile (default)": None, "text profile": (0.5, 0.0, 0, 0),
+            "+ lexical term, every word": (0.5, 0.5, 0, 0), "+ lexical term, 1,024 words": (0.5, 0.5, 1024, 0),
+            "+ lexical term, 256 words": (0.5, 0.5, 256, 0), "text profile, 64 directions": (0.5, 0.0, 0, 64),
+            "+ lexical term, 1,024 words, 64 directions": (0.5, 0.5, 1024, 64)}
 
 
 def _size(path):
@@ -72,8 +75,8 @@ def main(argv=None):
             if setting is None:
                 model.set_text_profile(0.0)
             else:
-                w, v, terms = setting
-                model.set_text_profile(w, lexical=v, lexical_terms=terms,
+                w, v, terms, dim = setting
+                model.set_text_profile(w, lexical=v, lexical_terms=terms, dim=dim,
                                        item_texts=catalogue_texts(model.lookup, data.items) if v else None)
             emb = HybridScorer(model, qf, known, ids).item_embeddings
             query_model, spec, _, _ = hybrid_serving_parts(model, qf)
