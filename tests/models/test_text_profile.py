@@ -134,6 +134,24 @@ def test_the_profile_in_a_few_principal_directions_is_the_projected_cosine(world
     model.set_text_profile(0.0)
 
 
+def test_a_catalogue_with_fewer_items_than_directions_asked_gets_one_per_item():
+    """40 items with 50-dimensional texts and `dim` 45: the centred texts have at most 40 principal
+    directions, and the block is that wide on both sides (the lexical term's columns follow it)."""
+    from tests.models.worlds import synthetic_world
+
+    world = synthetic_world(60, 40, 1500, data_seed=5, split="cold_items", text_dim=50, history_length=4,
+                            cold_item_fraction=0.2, seed=1)
+    data, split, cat, text, qf = world
+    model = seeded_hybrid(world)
+    model.set_text_profile(0.5, dim=45)
+    n_rows = len(model.lookup.item_ids)
+    assert n_rows <= 40 and model.text_profile.text_dim == model.text_profile.dim == n_rows
+    scorer = HybridScorer(model, qf, split.train, list(cat.item_ids))
+    assert scorer.item_embeddings.shape[1] == model.item_tower.output_dim + n_rows
+    events = split.test.head(3)[["user_id", "timestamp"]]
+    assert scorer.score_queries(events).shape == (3, len(cat.item_ids))
+
+
 def test_empty_and_unknown_histories_give_a_zero_profile(world):
     data, split, cat, text, qf = world
     model = seeded_hybrid(world)

@@ -94,9 +94,9 @@ class TextProfile(tf.Module):
         self.mean = tf.constant(emb.mean(axis=0).astype(np.float32))  # (t,)
         self.projection = None  # (t, D): the top D principal directions of the centred catalogue texts
         if 0 < int(dim) < emb.shape[1]:
-            vt = np.linalg.svd(emb - emb.mean(axis=0), full_matrices=False)[2]
+            vt = np.linalg.svd(emb - emb.mean(axis=0), full_matrices=False)[2]  # at most one per catalogue item
             self.projection = tf.constant(vt[:int(dim)].T.astype(np.float32))
-        self.text_dim = int(emb.shape[1]) if self.projection is None else int(dim)  # the text part's columns
+        self.text_dim = int(emb.shape[1] if self.projection is None else self.projection.shape[1])  # its columns
         self._scales = None  # (c, r) of every lookup row, then a zero row (the unknown one): `_append_scales`
         self._append_scales(lookup.columns["text_embedding"].numpy()[:-1])
         self.tower = tower  # which ids are trained: `ItemTower.has_trained_id`
