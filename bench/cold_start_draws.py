@@ -77,7 +77,8 @@ def one_draw(split_seed, epochs=10):
     for name, shrinkage, lexical in (("text profile", TEXT_PROFILE_SHRINKAGE, 0.0),
                                      ("text profile, unshrunk", 0.0, 0.0),
                                      ("text profile + lexical", TEXT_PROFILE_SHRINKAGE, LEXICAL)):
-        model.set_text_profile(TEXT_PROFILE, shrinkage=shrinkage, lexical=lexical, item_texts=texts)
+        # every text dimension, as these rows were measured before session 28's 64-direction default
+        model.set_text_profile(TEXT_PROFILE, shrinkage=shrinkage, lexical=lexical, item_texts=texts, dim=0)
         scorer = HybridScorer(model, qf, known, catalogue.item_ids)
         profiled[name] = {information: (scorer.user_matrix(catalogue, events), scorer.item_embeddings)
                           for information, (events, _) in queries.items()}
