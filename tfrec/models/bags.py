@@ -7,8 +7,8 @@ for the text profile) whatever the catalogue's size. When the window is wide aga
 catalogue, the same sum is a matrix product: each query's weight per catalogue row, a
 [queries, rows] matrix, times the table, which stays in cache. `sum_rows` picks by the
 window's width (`bench/profile_sums.py`, ML-100K's 1,683 x 384 table, 256 queries: a 1,000-item
-window 41 ms gathered and 3.2 ms as a product, 256 items 9.2 and 2.5 ms; at 64 items, or for one
-query, the two are within 1.2 ms and 0.2 ms). Both give the same sums up to float rounding (the
+window 39 ms gathered and 3.0 ms as a product, 256 items 9.0 and 2.2 ms; at 64 items, or for one
+query, the two are within 0.9 ms and 0.3 ms). Both give the same sums up to float rounding (the
 order of the additions differs).
 """
 import tensorflow as tf
