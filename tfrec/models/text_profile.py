@@ -91,10 +91,11 @@ class TextProfile(tf.Module):
         self.weight, self.length, self.shrinkage = float(weight), int(length), float(shrinkage)
         emb = np.asarray(lookup.columns["text_embedding"].numpy()[:-1], np.float64)  # (I, t), the unknown row left out
         emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-        self.mean = tf.constant(emb.mean(axis=0).astype(np.float32))  # (t,)
+        mean = emb.mean(axis=0)  # (t,)
+        self.mean = tf.constant(mean.astype(np.float32))
         self.projection = None  # (t, D): the top D principal directions of the centred catalogue texts
         if 0 < int(dim) < emb.shape[1]:
-            vt = np.linalg.svd(emb - emb.mean(axis=0), full_matrices=False)[2]  # at most one per catalogue item
+            vt = np.linalg.svd(emb - mean, full_matrices=False)[2]  # at most one per catalogue item
             self.projection = tf.constant(vt[:int(dim)].T.astype(np.float32))
         self.text_dim = int(emb.shape[1] if self.projection is None else self.projection.shape[1])  # its columns
         self._scales = None  # (c, r) of every lookup row, then a zero row (the unknown one): `_append_scales`
