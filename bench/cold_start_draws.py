@@ -9,7 +9,8 @@ the settings chosen on validation-cold items), with the content prior (the
 popularity prior their content predicts, `tfrec.models.content_prior`), and with the text
 profile (session 16, `tfrec.models.text_profile`, weight 0.5; with its shrinkage 40 and
 without; session 25: with its lexical term, weight 0.5; session 28: both in the catalogue texts'
-64 principal directions, `model.text_profile_dim`, beside every dimension), against TF-IDF
+64 principal directions, `model.text_profile_dim`, beside every dimension; session 29: the default
+since, the profile and its lexical term in 64 directions over the words of the 1,024 most texts), against TF-IDF
 content, MostPopular and Random, for both information settings of
 `tfrec.evaluation.cold_start.cold_queries`. Every draw is a held-out set; none is used
 to choose anything (the defaults were fixed before these runs; the text profile's
@@ -34,6 +35,7 @@ from bench._common import machine_info, write_json  # noqa: E402
 import tfrec  # noqa: E402,F401
 
 PROFILE_64 = ("text profile, 64 directions", "text profile + lexical, 64 directions")  # session 28's default dim
+DEFAULT = "defaults (session 29): text profile + lexical, 64 directions, 1,024 words"  # `tfrec run` since
 NEIGHBOURS = {"k": 50, "temperature": 0.1, "category_weight": 0.5, "content_weight": 0.0}
 TEXT_PROFILE, TEXT_PROFILE_SHRINKAGE = 0.5, 40.0  # `model.text_profile` and its shrinkage (session 16)
 LEXICAL = 0.5  # `model.text_profile_lexical` (session 25, chosen on validation-cold items: bench/cold_start_blend.py)
@@ -51,7 +53,8 @@ def one_draw(split_seed, epochs=10):
 
     config = load_config(None, [f"--train.epochs={epochs}", "--train.verbose=0", "--split.kind=cold_items",
                                 f"--split.seed={split_seed}", "--train.seed=42", "--export.enabled=false",
-                                "--ranking.enabled=false", "--model.cold_neighbours=0"])
+                                "--ranking.enabled=false", "--model.cold_neighbours=0",
+                                "--model.text_profile=0"])  # the tower alone; its profiles are set below
     data, _, split, catalogue = prepare(config, log=lambda *a: None)
     text, _ = encode_item_texts(config, data.items, log=lambda *a: None)
     model, _, _, qf = train_hybrid(config, data, split, catalogue, text, log=lambda *a: None)
@@ -76,13 +79,17 @@ def one_draw(split_seed, epochs=10):
     model.set_cold_neighbours()
     profiled = {}  # name -> {information: (query vectors, item vectors)}, each made while its profile is set
     texts = catalogue_texts(model.lookup, data.items)
-    # dim 0: every text dimension, as these rows were measured before session 28's default, 64 directions
-    for name, shrinkage, lexical, dim in (("text profile", TEXT_PROFILE_SHRINKAGE, 0.0, 0),
-                                          ("text profile, unshrunk", 0.0, 0.0, 0),
-                                          ("text profile + lexical", TEXT_PROFILE_SHRINKAGE, LEXICAL, 0),
-                                          *((f"{n}, 64 directions", TEXT_PROFILE_SHRINKAGE, v, 64)
-                                            for n, v in (("text profile", 0.0), ("text profile + lexical", LEXICAL)))):
-        model.set_text_profile(TEXT_PROFILE, shrinkage=shrinkage, lexical=lexical, item_texts=texts, dim=dim)
+    # dim 0: every text dimension, as these rows were measured before session 28's default, 64 directions;
+    # the lexical term over 4,096 words (all of ML-100K's 2,468) as before session 29's default, 1,024
+    for name, shrinkage, lexical, dim, terms in (("text profile", TEXT_PROFILE_SHRINKAGE, 0.0, 0, 4096),
+                                                 ("text profile, unshrunk", 0.0, 0.0, 0, 4096),
+                                                 ("text profile + lexical", TEXT_PROFILE_SHRINKAGE, LEXICAL, 0, 4096),
+                                                 *((f"{n}, 64 directions", TEXT_PROFILE_SHRINKAGE, v, 64, 4096)
+                                                   for n, v in (("text profile", 0.0),
+                                                                ("text profile + lexical", LEXICAL))),
+                                                 (DEFAULT, TEXT_PROFILE_SHRINKAGE, LEXICAL, 64, 1024)):
+        model.set_text_profile(TEXT_PROFILE, shrinkage=shrinkage, lexical=lexical, item_texts=texts, dim=dim,
+                               lexical_terms=terms)
         scorer = HybridScorer(model, qf, known, catalogue.item_ids)
         profiled[name] = {information: (scorer.user_matrix(catalogue, events), scorer.item_embeddings)
                           for information, (events, _) in queries.items()}
@@ -120,11 +127,11 @@ def main(argv=None):
     summary = {}
     for information in ("known", "before_first_cold"):
         for name in ("tower (default)", "neighbours", "content prior", "text profile", "text profile, unshrunk",
-                     "text profile + lexical", *PROFILE_64):
+                     "text profile + lexical", *PROFILE_64, DEFAULT):
             r = [row[information][name]["ratio_ndcg@10_vs_tfidf"] for row in rows]
             summary[f"{information}: {name} NDCG@10 / TF-IDF"] = {"mean": float(np.mean(r)), "by_draw": r}
         for name in ("neighbours", "content prior", "text profile", "text profile, unshrunk", "text profile + lexical",
-                     *PROFILE_64):
+                     *PROFILE_64, DEFAULT):
             wins = [row[information][name]["ndcg@10"] > row[information]["tower (default)"]["ndcg@10"]
                     for row in rows]
             summary[f"{information}: draws where {name} beat the tower"] = f"{sum(wins)} of {len(wins)}"

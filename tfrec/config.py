@@ -100,11 +100,11 @@ class ModelConfig:
     content_prior: bool = False  # items without interactions: their prior predicted from content (content_prior.py)
     cold_neighbours: int = 0  # items without a trained id: mixed with K nearest trained ones (cold_neighbours.py)
     cold_neighbour_settings: Tuple[float, ...] = (0.1, 0.5, 0.0)  # softmax temperature, category weight, own share
-    text_profile: float = 0.0  # items without a trained id: + w x text match with the whole history (text_profile.py)
+    text_profile: float = 0.5  # items without a trained id: + w x text match with the whole history (text_profile.py)
     text_profile_shrinkage: float = 40.0  # a profile of n known items counts n / (n + this)
     text_profile_dim: int = 64  # its text columns: the centred texts' top principal directions; 0 = every dimension
-    text_profile_lexical: float = 0.0  # with the text profile: + v x the words' (TF-IDF) match; 0 = off
-    text_profile_lexical_terms: int = 4096  # its columns: the words of the most item texts; 0 = every word
+    text_profile_lexical: float = 0.5  # with the text profile (off with it): + v x the words' (TF-IDF) match; 0 = off
+    text_profile_lexical_terms: int = 1024  # its columns: the words of the most item texts; 0 = every word
     repeat_penalty: bool = False  # learn a score offset for items in the query's own history (models/repeat.py)
 
     def __post_init__(self):
@@ -127,8 +127,6 @@ class ModelConfig:
                                         "content_loss_weight", "cold_neighbours", "text_profile"], 0, note=" (0 = off)")
         _check_at_least("model", self, ["text_profile_shrinkage", "text_profile_dim", "text_profile_lexical",
                                         "text_profile_lexical_terms"], 0)
-        if self.text_profile_lexical > 0 and not self.text_profile > 0:
-            raise ConfigError("`model.text_profile_lexical` (a text-profile term) needs `model.text_profile` > 0.")
         if self.content_loss_weight > 0 and not self.use_id:
             raise ConfigError("`model.content_loss_weight` > 0 needs `model.use_id=true`: without ids the main loss is "
                               "already content-only. Set `model.content_loss_weight=0`.")

@@ -176,9 +176,8 @@ def test_text_profile_settings_are_checked(world):
                 {"text_profile": 0.5, "text_profile_lexical": 0.5, "text_profile_lexical_terms": -1}):
         with pytest.raises(ConfigError, match=list(bad)[-1]):
             ModelConfig(**bad)
-    with pytest.raises(ConfigError, match=r"\(a text-profile term\) needs `model.text_profile` > 0"):
-        ModelConfig(text_profile_lexical=0.5)  # without the profile it would do nothing
     assert ModelConfig(text_profile=0.5, text_profile_lexical=0.5).text_profile_lexical == 0.5
+    assert ModelConfig(text_profile=0).text_profile_lexical == 0.5  # valid: the lexical term is off with the profile
     no_text = seeded_hybrid(world, use_text=False)
     with pytest.raises(ConfigError, match=r"cached text embeddings.*model.text_profile=0"):
         no_text.set_text_profile(0.5)
@@ -187,13 +186,24 @@ def test_text_profile_settings_are_checked(world):
 def test_with_text_profile_follows_the_config(world):
     from tfrec.models.text_profile import with_text_profile
 
+    data = world[0]
     model = seeded_hybrid(world)
     lines = []
-    with_text_profile(model, ModelConfig(), lines.append)
+    with_text_profile(model, ModelConfig(text_profile=0), lines.append, data.items)  # off: its lexical term too
     assert model.text_profile is None and not lines
-    with_text_profile(model, ModelConfig(text_profile=0.25), lines.append)
+    with_text_profile(model, ModelConfig(text_profile=0.25, text_profile_lexical=0), lines.append)
     n_untrained = len(set(model.lookup.item_ids) - set(model.item_tower.item_vocabulary))
     assert model.text_profile.weight == 0.25 and f"the {n_untrained} catalogue items" in lines[-1]
+    assert model.text_profile.lexical is None and "TF-IDF" not in lines[-1]
+    # The default: weight 0.5, the lexical term 0.5 over the words of at most 1,024 texts, 64 directions.
+    with_text_profile(model, ModelConfig(), lines.append, data.items)
+    tp = model.text_profile
+    assert (tp.weight, tp.lexical_weight, tp.shrinkage) == (0.5, 0.5, 40.0) and "0.5 x their words' TF-IDF" in lines[-1]
+    assert tp.lexical.dim == min(1024, tp.lexical.n_words) and tp.text_dim == min(64, world[3].shape[1])
+    # A model without cached text has none, and the log says why (`tfrec run --model.use_text=false`).
+    no_text = seeded_hybrid(world, use_text=False)
+    with_text_profile(no_text, ModelConfig(), lines.append, data.items)
+    assert no_text.text_profile is None and "no text profile (it needs cached text embeddings" in lines[-1]
 
 
 def test_recommender_and_the_popularity_prior_keep_the_blocks_in_order(world):
@@ -226,7 +236,7 @@ def test_recommender_and_the_popularity_prior_keep_the_blocks_in_order(world):
     assert out["item_id"].tolist() == top.sort_values(ascending=False, kind="mergesort").index[:5].tolist()
     # `Recommender.set_text_profile` switches it on the model and re-reads the index, no retraining.
     assert rec.set_text_profile(0).item_embeddings.shape == (len(ids), d + 1) and model.text_profile is None
-    assert rec.set_text_profile(0.5, shrinkage=0).item_embeddings.shape == (len(ids), d + 1 + t)
+    assert rec.set_text_profile(0.5, shrinkage=0, lexical=0).item_embeddings.shape == (len(ids), d + 1 + t)
     assert model.text_profile.shrinkage == 0.0
 
 

@@ -65,7 +65,7 @@ class Recommender:
     def item_embeddings(self) -> np.ndarray:
         return self.scorer.item_embeddings
 
-    def set_text_profile(self, weight=0.5, length=1000, shrinkage=40.0, lexical=0.0, lexical_terms=4096, dim=64):
+    def set_text_profile(self, weight=0.5, length=1000, shrinkage=40.0, lexical=0.5, lexical_terms=1024, dim=64):
         """Items without a trained id (held out, or added by `index_items`) also score by their
         text's match with the user's whole history (`tfrec.models.text_profile`; weight 0: off; the
         texts in `dim` principal directions, 0: all), and with `lexical` > 0 by their words' (TF-IDF;

@@ -69,7 +69,7 @@ class RetrievalSpace:
         return start, start + tp.lexical.dim, tp.lexical.terms
 
     def set_text_profile(self, weight=0.0, length=1000, shrinkage=40.0, lexical=0.0, item_texts=None,
-                         lexical_terms=4096, dim=64):
+                         lexical_terms=1024, dim=64):
         """Items without a trained id also score w x their text's match with the user's history, and with
         `lexical` > 0 v x their words' (TF-IDF) match; `item_texts`: the lookup's items'; `lexical_terms`:
         the most words given columns; `dim`: the text part's columns, 0: all (text_profile.py)."""

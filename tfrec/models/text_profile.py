@@ -78,11 +78,11 @@ class TextProfile(tf.Module):
             directions (module docstring; 0 or at least the embedding's width: every dimension).
     """
 
-    def __init__(self, model, weight, length=1000, shrinkage=40.0, lexical=0.0, item_texts=None, lexical_terms=4096,
+    def __init__(self, model, weight, length=1000, shrinkage=40.0, lexical=0.0, item_texts=None, lexical_terms=1024,
                  dim=64):
         super().__init__(name="text_profile")
-        lookup, tower = model.lookup, model.item_tower
-        if "text_embedding" not in lookup.column_names or not tower.use_text:
+        lookup = model.lookup
+        if not has_cached_text(model):
             raise ConfigError("The text profile needs cached text embeddings (`text.finetune=frozen` and "
                               "`model.use_text=true`). Fix: set `model.text_profile=0`.")
         if not weight > 0 or int(length) < 1 or not shrinkage >= 0 or not lexical >= 0 or int(dim) < 0:
@@ -100,7 +100,7 @@ class TextProfile(tf.Module):
         self.text_dim = int(emb.shape[1] if self.projection is None else self.projection.shape[1])  # its columns
         self._scales = None  # (c, r) of every lookup row, then a zero row (the unknown one): `_append_scales`
         self._append_scales(lookup.columns["text_embedding"].numpy()[:-1])
-        self.tower = tower  # which ids are trained: `ItemTower.has_trained_id`
+        self.tower = model.item_tower  # which ids are trained: `ItemTower.has_trained_id`
         self.lexical_weight, self.lexical = float(lexical), None
         if self.lexical_weight:
             from tfrec.models.lexical import LexicalVectors
@@ -205,11 +205,21 @@ def _before_unknown(table, new):
     return np.concatenate([head, new, np.zeros((1,) + new.shape[1:], new.dtype)])
 
 
+def has_cached_text(model):
+    """Whether the model's item tower reads its catalogue's cached text embeddings (what the profile reads)."""
+    return "text_embedding" in model.lookup.column_names and model.item_tower.use_text
+
+
 def with_text_profile(model, model_cfg, log=print, items=None, template=None):
     """As `tfrec run` configures it: items without a trained id also score `model.text_profile` x their
     text's match with the user's whole history (off at 0), and `model.text_profile_lexical` x their
-    words' (the template texts of `items`, an items table)."""
+    words' (the template texts of `items`, an items table). A model without cached text embeddings
+    (`text.finetune` other than frozen, or `model.use_text=false`) has no profile, and the log says so."""
     if not model_cfg.text_profile:
+        return
+    if not has_cached_text(model):
+        log("cold items: no text profile (it needs cached text embeddings: `text.finetune=frozen` and "
+            "`model.use_text=true`)")
         return
     lexical = model_cfg.text_profile_lexical
     if lexical and items is None:
