@@ -49,7 +49,9 @@ def test_reloaded_run_recommends_exactly_like_the_trained_one(reloaded):
     assert run.model.popularity_prior == result.model.popularity_prior
     assert float(run.ranker.blend.numpy()) == float(a.ranker.blend.numpy())
     assert float(run.ranker.blend_new.numpy()) == float(a.ranker.blend_new.numpy())  # an empty history's
-    assert b.item_embeddings.shape[1] == run.config.model.embedding_dim + 1
+    # The text profile (the default: 64 principal directions, then the words of the 1,024 most texts) too.
+    assert run.model.text_profile.dim == result.model.text_profile.dim == 64 + 1024
+    assert b.item_embeddings.shape[1] == run.config.model.embedding_dim + 1 + 64 + 1024
     # Histories with their ratings: the rating head's term reads only those its frozen base was not
     # fitted on, so the base's (user, item) pairs must come back too (as must the popularity counts).
     live = pd.concat([a.known, result.split.test], ignore_index=True)  # some history ratings after the base's

@@ -39,6 +39,7 @@ import tensorflow as tf  # noqa: E402
 from tfrec.export import rest  # noqa: E402
 from tfrec.export.inspection import export_size, rest_inputs  # noqa: E402
 from tfrec.export.warmup import read_warmup  # noqa: E402
+from tfrec.models.text_profile import PROFILE_FEATURE  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -125,8 +126,12 @@ def _hand_cases(rec, path):
     if "rank" in sigs:  # catalogue items, an unknown id and padding
         cands = np.array([["50", "181", "1", "no-such-item", ""]] * len(users) + [["100", "", "", "", ""]], object)
         cases.append(("rank", {**q, "candidate_item_ids": _bytes(cands)}))
-    if "explain" in sigs:  # one item per query row; the last one unknown
-        cases.append(("explain", {**q, "item_ids": _bytes(np.array(["50", "181", "1", "no-such-item"], object))}))
+    if "explain" in sigs:  # one item per query row: trained ones, one without a trained id (the text profile's
+        # items) and an unknown one
+        trained = set(rec.model.item_tower.item_vocabulary)
+        untrained = next(i for i in rec.item_ids.astype(str) if i not in trained)
+        cases.append(("explain", {**q, "item_ids": _bytes(np.array(["50", "181", untrained, "no-such-item"],
+                                                                    object))}))
     return cases, events
 
 
@@ -145,6 +150,8 @@ def reference(rec, sig, inputs, meta):
     n = rec.query_features.history_length
     feats = {k: v for k, v in inputs.items() if k != "exclude_item_ids"}
     hist = [[h for h in row] for row in feats["history"]]
+    if rec.model.profile_length:  # the text profile reads the whole history sent (its newest `profile_length`)
+        feats[PROFILE_FEATURE] = feats["history"][:, -rec.model.profile_length:]
     feats["history"] = np.array([([b""] * n + row)[-n:] for row in hist], object)  # newest n, "" pads on the left
     q = rec.model.query_embedding({k: tf.constant(v) for k, v in feats.items()}, training=False).numpy()
     if sig == "encode_query":
@@ -193,7 +200,7 @@ def _explain_reference(rec, feats, q, item_ids, meta):
     score = (q * v).sum(1)
     hist = feats["history"]
     contrib = np.zeros(hist.shape, np.float32)
-    for row in range(len(hist)):
+    for row in range(len(hist)):  # leave-one-out over the tower's window; the profile keeps the whole history
         for j in np.flatnonzero(hist[row] != b""):
             without = np.array([[b""] + [h for i, h in enumerate(hist[row]) if i != j]], object)
             one = {k: (without if k == "history" else val[row:row + 1]) for k, val in feats.items()}
@@ -215,12 +222,23 @@ def _explain_reference(rec, feats, q, item_ids, meta):
     prior = np.array([rec.model.temperature * w * np.log1p(counts.get(x.decode(), 0)) if r >= 0 else 0.0
                       for x, r in zip(item_ids, rows)], np.float32)
     assert rec.model.cooccurrence is None  # fixed off, as make demo's validation chooses (tests/conftest.py)
+    # The text profile (on by default): its block's part of the score, and its lexical columns' five largest
+    # positive word parts, q_k x v_k, largest first (ties: the lower column), "" / 0 after them.
+    a, z = rec.model.block_columns("text_profile")
+    start, stop, terms = rec.model.lexical_columns()
+    assert z == stop == start + len(terms)  # the block: text columns, then one per word
+    parts = q[:, start:stop] * v[:, start:stop]
+    words = np.full((len(item_ids), 5), b"", object)
+    word_parts = np.zeros((len(item_ids), 5), np.float32)
+    for row in range(len(item_ids)):
+        top = [c for c in np.argsort(-parts[row], kind="stable")[:5] if parts[row, c] > 0]
+        words[row, :len(top)] = [terms[c].encode() for c in top]
+        word_parts[row, :len(top)] = parts[row, top]
     return {"score": score, "history_contributions": contrib, "history_item_ids": hist,
             "attribute_contributions": np.stack(attr, 1), "popularity_prior": prior,
-            "text_profile": np.zeros(len(item_ids), np.float32),  # the demo's model has no text profile
-            "cooccurrence": np.zeros(len(item_ids), np.float32),  # nor a co-occurrence block
-            "text_profile_words": np.full((len(item_ids), 5), b"", object),  # nor the profile's lexical term
-            "text_profile_word_parts": np.zeros((len(item_ids), 5), np.float32)}
+            "text_profile": (q[:, a:z] * v[:, a:z]).sum(1), "text_profile_words": words,
+            "text_profile_word_parts": word_parts,
+            "cooccurrence": np.zeros(len(item_ids), np.float32)}  # the demo has no co-occurrence block
 
 
 def _item_reference(rec, inputs):
@@ -249,6 +267,10 @@ def _item_reference(rec, inputs):
         v = rec.model.item_tower(feats, training=False).numpy()
         if rec.model.has_popularity_prior:  # the prior's column: 0, a new item has no interactions yet
             v = np.concatenate([v, np.zeros((len(v), 1), v.dtype)], axis=1)
+        if rec.model.text_profile is not None:  # its block from the new item's embedding and template text
+            block = rec.model.text_profile.item_columns(rec.model.lookup, feats["item_id"], tf.constant(emb),
+                                                        tf.constant(item_texts(df, rec.text_template)))
+            v = np.concatenate([v, block.numpy()], axis=1)
         out[new] = v
     return out
 

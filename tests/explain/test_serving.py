@@ -139,3 +139,32 @@ def test_explain_item_ids_input_name_is_reserved():
     with pytest.raises(ConfigError, match="may not name a feature 'item_ids'"):
         RetrievalModule(lambda f: tf.zeros([tf.shape(f["history"])[0], 2]), spec, ["x"], [[1.0, 0.0]],
                         explainer=ex)
+
+
+@pytest.mark.parametrize("index", ["brute_force", "kmeans"])
+def test_an_export_saves_the_item_matrix_once_and_explains_from_the_index(tiny, tmp_path, index):
+    """`explain` reads the index's variable (k-means keeps its rows in partition order), not a copy of its
+    own: the checkpoint has one variable of the catalogue matrix's shape, and the scores are still q . v."""
+    rec, data, split, ex = tiny
+    qf = rec.query_features
+    query_model, spec, _, _ = hybrid_serving_parts(rec.model, qf)
+    explainer = hybrid_explainer(rec.model, qf, rec.item_ids, rec.item_embeddings)
+    params = {"partitions": 4, "probes": 4} if index == "kmeans" else None
+    path = export_retrieval(query_model, spec, rec.item_ids, rec.item_embeddings, explainer=explainer, k=5,
+                            index=index, index_params=params, root=tmp_path, name=index)
+    shapes = [tuple(s) for _, s in tf.train.list_variables(str(pathlib.Path(path) / "variables" / "variables"))]
+    assert shapes.count(tuple(rec.item_embeddings.shape)) == 1
+    assert (len(rec.item_ids) + 1, rec.item_embeddings.shape[1]) not in shapes  # the explainer's old padded copy
+    sig = tf.saved_model.load(path).signatures["explain"]
+    ts = int(split.val["timestamp"].max()) + 1
+    user = split.val["user_id"].astype(str).iloc[-1]
+    feats = ex.features(user, ts)
+    items = [str(i) for i in rec.item_ids[::7]] + ["no-such-item"]
+    req = {k: tf.constant(np.repeat(v, len(items), axis=0)) for k, v in feats.items()}
+    out = sig(**req, item_ids=tf.constant(items))
+    q = rec.query_embedding(user, ts)
+    want = [float(q @ rec.item_embeddings[list(rec.item_ids).index(i)]) for i in items[:-1]] + [0.0]
+    np.testing.assert_allclose(out["score"].numpy(), want, atol=1e-5)
+    other = hybrid_explainer(rec.model, qf, rec.item_ids, rec.item_embeddings + 1.0)
+    with pytest.raises(ConfigError, match="item vectors are not the index's"):
+        RetrievalModule(query_model, spec, rec.item_ids, rec.item_embeddings, explainer=other)

@@ -32,6 +32,7 @@ An unknown item id scores 0 against every query (a zero embedding).
 import numpy as np
 import tensorflow as tf
 
+from tfrec.errors import ConfigError
 from tfrec.explain.attribution import UNKNOWN_NUMBER, UNKNOWN_USER
 from tfrec.models.repeat import in_history
 from tfrec.models.text_profile import PROFILE_FEATURE
@@ -87,12 +88,33 @@ class QueryExplainer(tf.Module):
         self.attribute_names = list(self.occlusions)
         ids = np.asarray(item_ids, dtype=object).astype(str).reshape(-1)
         emb = np.asarray(item_embeddings, np.float32)
-        self.table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(tf.constant(ids), tf.range(len(ids), dtype=tf.int64)),
-            default_value=len(ids))
+        self.n_items = len(ids)
+        self.table = _row_table(ids)
         # The last row (index n_items) is the unknown item: zeros.
         self.embeddings = tf.Variable(np.concatenate([emb, np.zeros((1, emb.shape[1]), np.float32)]),
                                       trainable=False, name="item_embeddings")
+        self.shared = None  # the export index's [n_items, d] variable instead (`read_from_index`)
+
+    def read_from_index(self, embeddings, item_ids):
+        """From now on reads the item vectors from `embeddings` (the export's index variable [n_items, d],
+        rows for `item_ids` in its order) instead of its own copy, so a SavedModel holds the catalogue's
+        matrix once (`RetrievalModule` calls it). The vectors must be the ones this explainer has. Returns it."""
+        ids = np.asarray(item_ids, dtype=object).astype(str).reshape(-1)
+        mine = self.table.lookup(tf.constant(ids))
+        if len(ids) != self.n_items or bool(tf.reduce_any(mine >= self.n_items)) or not np.array_equal(
+                self._vectors(mine).numpy(), embeddings.numpy()):
+            raise ConfigError("The explainer's item vectors are not the index's: build both from the same "
+                              "`item_ids` and `item_embeddings`.")
+        del self.embeddings, self.table  # untracked too (a tracked attribute set to None stays a dependency)
+        self.table, self.embeddings, self.shared = _row_table(ids), None, embeddings
+        return self
+
+    def _vectors(self, rows):
+        """The item vectors of table rows [b] (the unknown row, n_items: zeros)."""
+        if self.shared is None:
+            return tf.gather(self.embeddings, rows)
+        known = rows < self.n_items
+        return tf.where(known[:, None], tf.gather(self.shared, tf.where(known, rows, 0)), 0.0)
 
     def _pad(self, history):
         if self.history_length is None:
@@ -122,7 +144,7 @@ class QueryExplainer(tf.Module):
         batch = {k: tf.concat([p[k] for p in parts], axis=0) for k in parts[0]}
         q = tf.cast(self.query_model(batch), tf.float32)  # (b * (N + 1) + A * b, d)
         rows = self.table.lookup(item_ids)
-        v = tf.gather(self.embeddings, rows)  # (b, d)
+        v = self._vectors(rows)  # (b, d)
         d = tf.shape(q)[1]
         q_loo = tf.reshape(q[:b * (n + 1)], [b, n + 1, d])  # row 0 of each example: the query itself
         s = tf.einsum("bkd,bd->bk", q_loo, v)  # (b, N + 1)
@@ -134,7 +156,7 @@ class QueryExplainer(tf.Module):
         if self.repeat_penalty:  # (b, N + 1): the item is in that variant's history (unknown items never)
             hit = tf.reshape(in_history(tf.repeat(item_ids, n + 1)[:, None], tf.reshape(variants, [-1, n])),
                              [b, n + 1])
-            penalty = self.repeat_penalty * tf.cast(hit & (rows < self.embeddings.shape[0] - 1)[:, None], tf.float32)
+            penalty = self.repeat_penalty * tf.cast(hit & (rows < self.n_items)[:, None], tf.float32)
         s -= penalty
         score = s[:, 0]
         contributions = tf.where(hist == "", 0.0, score[:, None] - s[:, 1:])  # (b, N)
@@ -156,6 +178,13 @@ class QueryExplainer(tf.Module):
         keep = parts > 0
         return {"text_profile_words": tf.where(keep, tf.gather(terms, cols), ""),
                 "text_profile_word_parts": tf.where(keep, parts, 0.0)}
+
+
+def _row_table(ids):
+    """Item id -> its row, unknown ids -> len(ids)."""
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(ids), tf.range(len(ids), dtype=tf.int64)),
+        default_value=len(ids))
 
 
 def hybrid_occlusions(query_features, model=None) -> dict:

@@ -95,6 +95,8 @@ class RetrievalModule(tf.Module):
             raise ConfigError("`repeat_penalty` lowers the scores of the query's `history` items: the query_spec "
                               "needs a `history` input.")
         self.items = IdLookup(item_ids[self.index.order])
+        if explainer is not None and hasattr(explainer, "read_from_index"):  # the catalogue's matrix saved once
+            explainer = explainer.read_from_index(self.index.embeddings, item_ids[self.index.order])
         self._models = _Untracked(query=query_model, item_encoder=item_encoder, ranker=ranker, explainer=explainer)
         self._check_models()
         self.model_resources = collect_resources(query_model, item_encoder, ranker, explainer)
