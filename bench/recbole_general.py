@@ -116,6 +116,12 @@ VARIANTS = {
     "profile_h200_t0.2_b4096_cooc_refit": [
         "--eval.query_history=profile", "--data.history_length=200", "--model.temperature=0.2",
         "--train.batch_size=4096", "--train.refit=true"],
+    # Session 29: the same with the text profile and its lexical term, on by default since (chosen on the
+    # cold-item split's validation-cold items, not here); test only, on seeds 42, 1, 2, 3.
+    "profile_h200_t0.2_b4096_cooc_refit_text_profile": [
+        "--eval.query_history=profile", "--data.history_length=200", "--model.temperature=0.2",
+        "--train.batch_size=4096", "--train.refit=true", "--model.text_profile=0.5",
+        "--model.text_profile_lexical=0.5"],
 }
 # For reference only (not produced here): bench/results/baselines_ml100k.json and RecBole's quick start.
 ANCHORS = {"EASE (tfrec baseline, same split)": {"ndcg@10": 0.336, "recall@10": 0.274},
@@ -147,6 +153,8 @@ def _config(flags, tmp, protocol):
     # variant runs without it. The split is the protocol's either way (`prepare`).
     if PROFILE in flags:
         flags, protocol = [f for f in flags if f != PROFILE], True
+    if not any(f.startswith("--model.text_profile=") for f in flags):
+        flags = [*flags, "--model.text_profile=0"]  # every variant before session 29 ran without the text profile
     proto = ["--eval.protocol=recbole_general"] if protocol else []
     return load_config(None, [*COMMON, f"--run_root={tmp}", *proto, *flags])
 

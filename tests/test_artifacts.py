@@ -75,8 +75,9 @@ def test_the_weights_come_from_the_run_folder_not_from_the_seed(reloaded):
     result, run = reloaded
     fresh = build_hybrid(run.config.model, run.catalogue, run.data.items, run.text_embeddings, run.query_features,
                          seed=run.config.train.seed, text_cfg=run.config.text)
-    emb = HybridScorer(fresh, run.query_features, run.known, run.catalogue.item_ids[:50]).item_embeddings
-    trained = result.recommender.item_embeddings[:50]
+    d = fresh.item_tower.output_dim  # the towers' columns (the prior and the text profile follow, set after training)
+    emb = HybridScorer(fresh, run.query_features, run.known, run.catalogue.item_ids[:50]).item_embeddings[:, :d]
+    trained = result.recommender.item_embeddings[:50, :d]
     assert np.abs(emb - trained).max() > 1e-2
     info = json.loads((__import__("pathlib").Path(result.run_dir) / MODEL_DIR / INFO_FILE).read_text())
     assert info["kind"] == "hybrid" and info["parts"] == ["lookup", "item_tower", "query_tower"]

@@ -10,6 +10,7 @@ import pytest
 
 from tfrec.cli.main import main
 from tfrec.cli.run import run
+from tfrec.models.text_profile import PROFILE_FEATURE
 from tests.conftest import demo_overrides
 from tfrec.config import load_config
 
@@ -143,7 +144,9 @@ def test_two_stage_main_job_reports_both_stages_and_exports_rank(demo):
     # The served two-stage list equals the in-memory ranker's order of the served retrieval candidates.
     rec = result.recommender
     feats = rec.query_features_of("42", timestamp=int(rec.known.timestamp.max()) + 1)
-    inputs = {k: tf.constant(v) for k, v in feats.items()}
+    assert rec.model.text_profile is not None  # on by default: the request sends the whole history as `history`
+    inputs = {k: tf.constant(v) for k, v in feats.items() if k != PROFILE_FEATURE}
+    inputs["history"] = tf.constant(feats[PROFILE_FEATURE])
     served = loaded.signatures["serving_default"](**inputs)["item_ids"].numpy()[0].astype(str)
     cands = loaded.signatures["retrieve"](**inputs)["item_ids"].numpy()[0].astype(str)
     from tfrec.models.two_stage import rank_candidates

@@ -86,8 +86,11 @@ class Recommender:
         return int(self.known["timestamp"].max()) + 1 if len(self.known) else int(time.time())
 
     def query_features_of(self, user_id, timestamp=None, history: Optional[Sequence[str]] = None, attributes=None):
-        """Raw query features (batch of one) as a serving request would send them.
-        Defaults: `default_timestamp()`, the user's known history, their known attributes."""
+        """Raw query features (batch of one), the in-memory model's inputs. Defaults: `default_timestamp()`,
+        the user's known history, their known attributes. With a block that reads more history than the
+        tower (the text profile, on by default; the co-occurrence block) they also hold `profile_history`,
+        its newest known items: a serving request sends those as `history` instead (the export keeps the
+        tower's newest N of it) and leaves `profile_history` out."""
         ts = self.default_timestamp() if timestamp is None else int(timestamp)
         feats = {"user_id": np.array([str(user_id)], object), "timestamp": np.array([ts], np.int64)}
         n = self.query_features.history_length

@@ -24,12 +24,13 @@ from counting fully. Items with
 a trained id get no term (w = 0 for them). It is a dot product of two more blocks of the
 retrieval space, the query's `profile_u` against each item's `w * t_i`, so brute-force
 and ANN indexes, the SavedModel signatures and `index_items` score it with no other
-change. Nothing is trained: w and k are settings (`model.text_profile`,
-`model.text_profile_shrinkage`). On ML-100K's held-out cold items (w 0.5, k 40) it took
-NDCG@10 from 0.92x to 1.14x the TF-IDF content baseline (1.19x with k 0), and to 1.22x on
-average over five held-out draws (README, cold start).
+change. Nothing is trained: w and k are settings (`model.text_profile`, 0.5 by default since
+session 29, 0: off; `model.text_profile_shrinkage`). On ML-100K's held-out cold items (w 0.5, k 40)
+it took NDCG@10 from 0.92x to 1.14x the TF-IDF content baseline (1.19x with k 0), and to 1.22x on
+average over five held-out draws; with the lexical term below, `tfrec run`'s default, 1.24x and
+1.26x (README, cold start).
 
-A second, lexical term (`lexical` = v > 0, `model.text_profile_lexical`; off at 0) adds
+A second, lexical term (`lexical` = v > 0, `model.text_profile_lexical`, 0.5 by default; 0: off) adds
 v * cos(lexical profile_u, l_i): l_i the unit TF-IDF vector of the item's template text
 (`tfrec.models.lexical`, vocabulary and idf fitted on the catalogue's texts), the profile the
 normalised sum of l_j over the same known items, unshrunk: the TF-IDF content baseline's own
