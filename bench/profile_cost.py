@@ -5,7 +5,8 @@
 `--model.text_profile` (and its lexical term) add columns to both retrieval vectors: the text
 embedding's (384 with MiniLM; since session 28 its 64 principal directions by default,
 `--model.text_profile_dim`) and one per kept word (`--model.text_profile_lexical_terms`).
-They are off by default for that size. This measures it on ML-100K: one hybrid trained for one
+They were off by default for that size until session 29 (on since: 64 directions, 1,024 words).
+This measures it on ML-100K: one hybrid trained for one
 epoch on the `cold_items` split (MiniLM, cached text; the cost does not depend on how well it is
 trained), then for each setting the retrieval vectors' width, the item matrix's bytes, the
 exported SavedModel's size on disk (brute-force index, no item encoder), and the latency of its
@@ -33,6 +34,7 @@ import tfrec  # noqa: E402,F401  (before TensorFlow)
 OUT = REPO / "bench" / "results" / "profile_cost_ml100k.json"
 # name -> (text profile weight, lexical weight, lexical terms, text dimensions); None: no profile. The text part in
 # every dimension (0) as before session 28, and in the default 64 principal directions (`model.text_profile_dim`).
+# "no text profile (default)": the key as recorded; the default until session 29
 SETTINGS = {"no text profile (default)": None, "text profile": (0.5, 0.0, 0, 0),
             "+ lexical term, every word": (0.5, 0.5, 0, 0), "+ lexical term, 1,024 words": (0.5, 0.5, 1024, 0),
             "+ lexical term, 256 words": (0.5, 0.5, 256, 0), "text profile, 64 directions": (0.5, 0.0, 0, 64),

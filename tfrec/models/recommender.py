@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from tfrec.config import ModelConfig
 from tfrec.data.history import EVENT_ORDER
 from tfrec.errors import DataError
 from tfrec.models.catalogue_lookup import column_values
@@ -65,12 +66,14 @@ class Recommender:
     def item_embeddings(self) -> np.ndarray:
         return self.scorer.item_embeddings
 
-    def set_text_profile(self, weight=0.5, length=1000, shrinkage=40.0, lexical=0.5, lexical_terms=1024, dim=64):
+    def set_text_profile(self, weight=ModelConfig.text_profile, length=1000,
+                         shrinkage=ModelConfig.text_profile_shrinkage, lexical=ModelConfig.text_profile_lexical,
+                         lexical_terms=ModelConfig.text_profile_lexical_terms, dim=ModelConfig.text_profile_dim):
         """Items without a trained id (held out, or added by `index_items`) also score by their
         text's match with the user's whole history (`tfrec.models.text_profile`; weight 0: off; the
         texts in `dim` principal directions, 0: all), and with `lexical` > 0 by their words' (TF-IDF;
         columns for the `lexical_terms` words of the most texts, 0: every word); this recommender's
-        index follows. Nothing is retrained."""
+        index follows. Nothing is retrained. The defaults are `tfrec run`'s (`ModelConfig`)."""
         from tfrec.models.text_profile import catalogue_texts
 
         texts = catalogue_texts(self.model.lookup, self.items, self.text_template) if lexical else None

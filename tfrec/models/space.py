@@ -14,6 +14,7 @@ the query's `profile_history` feature (the user's newest `profile_length` known 
 """
 import tensorflow as tf
 
+from tfrec.config import ModelConfig
 from tfrec.models.text_profile import PROFILE_FEATURE
 
 
@@ -68,8 +69,9 @@ class RetrievalSpace:
         start = self.block_columns("text_profile")[0] + tp.text_dim
         return start, start + tp.lexical.dim, tp.lexical.terms
 
-    def set_text_profile(self, weight=0.0, length=1000, shrinkage=40.0, lexical=0.0, item_texts=None,
-                         lexical_terms=1024, dim=64):
+    def set_text_profile(self, weight=0.0, length=1000, shrinkage=ModelConfig.text_profile_shrinkage, lexical=0.0,
+                         item_texts=None, lexical_terms=ModelConfig.text_profile_lexical_terms,
+                         dim=ModelConfig.text_profile_dim):
         """Items without a trained id also score w x their text's match with the user's history, and with
         `lexical` > 0 v x their words' (TF-IDF) match; `item_texts`: the lookup's items'; `lexical_terms`:
         the most words given columns; `dim`: the text part's columns, 0: all (text_profile.py)."""

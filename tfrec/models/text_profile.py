@@ -47,6 +47,7 @@ build it from the same history as the `history` feature, which holds only the ne
 import numpy as np
 import tensorflow as tf
 
+from tfrec.config import ModelConfig
 from tfrec.errors import ConfigError
 from tfrec.models.bags import sum_rows
 
@@ -79,8 +80,9 @@ class TextProfile(tf.Module):
             directions (module docstring; 0 or at least the embedding's width: every dimension).
     """
 
-    def __init__(self, model, weight, length=1000, shrinkage=40.0, lexical=0.0, item_texts=None, lexical_terms=1024,
-                 dim=64):
+    def __init__(self, model, weight, length=1000, shrinkage=ModelConfig.text_profile_shrinkage, lexical=0.0,
+                 item_texts=None, lexical_terms=ModelConfig.text_profile_lexical_terms,
+                 dim=ModelConfig.text_profile_dim):
         super().__init__(name="text_profile")
         lookup = model.lookup
         if not has_cached_text(model):
